@@ -1,0 +1,1 @@
+"""Runtime policy artifacts: format, loading, validation, ONNX Runtime inference. Never imports torch."""

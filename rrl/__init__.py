@@ -1,0 +1,1 @@
+"""The `rrl` command line: parses arguments, then calls into the packages."""

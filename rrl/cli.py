@@ -1,0 +1,41 @@
+"""`rrl`: one command line for the runtime, the simulations and training.
+
+Each subcommand lives in `rrl/commands/<name>.py` with `add_arguments(parser)` and
+`run(args) -> int`; the table below is the whole list. Command modules import
+their heavy dependencies inside `run`, so `rrl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "expert": ("rrl.commands.expert", "run a task's scripted expert headless and report its success"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rrl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Offline training: demo datasets, BC, DMPO, REQ, replay, evaluation, export. Never imports ROS."""
