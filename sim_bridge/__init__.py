@@ -16,6 +16,10 @@ TASKS: dict[str, tuple[str, str]] = {
     "ur5_pick": ("sim_bridge.ur5.tasks", "PickTask"),
     "ur5_bowl": ("sim_bridge.ur5.tasks", "BowlTask"),
     "ur5_push": ("sim_bridge.ur5.tasks", "PushTask"),
+    "adroit_door": ("sim_bridge.adroit.tasks", "DoorTask"),
+    "adroit_hammer": ("sim_bridge.adroit.tasks", "HammerTask"),
+    "adroit_pen": ("sim_bridge.adroit.tasks", "PenTask"),
+    "adroit_relocate": ("sim_bridge.adroit.tasks", "RelocateTask"),
 }
 
 
