@@ -58,6 +58,21 @@ def cap_norm(v: np.ndarray, max_norm: float) -> np.ndarray:
     return v if norm <= max_norm or norm == 0.0 else v * (max_norm / norm)
 
 
+def interpolate_posture(start: np.ndarray, goal: np.ndarray, step: int, ramp_steps: int) -> np.ndarray:
+    """Joint-space posture `step` steps into a linear ramp of `ramp_steps` steps from `start` to `goal`.
+
+    A hand posture (open, pre-grasp, power grasp, ...) is a vector of joint targets; a
+    motion that changes posture moves to it gradually so the fingers do not slap the
+    object. `step <= 0` gives `start`, `step >= ramp_steps` gives `goal` (so
+    `ramp_steps <= 0` jumps straight to `goal`).
+    """
+    start, goal = np.asarray(start, dtype=np.float64), np.asarray(goal, dtype=np.float64)
+    if start.shape != goal.shape:
+        raise ValueError(f"posture shapes differ: start {start.shape}, goal {goal.shape}")
+    fraction = 1.0 if ramp_steps <= 0 else float(np.clip(step / ramp_steps, 0.0, 1.0))
+    return start + fraction * (goal - start)
+
+
 @dataclass(frozen=True)
 class WaypointGains:
     """Gains and caps of the P-law."""

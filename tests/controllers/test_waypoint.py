@@ -93,3 +93,16 @@ def test_unknown_jump_target_is_named():
     seq = MotionSequencer([a], WaypointController(), pose=lambda o: (o["tool_pos"], None))
     with pytest.raises(KeyError, match="nowhere"):
         seq.act({"tool_pos": np.zeros(3)})
+
+
+def test_interpolate_posture_ramps_linearly_and_saturates():
+    from controllers.waypoint import interpolate_posture
+
+    start, goal = np.zeros(3), np.array([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(interpolate_posture(start, goal, 0, 4), start)
+    np.testing.assert_allclose(interpolate_posture(start, goal, 1, 4), 0.25 * goal)
+    np.testing.assert_allclose(interpolate_posture(start, goal, 4, 4), goal)
+    np.testing.assert_allclose(interpolate_posture(start, goal, 9, 4), goal)
+    np.testing.assert_allclose(interpolate_posture(start, goal, 0, 0), goal)
+    with pytest.raises(ValueError, match="shapes differ"):
+        interpolate_posture(np.zeros(2), goal, 1, 4)
