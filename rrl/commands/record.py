@@ -1,0 +1,95 @@
+"""`rrl record`: record demonstrations of a task to a rosbag2/MCAP bag (scripted expert or keyboard teleoperation).
+
+The bag is a directory (`--out`) with `metadata.yaml` and one MCAP file per kept
+episode; see `training/demos/bag.py` for the format and `training/demos/schema.py`
+for the topics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="task name, e.g. ur5_pick")
+    p.add_argument("--source", required=True, choices=["expert", "keyboard"],
+                   help="who acts: the task's scripted expert (headless, fast) or a person at this terminal")
+    p.add_argument("--episodes", type=int, required=True, help="number of episodes to keep")
+    p.add_argument("--out", required=True, help="bag directory to create (must not exist or be empty)")
+    p.add_argument("--keep", choices=["successes", "failures"], default="successes",
+                   help="'successes' keeps only successful episodes (default); 'failures' keeps failed ones too")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the first episode (default: training.evaluation.DEMO_SEED_BASE); then seed + 1, ...")
+    p.add_argument("--camera-px", type=int, default=240,
+                   help="square camera resolution in pixels; 0 records state only (no camera)")
+    p.add_argument("--variant", default=None, help="expert variant (expert source)")
+    p.add_argument("--noise-std", type=float, default=0.0,
+                   help="Gaussian noise on the expert's linear velocity, m/s (expert source)")
+    p.add_argument("--compression", choices=["zstd", "lz4", "none"], default="zstd",
+                   help="MCAP chunk compression")
+    p.add_argument("--speed", type=float, default=0.05,
+                   help="initial teleoperation tool speed, m/s (keyboard source; +/- change it)")
+    p.add_argument("--json", action="store_true", help="print one JSON summary object as the last line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sim_bridge import make_task
+    from sim_bridge.task import CameraConfig
+    from training.demos.bag import DemoBagWriter
+    from training.demos.schema import BagSpec
+    from training.evaluation import DEMO_SEED_BASE
+
+    if args.episodes < 1:
+        raise SystemExit("--episodes must be >= 1")
+    if args.camera_px < 0 or 0 < args.camera_px < 8:
+        raise SystemExit(f"--camera-px must be 0 (no camera) or >= 8, got {args.camera_px}")
+    seed = DEMO_SEED_BASE if args.seed is None else args.seed
+    camera = CameraConfig(width_px=args.camera_px, height_px=args.camera_px) if args.camera_px else None
+    try:
+        task = make_task(args.task, camera=camera)
+    except KeyError as e:
+        raise SystemExit(str(e)) from None
+    try:
+        try:
+            writer = DemoBagWriter(args.out, BagSpec.from_task(task.spec, camera), source=args.source,
+                                   compression=args.compression,
+                                   custom_data={"rrl.seed": str(seed), "rrl.variant": str(args.variant),
+                                                "rrl.noise_std": str(args.noise_std)})
+        except FileExistsError as e:
+            raise SystemExit(str(e)) from None
+        with writer:
+            if args.source == "expert":
+                summary = _record_expert(task, writer, args, seed)
+            else:
+                summary = _record_keyboard(task, writer, args, seed)
+    finally:
+        task.close()
+    report = {"task": args.task, "source": args.source, "out": args.out, **summary}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{args.task}: kept {report['episodes']} episodes ({report['kept_steps']} steps) in {args.out}; "
+              f"{report['attempts']} attempted, success rate {report['success_rate']:.2f}", file=sys.stderr)
+    return 0
+
+
+def _record_expert(task, writer, args, seed) -> dict:
+    from controllers.experts import make_expert
+    from training.demos.recording import record_policy
+    from training.evaluation import ExpertPolicy
+
+    policy = ExpertPolicy(make_expert(args.task, variant=args.variant, noise_std=args.noise_std), task.spec)
+    summary = record_policy(task, policy, writer, episodes=args.episodes, seed=seed,
+                            keep_failures=args.keep == "failures", progress=not args.json,
+                            variant=args.variant, noise_std=args.noise_std)
+    return summary.to_dict()
+
+
+def _record_keyboard(task, writer, args, seed) -> dict:
+    from training.demos.teleop import TeleopConfig, run_terminal_teleop
+
+    config = TeleopConfig(speed_m_s=args.speed)
+    return run_terminal_teleop(task, writer, episodes=args.episodes, seed=seed, config=config,
+                               keep_failures=args.keep == "failures").to_dict()
