@@ -14,6 +14,7 @@ import sys
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "expert": ("rrl.commands.expert", "run a task's scripted expert headless and report its success"),
+    "record": ("rrl.commands.record", "record expert or keyboard demonstrations to a rosbag2/MCAP bag"),
 }
 
 
