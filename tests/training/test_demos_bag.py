@@ -1,0 +1,231 @@
+"""Demonstration bags end to end: `rrl record` -> rosbag2/MCAP -> rosbags AnyReader and our dataset reader.
+
+Real PyBullet UR5 pick task and its scripted expert at a 64 px depth camera.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mcap.reader import make_reader
+from rosbags.highlevel import AnyReader
+
+from rrl.cli import main as rrl_main
+from training.demos import schema
+from training.demos.bag import BagError, read_info, reindex
+from training.demos.dataset import DatasetConfig, DemoDataset
+
+ROOT = Path(__file__).resolve().parents[2]
+OBS_TOPICS = {schema.DEPTH_TOPIC: schema.IMAGE, schema.PROPRIO_TOPIC: schema.FLOAT_ARRAY,
+              schema.STATE_TOPIC: schema.FLOAT_ARRAY, schema.JOINTS_TOPIC: schema.JOINT_STATE}
+
+
+@pytest.fixture(scope="module")
+def pick_bag(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demos") / "pick"
+    assert rrl_main(["record", "--task", "ur5_pick", "--source", "expert", "--episodes", "3", "--out", str(out),
+                     "--camera-px", "64", "--seed", "11", "--json"]) == 0
+    return out
+
+
+def anyreader_episodes(bag: Path) -> list[dict[str, list]]:
+    """Per episode, topic -> [(time, message)], split at the /demo/episode start events (rosbags only)."""
+    episodes: list[dict[str, list]] = []
+    with AnyReader([bag], default_typestore=schema.TYPESTORE) as reader:
+        for conn, t, raw in reader.messages():
+            msg = reader.deserialize(raw, conn.msgtype)
+            if conn.topic == schema.EPISODE_TOPIC and json.loads(msg.data)["event"] == "start":
+                episodes.append({})
+            episodes[-1].setdefault(conn.topic, []).append((t, msg))
+    return episodes
+
+
+def test_rosbags_reads_the_recording_with_the_right_counts_and_types(pick_bag):
+    info = read_info(pick_bag)
+    assert len(info.episodes) == 3 and all(e.success for e in info.episodes)
+    assert [e.seed for e in info.episodes] == [11, 12, 13]
+    steps = sum(e.steps for e in info.episodes)
+    expected = {**{t: (ty, steps + 3) for t, ty in OBS_TOPICS.items()},
+                schema.ACTION_TOPIC: (schema.FLOAT_ARRAY, steps), schema.EPISODE_TOPIC: (schema.STRING, 6)}
+    with AnyReader([pick_bag], default_typestore=schema.TYPESTORE) as reader:
+        got = {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
+        assert got == expected
+        assert reader.message_count == sum(n for _, n in expected.values())
+        assert sum(1 for _ in reader.messages()) == reader.message_count
+
+    meta = yaml.safe_load((pick_bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["version"] == 9 and meta["storage_identifier"] == "mcap"
+    assert meta["relative_file_paths"] == ["pick_0.mcap", "pick_1.mcap", "pick_2.mcap"]
+    assert {t["topic_metadata"]["name"]: t["message_count"] for t in meta["topics_with_message_count"]} == \
+        {t: n for t, (_, n) in expected.items()}
+    for t in meta["topics_with_message_count"]:
+        assert t["topic_metadata"]["serialization_format"] == "cdr"
+        assert t["topic_metadata"]["offered_qos_profiles"][0]["reliability"] == "reliable"
+        assert t["topic_metadata"]["type_description_hash"].startswith("RIHS01_")
+    assert meta["custom_data"]["rrl.format"] == schema.FORMAT
+    # each MCAP file has what the rosbag2 MCAP storage plugin expects
+    with open(pick_bag / "pick_0.mcap", "rb") as f:
+        reader = make_reader(f)
+        assert reader.get_header().profile == "ros2"
+        summary = reader.get_summary()
+        for channel in summary.channels.values():
+            assert channel.message_encoding == "cdr"
+            assert yaml.safe_load(channel.metadata["offered_qos_profiles"])[0]["history"] == "keep_last"
+            sch = summary.schemas[channel.schema_id]
+            assert sch.encoding == "ros2msg" and sch.name.count("/msg/") == 1
+
+
+def test_our_reader_gives_the_arrays_rosbags_decodes(pick_bag):
+    ds = DemoDataset(pick_bag, DatasetConfig(frame_dtype="float32", val_fraction=0.0))
+    ref = anyreader_episodes(pick_bag)
+    assert len(ds.episodes) == len(ref) == 3
+    for ep, msgs in zip(ds.episodes, ref):
+        assert ep.steps == len(msgs[schema.ACTION_TOPIC])
+        np.testing.assert_array_equal(ep.proprio, [m.data for _, m in msgs[schema.PROPRIO_TOPIC]])
+        np.testing.assert_array_equal(ep.state, [m.data for _, m in msgs[schema.STATE_TOPIC]])
+        np.testing.assert_array_equal(ep.action, [m.data for _, m in msgs[schema.ACTION_TOPIC]])
+        np.testing.assert_array_equal(ep.joint_pos_rad, [m.position for _, m in msgs[schema.JOINTS_TOPIC]])
+        frames = [np.frombuffer(m.data, "<f4").reshape(m.height, m.width) for _, m in msgs[schema.DEPTH_TOPIC]]
+        np.testing.assert_array_equal(ep.frames, frames)
+        assert all(m.encoding == "32FC1" and m.header.frame_id == "camera" for _, m in msgs[schema.DEPTH_TOPIC])
+        np.testing.assert_array_equal(ep.stamps_ns, [t for t, _ in msgs[schema.PROPRIO_TOPIC]])
+        assert schema.labels_of(msgs[schema.ACTION_TOPIC][0][1]) == ["tool_vel[0]", "tool_vel[1]", "tool_vel[2]",
+                                                                   "gripper"]
+    # the float16 cache is the float32 frames rounded
+    ds16 = DemoDataset(pick_bag, DatasetConfig(val_fraction=0.0))
+    assert ds16.episodes[0].frames.dtype == np.float16
+    np.testing.assert_array_equal(ds16.episodes[0].frames, ds.episodes[0].frames.astype(np.float16))
+    assert isinstance(ds16.episodes[0].frames.base, np.memmap) or isinstance(ds16.episodes[0].frames, np.memmap)
+
+
+def test_samples_reproduce_the_observations_the_task_served(pick_bag):
+    """Replaying the recorded seeds with the expert gives the frame histories and vectors the reader serves."""
+    from controllers.experts import make_expert
+    from sim_bridge import make_task
+    from sim_bridge.task import CameraConfig
+    from training.evaluation import ExpertPolicy
+
+    ds = DemoDataset(pick_bag, DatasetConfig(frame_dtype="float32", val_fraction=0.0))
+    ep = ds.episodes[1]
+    task = make_task("ur5_pick", camera=CameraConfig(64, 64))
+    try:
+        policy = ExpertPolicy(make_expert("ur5_pick"), task.spec)
+        obs = task.reset(ep.record.seed)
+        policy.reset(ep.record.seed)
+        for t in range(ep.steps):
+            batch = ds.samples(np.array([1]), np.array([t]))
+            np.testing.assert_array_equal(batch["frames"][0], obs["depth"])
+            np.testing.assert_array_equal(batch["proprio"][0], obs["proprio"])
+            np.testing.assert_array_equal(batch["state"][0], obs["state"])
+            action = task.spec.clip_action(policy.act(obs))
+            np.testing.assert_array_equal(batch["action"][0], action.astype(np.float32))
+            obs = task.step(action).obs
+    finally:
+        task.close()
+
+
+def test_sigkill_mid_episode_leaves_finished_episodes_readable(tmp_path):
+    """A recorder killed with SIGKILL while writing episode 3 leaves episodes 1-2 readable by both readers."""
+    out = tmp_path / "killed"
+    script = f"""
+import sys, numpy as np
+from sim_bridge import make_task
+from sim_bridge.task import CameraConfig
+from controllers.experts import make_expert
+from training.evaluation import ExpertPolicy
+from training.demos.bag import DemoBagWriter
+from training.demos.schema import BagSpec
+from training.demos.recording import SimClock, record_episode
+camera = CameraConfig(64, 64)
+task = make_task("ur5_pick", camera=camera)
+policy = ExpertPolicy(make_expert("ur5_pick"), task.spec)
+writer = DemoBagWriter({str(out)!r}, BagSpec.from_task(task.spec, camera), source="expert")
+clock = SimClock()
+for seed in (0, 1):
+    record_episode(task, policy, writer, seed, clock, keep_failures=True)
+obs = task.reset(2)
+writer.begin_episode(2, clock.now_ns)
+for k in range(40):  # part of an episode, then hang until killed
+    writer.write_observation(clock.now_ns, obs)
+    writer.write_action(clock.now_ns, np.zeros(4))
+    obs = task.step(np.zeros(4)).obs
+    clock.now_ns += 100_000_000
+writer._current.stream.flush()
+print("MIDWAY", flush=True)
+import time; time.sleep(60)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "MIDWAY"
+        proc.kill()  # SIGKILL: no cleanup runs
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -9
+    partial = out / "killed_2.mcap"
+    assert partial.exists() and partial.stat().st_size > 0
+
+    info = read_info(out)
+    assert [e.file for e in info.episodes] == ["killed_0.mcap", "killed_1.mcap"]
+    ds = DemoDataset(out, DatasetConfig(include_failures=True, val_fraction=0.0))
+    assert [e.steps for e in ds.episodes] == [e.steps for e in info.episodes]
+    with AnyReader([out], default_typestore=schema.TYPESTORE) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+        assert counts[schema.ACTION_TOPIC] == sum(e.steps for e in info.episodes)
+        assert sum(1 for _ in reader.messages()) == reader.message_count
+    # metadata.yaml is recoverable from the finished files alone; the partial one stays unlisted
+    (out / "metadata.yaml").unlink()
+    with pytest.raises(BagError, match="reindex"):
+        read_info(out)
+    rebuilt = reindex(out)
+    assert [(e.file, e.steps, e.seed) for e in rebuilt.episodes] == [(e.file, e.steps, e.seed) for e in info.episodes]
+
+
+def test_truncated_and_foreign_bags_give_clear_errors(pick_bag, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(pick_bag, bad, ignore=shutil.ignore_patterns(".rrl_cache"))
+    victim = bad / "bad_1.mcap" if (bad / "bad_1.mcap").exists() else bad / "pick_1.mcap"
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BagError, match=r"pick_1\.mcap.*(truncated|not a complete MCAP)"):
+        DemoDataset(bad)
+
+    victim.write_bytes(b"this is not an mcap file at all" * 10)
+    with pytest.raises(BagError, match=r"pick_1\.mcap.*not a complete MCAP"):
+        DemoDataset(bad)
+
+    victim.unlink()
+    with pytest.raises(BagError, match=r"pick_1\.mcap: listed in metadata.yaml but missing"):
+        DemoDataset(bad)
+
+    with pytest.raises(BagError, match="missing; .* is not a rosbag2 bag"):
+        read_info(tmp_path)
+    with pytest.raises(BagError, match="no such bag"):
+        read_info(tmp_path / "nope")
+
+    # a genuine rosbag2/MCAP bag that is not a demonstration bag
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    foreign = tmp_path / "foreign"
+    with Writer(foreign, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conn = w.add_connection("/chatter", schema.STRING, typestore=schema.TYPESTORE)
+        w.write(conn, 1, schema.serialize(schema.String(data="hi")))
+    with pytest.raises(BagError, match=r"foreign/metadata.yaml: not an rrl demonstration bag"):
+        DemoDataset(foreign)
+    (foreign / "metadata.yaml").write_text("just: [a, list")
+    with pytest.raises(BagError, match="not valid YAML"):
+        read_info(foreign)
+
+
+def test_writer_refuses_existing_output(pick_bag):
+    with pytest.raises(SystemExit, match="exists"):
+        rrl_main(["record", "--task", "ur5_pick", "--source", "expert", "--episodes", "1", "--out", str(pick_bag)])
