@@ -8,10 +8,10 @@
   features the residual reads.
 - `WaypointBase`: the scripted waypoint expert (optionally a variant) as a base.
 - `PriorPolicy`: a REQ/CRR prior acting on its own (the Gaussian mean, denormalised).
-- `ResidualPolicy`: pi_r(s, u) -> a = c * sigma_action * mu (RRLfD eq. 6 at evaluation:
+- `ResidualPolicy`: pi_r(s, u) -> mu, with scale c * sigma_action (RRLfD eq. 6 at evaluation:
   the deterministic mean, denormalised around zero).
-- `ComposedPolicy`: u + a, clipped to the task limits; what `rrl eval` and the ROS control
-  node run. `load_policy(task_spec, base, residual)` builds one from strings.
+- `ComposedPolicy`: u + c * sigma_action * mu through `controllers.residual.ResidualComposer`,
+  clipped by `controllers.safety.ActionLimits`; what `rrl eval` runs. `load_policy(task_spec, base, residual)` builds one from strings.
 
 Never imports torch; ONNX Runtime only (policies.onnx_runtime).
 """
@@ -24,6 +24,8 @@ from typing import Protocol
 
 import numpy as np
 
+from controllers.residual import ResidualComposer
+from controllers.safety import ActionLimits
 from policies.artifact import ArtifactError, PolicyArtifact, load_artifact
 from policies.onnx_runtime import OnnxSession
 from sim_bridge.spec import TaskSpec
@@ -187,10 +189,11 @@ class WaypointBase:
 
 
 class ResidualPolicy:
-    """pi_r(s, u): a corrective action around zero, a = c * sigma_action * mu (RRLfD eq. 6, mean at evaluation).
+    """pi_r(s, u): the residual's mean mu (normalised action units) and its scale c * sigma_action.
 
-    Binary action dimensions have sigma = 1, so the residual moves the gripper command by c * mu
-    before the task thresholds it.
+    RRLfD eq. 6 at evaluation: a = c * sigma_action * mu, denormalised around zero. The
+    composition (controllers.residual.ResidualComposer, with scale = c * sigma_action) leaves the
+    binary fields (gripper) to the base.
     """
 
     def __init__(self, model: ArtifactModel):
@@ -198,31 +201,33 @@ class ResidualPolicy:
             raise ArtifactError(f"{model.artifact.describe()} is not a residual artifact")
         self.model = model
         self.artifact = model.artifact
-        self.scale = float(model.artifact.residual_scale) * np.asarray(model.artifact.normalisation["action"].std, np.float32)
+        self.scale = float(model.artifact.residual_scale) * np.asarray(model.artifact.normalisation["action"].std, np.float64)
+        """(A,) c * sigma_action: multiplies mu to give the residual in action units."""
 
     def reset(self, seed: int) -> None:
         pass
 
-    def residual(self, obs: Observation, base: BaseOutput) -> np.ndarray:
+    def mean(self, obs: Observation, base: BaseOutput) -> np.ndarray:
+        """mu (A,) in normalised action units, from the observation, u and (for a learned base) its features."""
         out = self.model.run(obs, base_action=base.action, features=base.features)
-        return (self.scale * out["residual_mean"]).astype(np.float32)
-
-
-def compose(spec: TaskSpec, base_action: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
-    """u + a clipped to the task limits (binary fields thresholded)."""
-    u = np.asarray(base_action, np.float64)
-    return spec.clip_action(u if residual is None else u + np.asarray(residual, np.float64))
+        return out["residual_mean"].astype(np.float64)
 
 
 class ComposedPolicy:
-    """A base controller plus an optional residual: act(obs) = clip(u + a). Implements training.evaluation.Policy."""
+    """A base controller plus an optional residual: act(obs) = clip(u + c * sigma * mu).
+
+    Composition and clipping are the control node's own (controllers.residual, controllers.safety),
+    so evaluation runs exactly what the robot runs. Implements training.evaluation.Policy.
+    """
 
     def __init__(self, spec: TaskSpec, base: Base, residual: ResidualPolicy | None = None):
         self.spec = spec
         self.base = base
         self.residual = residual
+        self.limits = ActionLimits.from_spec(spec)
+        self.composer = ResidualComposer(self.limits, scale=tuple(residual.scale) if residual is not None else 1.0)
         self.last_base: BaseOutput | None = None
-        self.last_residual: np.ndarray | None = None
+        self.last_residual_mean: np.ndarray | None = None
 
     def reset(self, seed: int) -> None:
         self.base.reset(seed)
@@ -231,8 +236,8 @@ class ComposedPolicy:
 
     def act(self, obs: Observation) -> np.ndarray:
         self.last_base = self.base.step(obs)
-        self.last_residual = None if self.residual is None else self.residual.residual(obs, self.last_base)
-        return compose(self.spec, self.last_base.action, self.last_residual)
+        self.last_residual_mean = None if self.residual is None else self.residual.mean(obs, self.last_base)
+        return self.limits.clip(self.composer.compose(self.last_base.action, self.last_residual_mean))
 
 
 def load_base(base: str, task_spec: TaskSpec, threads: int = 1) -> Base:

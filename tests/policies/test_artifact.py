@@ -195,8 +195,10 @@ def test_residual_composition_scales_by_c_sigma_and_clips(bc_dir, tmp_path):
     policy = ComposedPolicy(SPEC, base, residual)
     obs = {"state": np.zeros(7, np.float32)}
     action = policy.act(obs)
-    np.testing.assert_allclose(policy.last_residual, [0.025, 0.025, 0.025, 0.5], atol=1e-6)
-    expected = SPEC.clip_action(policy.last_base.action + policy.last_residual)
+    np.testing.assert_allclose(policy.last_residual_mean, 1.0, atol=1e-6)
+    np.testing.assert_allclose(residual.scale, [0.025, 0.025, 0.025, 0.5])
+    u = policy.last_base.action
+    expected = SPEC.clip_action(np.concatenate([u[:3] + 0.025, u[3:]]))  # the gripper stays the base's
     np.testing.assert_allclose(action, expected)
 
 
