@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     except KeyError as e:
         raise SystemExit(str(e)) from None
     try:
+        if args.source == "expert":
+            act = _expert_policy(task, args)
+        else:
+            act = _keyboard_check(task, args)
         try:
             writer = DemoBagWriter(args.out, BagSpec.from_task(task.spec, camera), source=args.source,
                                    compression=args.compression,
@@ -60,10 +64,7 @@ def run(args: argparse.Namespace) -> int:
         except FileExistsError as e:
             raise SystemExit(str(e)) from None
         with writer:
-            if args.source == "expert":
-                summary = _record_expert(task, writer, args, seed)
-            else:
-                summary = _record_keyboard(task, writer, args, seed)
+            summary = act(writer, seed)
     finally:
         task.close()
     report = {"task": args.task, "source": args.source, "out": args.out, **summary}
@@ -75,21 +76,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_expert(task, writer, args, seed) -> dict:
+def _expert_policy(task, args):
+    """The expert recording loop, bound to its policy (built first so a task without an expert fails early)."""
     from controllers.experts import make_expert
     from training.demos.recording import record_policy
     from training.evaluation import ExpertPolicy
 
-    policy = ExpertPolicy(make_expert(args.task, variant=args.variant, noise_std=args.noise_std), task.spec)
-    summary = record_policy(task, policy, writer, episodes=args.episodes, seed=seed,
-                            keep_failures=args.keep == "failures", progress=not args.json,
-                            variant=args.variant, noise_std=args.noise_std)
-    return summary.to_dict()
+    try:
+        policy = ExpertPolicy(make_expert(args.task, variant=args.variant, noise_std=args.noise_std), task.spec)
+    except (KeyError, ValueError) as e:
+        raise SystemExit(f"--source expert: {e.args[0] if e.args else e}") from None
+
+    def act(writer, seed) -> dict:
+        return record_policy(task, policy, writer, episodes=args.episodes, seed=seed,
+                             keep_failures=args.keep == "failures", progress=not args.json,
+                             variant=args.variant, noise_std=args.noise_std).to_dict()
+
+    return act
 
 
-def _record_keyboard(task, writer, args, seed) -> dict:
-    from training.demos.teleop import TeleopConfig, run_terminal_teleop
+def _keyboard_check(task, args):
+    """The keyboard session, after checking the task's actions can be driven from keys."""
+    from training.demos.teleop import KeyboardTeleop, TeleopConfig, run_terminal_teleop
 
     config = TeleopConfig(speed_m_s=args.speed)
-    return run_terminal_teleop(task, writer, episodes=args.episodes, seed=seed, config=config,
-                               keep_failures=args.keep == "failures").to_dict()
+    try:
+        KeyboardTeleop(task.spec, config)
+    except ValueError as e:
+        raise SystemExit(f"--source keyboard: {e}") from None
+
+    def act(writer, seed) -> dict:
+        return run_terminal_teleop(task, writer, episodes=args.episodes, seed=seed, config=config,
+                                   keep_failures=args.keep == "failures").to_dict()
+
+    return act
