@@ -263,22 +263,27 @@ class ReplayBuffer:
     # -- checkpoints ----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Everything needed to resume, as numpy arrays (save with `np.savez`)."""
-        state = {f"data/{k}": v for k, v in self._data.items()}
-        state["counters"] = np.array([self._cursor, self._written, self._episodes, self._steps, int(self._open)], np.int64)
-        state["layout"] = np.array(repr(sorted((n, s.shape, s.dtype, s.kind, s.history) for n, s in self.fields.items())))
+        """Everything needed to resume, as numpy arrays (save with `np.savez`); only filled slots are saved."""
+        filled = min(self._written, self.capacity)
+        state = {f"data/{k}": v[:filled] for k, v in self._data.items()}
+        state["counters"] = np.array(
+            [self.capacity, self._cursor, self._written, self._episodes, self._steps, int(self._open)], np.int64
+        )
+        state["layout"] = np.array(self._layout())
         return state
+
+    def _layout(self) -> str:
+        return repr(sorted((n, s.shape, s.dtype, s.kind, s.history) for n, s in self.fields.items()))
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore a `state_dict()`; the capacity and fields must match."""
-        mine = repr(sorted((n, s.shape, s.dtype, s.kind, s.history) for n, s in self.fields.items()))
         theirs = str(np.asarray(state["layout"]))
-        if mine != theirs:
-            raise ValueError(f"replay checkpoint fields differ: checkpoint {theirs}, buffer {mine}")
+        if self._layout() != theirs:
+            raise ValueError(f"replay checkpoint fields differ: checkpoint {theirs}, buffer {self._layout()}")
+        capacity, cursor, written, episodes, steps, is_open = (int(x) for x in state["counters"])
+        if capacity != self.capacity:
+            raise ValueError(f"replay checkpoint has capacity {capacity}, buffer {self.capacity}")
+        filled = min(written, capacity)
         for key, array in self._data.items():
-            saved = np.asarray(state[f"data/{key}"])
-            if saved.shape != array.shape:
-                raise ValueError(f"replay checkpoint {key!r} has shape {saved.shape}, buffer {array.shape} (capacity differs?)")
-            array[...] = saved
-        self._cursor, self._written, self._episodes, self._steps, is_open = (int(x) for x in state["counters"])
-        self._open = bool(is_open)
+            array[:filled] = np.asarray(state[f"data/{key}"])
+        self._cursor, self._written, self._episodes, self._steps, self._open = cursor, written, episodes, steps, bool(is_open)

@@ -175,3 +175,9 @@ def test_episode_longer_than_capacity_never_stacks_across_the_write_head():
     for b, slot in enumerate(index):
         i = ref.record_at_slot(int(slot))
         np.testing.assert_array_equal(sample.obs["frame"][b], ref.stacked(i, "frame", 3))
+
+
+def test_checkpoint_of_another_capacity_is_refused():
+    buf = ReplayBuffer(8, FIELDS)
+    with pytest.raises(ValueError, match="capacity 8, buffer 9"):
+        ReplayBuffer(9, FIELDS).load_state_dict(buf.state_dict())

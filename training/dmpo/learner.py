@@ -1,0 +1,188 @@
+"""The DMPO learner: one `update(batch) -> stats` per gradient step on a given batch.
+
+Distributional MPO as in Acme's `acme/agents/tf/dmpo/learning.py` (the
+implementation RRLfD used with its defaults, lr changed to 3.3e-4):
+
+1. every `target_update_period` steps the target policy and critic copy the online ones;
+2. at o_{t+m}: N actions from the target policy, their target-critic
+   distributions; the bootstrap distribution is their mixture and their means
+   are the Q-values of the E-step;
+3. critic: categorical TD loss of (o_t, a_t) against r + d·z projected on the atoms;
+4. policy: decoupled MPO loss at o_{t+m} (`losses.mpo_policy_loss`), which also
+   trains the dual variables (temperature, α_μ, α_Σ) with their own Adam;
+5. gradients of policy and critic clipped to global norm 40.
+
+Data, replay, logging and checkpoint files stay in the training script.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+
+from training.dmpo import losses
+from training.dmpo.networks import CategoricalCritic, GaussianPolicy
+
+
+@dataclass(frozen=True)
+class DMPOConfig:
+    """Hyperparameters of the learner (defaults: Acme's DMPO, RRLfD's learning rate)."""
+
+    num_samples: int = 20
+    """N: actions sampled from the target policy per state (E-step and bootstrap)."""
+    epsilon: float = 0.1
+    """ε: KL bound of the E-step (temperature dual)."""
+    epsilon_mean: float = 2.5e-3
+    """ε_μ: KL bound on the change of the policy mean, per action dimension."""
+    epsilon_std: float = 1e-6
+    """ε_Σ: KL bound on the change of the policy std, per action dimension."""
+    init_log_temperature: float = 10.0
+    """Initial log-space (softplus) parameter of η (Acme: 10)."""
+    init_log_alpha_mean: float = 10.0
+    """Initial log-space parameter of α_μ (Acme: 10)."""
+    init_log_alpha_std: float = 1000.0
+    """Initial log-space parameter of α_Σ (Acme: 1000, i.e. the std barely moves at first)."""
+    policy_lr: float = 3.3e-4
+    """Adam learning rate of the policy (RRLfD; Acme default 1e-4)."""
+    critic_lr: float = 3.3e-4
+    """Adam learning rate of the critic (RRLfD; Acme default 1e-4)."""
+    dual_lr: float = 1e-2
+    """Adam learning rate of the dual variables (Acme)."""
+    grad_clip_norm: float = 40.0
+    """Global-norm clip of policy and critic gradients (Acme)."""
+    target_update_period: int = 100
+    """Learner steps between copies of the online networks into the targets (Acme)."""
+    policy_hidden: tuple[int, ...] = (256, 256, 256)
+    """Policy torso widths (RRLfD: 3×256 with layer norm)."""
+    critic_hidden: tuple[int, ...] = (512, 512, 512)
+    """Critic torso widths (RRLfD: 3×512)."""
+    num_atoms: int = 51
+    """Atoms of the categorical critic."""
+    v_min: float = 0.0
+    """Lowest atom (sparse 0/1 returns: 0)."""
+    v_max: float = 1.0
+    """Highest atom (sparse 0/1 returns: 1)."""
+    init_std: float = 0.1
+    """Initial policy std in normalised action units (RRLfD grid: 0.01, 0.033, 0.1, 0.33, 1)."""
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 2:
+            raise ValueError(f"num_samples must be >= 2, got {self.num_samples}")
+        for name in ("epsilon", "epsilon_mean", "epsilon_std", "policy_lr", "critic_lr", "dual_lr", "grad_clip_norm", "init_std"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"DMPOConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.target_update_period < 1:
+            raise ValueError(f"target_update_period must be >= 1, got {self.target_update_period}")
+
+
+@dataclass
+class Batch:
+    """A batch of n-step transitions as float32 tensors."""
+
+    obs: torch.Tensor
+    """(B, S) observation at t."""
+    action: torch.Tensor
+    """(B, D) action taken at t, in the policy's (normalised) units."""
+    reward: torch.Tensor
+    """(B,) n-step discounted return."""
+    discount: torch.Tensor
+    """(B,) bootstrap discount γ^m·Π d."""
+    next_obs: torch.Tensor
+    """(B, S) observation at t + m."""
+
+
+class DMPOLearner:
+    """Online and target networks, optimisers and dual variables; `update(batch)` does one step."""
+
+    def __init__(self, policy: GaussianPolicy, critic: CategoricalCritic, action_dim: int, config: DMPOConfig, seed: int = 0):
+        self.config = config
+        self.policy, self.critic = policy, critic
+        self.target_policy = copy.deepcopy(policy).requires_grad_(False)
+        self.target_critic = copy.deepcopy(critic).requires_grad_(False)
+        self.log_temperature = torch.tensor([config.init_log_temperature], requires_grad=True)
+        self.log_alpha_mean = torch.full((action_dim,), config.init_log_alpha_mean, requires_grad=True)
+        self.log_alpha_std = torch.full((action_dim,), config.init_log_alpha_std, requires_grad=True)
+        self.policy_opt = torch.optim.Adam(policy.parameters(), lr=config.policy_lr)
+        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=config.critic_lr)
+        self.dual_opt = torch.optim.Adam([self.log_temperature, self.log_alpha_mean, self.log_alpha_std], lr=config.dual_lr)
+        self.steps = 0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sync_targets(self) -> None:
+        self.target_policy.load_state_dict(self.policy.state_dict())
+        self.target_critic.load_state_dict(self.critic.state_dict())
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        cfg = self.config
+        if self.steps % cfg.target_update_period == 0:
+            self.sync_targets()
+        self.steps += 1
+        n = cfg.num_samples
+
+        with torch.no_grad():
+            target_mean, target_std = self.target_policy(batch.next_obs)
+            noise = torch.randn((n, *target_mean.shape), generator=self.generator)
+            sampled = target_mean + target_std * noise  # (N, B, D)
+            tiled_next = batch.next_obs.unsqueeze(0).expand(n, *batch.next_obs.shape)
+            sampled_logits = self.target_critic(tiled_next, sampled)  # (N, B, A)
+            bootstrap = losses.mixture_over_samples(sampled_logits)  # (B, A)
+            q_values = self.target_critic.expected_value(sampled_logits)  # (N, B)
+
+        logits = self.critic(batch.obs, batch.action)
+        critic_loss, critic_stats = losses.categorical_td_loss(logits, batch.reward, batch.discount, bootstrap, self.critic.atoms)
+
+        online_mean, online_std = self.policy(batch.next_obs)
+        policy_loss, mpo_stats = losses.mpo_policy_loss(
+            online_mean, online_std, target_mean, target_std, sampled, q_values,
+            self.log_temperature, self.log_alpha_mean, self.log_alpha_std,
+            cfg.epsilon, cfg.epsilon_mean, cfg.epsilon_std,
+        )
+
+        self.critic_opt.zero_grad()
+        critic_loss.backward()
+        critic_grad = torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip_norm)
+        self.critic_opt.step()
+
+        self.policy_opt.zero_grad()
+        self.dual_opt.zero_grad()
+        policy_loss.backward()
+        policy_grad = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip_norm)
+        self.policy_opt.step()
+        self.dual_opt.step()
+        with torch.no_grad():  # keep the duals' log-space parameters in range (Acme)
+            for p in (self.log_temperature, self.log_alpha_mean, self.log_alpha_std):
+                p.clamp_(min=losses.MIN_LOG_DUAL)
+
+        stats = {**asdict(critic_stats), **asdict(mpo_stats)}
+        stats.update(critic_grad_norm=float(critic_grad), policy_grad_norm=float(policy_grad), reward_mean=float(batch.reward.mean()))
+        return stats
+
+    def state_dict(self) -> dict:
+        return {
+            "policy": self.policy.state_dict(), "critic": self.critic.state_dict(),
+            "target_policy": self.target_policy.state_dict(), "target_critic": self.target_critic.state_dict(),
+            "duals": {
+                "log_temperature": self.log_temperature.detach().clone(),
+                "log_alpha_mean": self.log_alpha_mean.detach().clone(),
+                "log_alpha_std": self.log_alpha_std.detach().clone(),
+            },
+            "policy_opt": self.policy_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+            "dual_opt": self.dual_opt.state_dict(), "steps": self.steps, "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+        self.target_policy.load_state_dict(state["target_policy"])
+        self.target_critic.load_state_dict(state["target_critic"])
+        with torch.no_grad():
+            self.log_temperature.copy_(state["duals"]["log_temperature"])
+            self.log_alpha_mean.copy_(state["duals"]["log_alpha_mean"])
+            self.log_alpha_std.copy_(state["duals"]["log_alpha_std"])
+        self.policy_opt.load_state_dict(state["policy_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.dual_opt.load_state_dict(state["dual_opt"])
+        self.steps = int(state["steps"])
+        self.generator.set_state(state["generator"])
