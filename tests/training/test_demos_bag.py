@@ -96,6 +96,9 @@ def test_our_reader_gives_the_arrays_rosbags_decodes(pick_bag):
         np.testing.assert_array_equal(ep.stamps_ns, [t for t, _ in msgs[schema.PROPRIO_TOPIC]])
         assert schema.labels_of(msgs[schema.ACTION_TOPIC][0][1]) == ["tool_vel[0]", "tool_vel[1]", "tool_vel[2]",
                                                                    "gripper"]
+        # the runtime's labelled-vector convention (rrl_ros.conversions): one dimension per layout field
+        assert [(d.label, d.size) for d in msgs[schema.ACTION_TOPIC][0][1].layout.dim] == [("tool_vel", 3),
+                                                                                          ("gripper", 1)]
     # the float16 cache is the float32 frames rounded
     ds16 = DemoDataset(pick_bag, DatasetConfig(val_fraction=0.0))
     assert ds16.episodes[0].frames.dtype == np.float16

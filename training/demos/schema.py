@@ -19,10 +19,12 @@ last action) carries no action. Only the newest camera frame is stored per step;
 the reader rebuilds the 3-frame history the task served (`Task` repeats the
 first frame of an episode until enough frames exist).
 
-`Float32MultiArray` layouts carry the dimension labels of `Layout.labels()` in
-a single dimension (`size` = number of values, `label` = the labels joined by
-commas), which keeps the standard shape semantics of `MultiArrayLayout`;
-`labels_of` also accepts one dimension per label.
+`Float32MultiArray` layouts follow the runtime's convention
+(`ros_ws/src/rrl_ros/rrl_ros/conversions.py`): one `MultiArrayDimension` per
+`Layout` field, `label` = field name, `size` = `stride` = its number of values,
+so a bag recorded from the running stack and one written here read the same.
+The per-dimension labels (`Layout.labels()`: `tool_vel[0]`, ..., `gripper`)
+follow from the fields and back (`fields_from_labels`, `labels_of`).
 
 Messages are built and (de)serialised with the `rosbags` type store of ROS 2
 Kilted (the wheel set the runtime uses); no ROS installation is imported.
@@ -121,13 +123,37 @@ def stamp_ns(t: Any) -> int:
 # --- numpy -> messages -------------------------------------------------------------------------------
 
 
-def float_array_msg(values: np.ndarray, labels: list[str]) -> Any:
-    """Float32MultiArray with one dimension whose label lists the per-dimension labels."""
+def fields_from_labels(labels: list[str] | tuple[str, ...]) -> list[tuple[str, int]]:
+    """Invert `Layout.labels()`: `["v[0]", "v[1]", "g"]` -> `[("v", 2), ("g", 1)]`."""
+    fields: list[tuple[str, int]] = []
+    for label in labels:
+        name, bracket, index = label.partition("[")
+        if bracket and fields and fields[-1][0] == name and index == f"{fields[-1][1]}]":
+            fields[-1] = (name, fields[-1][1] + 1)
+        elif bracket and index == "0]":
+            fields.append((name, 1))
+        elif not bracket:
+            fields.append((name, 1))
+        else:
+            raise ValueError(f"labels {list(labels)} are not the labels of a Layout (at {label!r})")
+    return fields
+
+
+def labels_from_fields(fields: list[tuple[str, int]]) -> list[str]:
+    """`Layout.labels()` of fields, without needing a Layout: size-1 fields keep their name."""
+    out: list[str] = []
+    for name, size in fields:
+        out.extend([name] if size == 1 else [f"{name}[{i}]" for i in range(size)])
+    return out
+
+
+def float_array_msg(values: np.ndarray, labels: list[str] | tuple[str, ...]) -> Any:
+    """Labelled Float32MultiArray: one dimension per layout field (label = field name, size = its values)."""
     values = np.asarray(values, dtype=np.float32).reshape(-1)
     if values.size != len(labels):
-        raise ValueError(f"{values.size} values but {len(labels)} labels {labels}")
-    dim = MultiArrayDimension(label=",".join(labels), size=values.size, stride=values.size)
-    return Float32MultiArray(layout=MultiArrayLayout(dim=[dim], data_offset=0), data=values)
+        raise ValueError(f"{values.size} values but {len(labels)} labels {list(labels)}")
+    dims = [MultiArrayDimension(label=name, size=size, stride=size) for name, size in fields_from_labels(labels)]
+    return Float32MultiArray(layout=MultiArrayLayout(dim=dims, data_offset=0), data=values)
 
 
 def image_msg(frame: np.ndarray, time_ns: int) -> Any:
@@ -160,11 +186,8 @@ def event_msg(event: dict[str, Any]) -> Any:
 
 
 def labels_of(msg: Any) -> list[str]:
-    """Per-dimension labels of a Float32MultiArray (one comma-joined dimension, or one dimension per label)."""
-    dims = list(msg.layout.dim)
-    if len(dims) == 1 and dims[0].size == len(msg.data):
-        return dims[0].label.split(",") if dims[0].label else []
-    return [d.label for d in dims]
+    """Per-dimension labels (`Layout.labels()` form) of a labelled Float32/Float64MultiArray."""
+    return labels_from_fields([(d.label, int(d.size)) for d in msg.layout.dim])
 
 
 def image_array(msg: Any) -> np.ndarray:
