@@ -1,0 +1,27 @@
+"""`rrl train ALGO ...`: offline training. One module per algorithm, listed in the table below.
+
+Each module has `add_arguments(parser)` and `run(args) -> int`, like the top-level commands;
+imports of torch and the trainers happen inside `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# algorithm -> (module, one-line help)
+TRAINERS: dict[str, tuple[str, str]] = {
+    "bc": ("rrl.commands.train_bc", "behavioural cloning of a base policy from demonstration bags (RRLfD)"),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="algo", required=True, metavar="ALGO")
+    for name, (module, help_text) in TRAINERS.items():
+        q = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(q)
+        q.set_defaults(_trainer=module)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(importlib.import_module(args._trainer).run(args) or 0)
