@@ -255,7 +255,7 @@ def _load_bag(info: BagInfo, config: DatasetConfig, progress: bool) -> list[Epis
     if image_topic is not None:
         h, w = spec.image_hw
         shape = (sum(e.steps + 1 for e in selected), h, w) + ((3,) if spec.camera == "rgb" else ())
-        dtype = np.uint8 if spec.camera == "rgb" else np.dtype(config.frame_dtype)
+        dtype = np.dtype(np.uint8) if spec.camera == "rgb" else np.dtype(config.frame_dtype)
         cache = _cache_path(info, config)
         if cache.exists():
             try:
@@ -269,8 +269,10 @@ def _load_bag(info: BagInfo, config: DatasetConfig, progress: bool) -> list[Epis
     if need_frames:
         cache.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=cache.parent, suffix=".npy.tmp")
-        os.close(fd)
-        writer = np.lib.format.open_memmap(tmp_name, mode="w+", dtype=dtype, shape=shape)
+        # plain appending writes (not a writable memmap) so the cache being built never sits in our RSS
+        writer = os.fdopen(fd, "wb")
+        np.lib.format.write_array_header_1_0(writer, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                      "fortran_order": False, "shape": shape})
     episodes = []
     offset = 0
     iterator = selected
@@ -282,15 +284,16 @@ def _load_bag(info: BagInfo, config: DatasetConfig, progress: bool) -> list[Epis
             vectors, frames = _read_episode(info, record, image_topic if need_frames else None)
             n_obs = record.steps + 1
             if writer is not None:
-                writer[offset:offset + n_obs] = frames
+                writer.write(np.ascontiguousarray(np.stack(frames), dtype=dtype).tobytes())
             episodes.append(Episode(bag=info.path, record=record, frames=None, **vectors))
             offset += n_obs
         if writer is not None:
-            writer.flush()
-            del writer
+            writer.close()
             os.replace(tmp_name, cache)
             frames_map = np.load(cache, mmap_mode="r")
     finally:
+        if writer is not None and not writer.closed:
+            writer.close()
         if need_frames and os.path.exists(tmp_name):
             os.unlink(tmp_name)
     if frames_map is not None:
