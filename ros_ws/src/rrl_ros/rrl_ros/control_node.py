@@ -1,0 +1,287 @@
+"""The control node: base controller + optional residual + safety layer, publishing /command.
+
+A thin shell over `rrl_ros.control_core.ControlCore`: it assembles the task
+observation from the sim's topics, calls `tick`, publishes the command.
+
+When does it compute? On the observation: the sim publishes one set per tick
+(joint states, proprio, state, camera frame, then /task/status); once every topic
+the models need has a message of the new tick, the command goes out. In realtime
+the sim's wall-clock timer is therefore the one clock of the loop (a second,
+unsynchronised timer here would add up to a period of latency, DESIGN.md); the
+node's own 10 Hz timer is the watchdog: if the newest observation is older than
+`stale_periods` periods it publishes the hold command (zero velocity, gripper
+kept). In lockstep the node answers each observation; there is no deadline.
+
+Parameters (read-only unless said):
+  task                 task name (its spec names every vector)
+  clock_mode           realtime | lockstep
+  rate_hz              nominal control rate, Hz
+  base_controller      waypoint | bc           -- settable at run time (`rrl switch`)
+  base_artifact        artifact dir or ONNX file for bc  -- settable at run time
+  residual             '' | artifact dir | ONNX file (see control_core for the plain contract)
+  residual_scale       c for a plain-ONNX residual (artifacts carry their own)
+  stale_periods        observation older than this many periods: hold
+  camera_history       frames stacked for image models without their own camera spec
+A change of base_controller/base_artifact is validated in the set-parameters
+callback (the model is loaded and checked against the task and the residual);
+a bad one is rejected with the reason, a good one is applied before the next tick.
+
+Publishes `command` (Float64MultiArray, action layout) and `~/status`
+(std_msgs/String JSON per tick: tick, episode, step, base, reason, command,
+base_action, residual, counters, latency_ms). Writes its loop metrics and
+safety counters to $RRL_REPORT_DIR/<name>.json on shutdown.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
+
+from controllers.safety import SafetyConfig
+from rrl_ros import conversions as conv
+from rrl_ros.control_core import (
+    BASE_KINDS, ControlCore, SlotError, base_label, check_residual_fits, make_base, make_residual,
+)
+from rrl_ros.metrics import LoopMetrics
+from rrl_ros.reports import write_node_report
+from sim_bridge import make_task, task_names
+
+QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class ParameterError(ValueError):
+    """A node parameter is invalid; the message names it."""
+
+
+def task_spec(name: str):
+    """The spec of a task (built once from the task itself, then closed)."""
+    task = make_task(name)
+    try:
+        return task.spec
+    finally:
+        task.close()
+
+
+class ControlNode(Node):
+    def __init__(self) -> None:
+        super().__init__("control")
+        ro = lambda text: ParameterDescriptor(description=text, read_only=True)  # noqa: E731
+        self.declare_parameter("task", "ur5_pick", ro(f"task name, one of {task_names()}"))
+        self.declare_parameter("clock_mode", "realtime", ro("realtime or lockstep"))
+        self.declare_parameter("rate_hz", 10.0, ro("nominal control rate, Hz"))
+        self.declare_parameter("base_controller", "waypoint",
+                               ParameterDescriptor(description=f"base controller, one of {BASE_KINDS}; settable at run time"))
+        self.declare_parameter("base_artifact", "",
+                               ParameterDescriptor(description="bc base: artifact directory or ONNX file; settable at run time"))
+        self.declare_parameter("residual", "", ro("residual: '' (none), artifact directory or ONNX file"))
+        self.declare_parameter("residual_scale", 1.0, ro("residual scale c for a plain ONNX residual"))
+        self.declare_parameter("stale_periods", 2.0, ro("an observation older than this many periods holds the robot"))
+        self.declare_parameter("camera_history", 3, ro("frames stacked for image models"))
+        g = lambda name: self.get_parameter(name).value  # noqa: E731
+        if g("task") not in task_names():
+            raise ParameterError(f"parameter task={g('task')!r} is not a known task; known: {task_names()}")
+        if g("clock_mode") not in ("realtime", "lockstep"):
+            raise ParameterError(f"parameter clock_mode={g('clock_mode')!r}; expected realtime or lockstep")
+        if not g("rate_hz") > 0 or not g("stale_periods") > 0 or g("camera_history") < 1:
+            raise ParameterError("parameters rate_hz and stale_periods must be > 0 and camera_history >= 1")
+        self.spec = task_spec(g("task"))
+        self.lockstep = g("clock_mode") == "lockstep"
+        self.period_s = 1.0 / float(g("rate_hz"))
+        kind, artifact = g("base_controller"), g("base_artifact")
+        try:
+            base = make_base(kind, artifact, self.spec)
+            label = base_label(kind, artifact)
+            residual = make_residual(g("residual"), self.spec, label, g("residual_scale"))
+            check_residual_fits(residual, label)
+        except SlotError as e:
+            raise ParameterError(str(e)) from None
+        self.core = ControlCore(self.spec, base, kind if kind == "waypoint" else f"bc:{artifact}", residual,
+                                SafetyConfig(period_s=self.period_s, stale_periods=float(g("stale_periods"))))
+        self.residual_name = g("residual")
+        self.history = int(g("camera_history"))
+        self.metrics = LoopMetrics(self.period_s, deadlines=not self.lockstep)
+        self.pending_base = None
+        self.swaps: list[dict] = []
+
+        self.latest: dict[str, object] = {}
+        self.fresh: set[str] = set()
+        self.frames: deque = deque(maxlen=self.history)
+        self.frames_episode = -1
+        self.episode = -1
+        self.last_answered_tick = -1
+        self.last_obs_stamp_ns: int | None = None
+        self.watchdog_holds = 0
+
+        self.pub_command = self.create_publisher(Float64MultiArray, "command", QOS)
+        self.pub_status = self.create_publisher(String, "~/status", QOS)
+        self.create_subscription(Float32MultiArray, "task/state", lambda m: self.on_message("state", m), QOS)
+        self.create_subscription(Float32MultiArray, "robot/proprio", lambda m: self.on_message("proprio", m), QOS)
+        self.create_subscription(JointState, "joint_states", lambda m: self.on_message("joints", m), QOS)
+        self.create_subscription(Image, f"camera/{self.spec.camera}", lambda m: self.on_message("image", m), QOS)
+        self.create_subscription(String, "task/status", self.on_status, QOS)
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+        if not self.lockstep:
+            self.create_timer(self.period_s, self.watchdog)
+        self.get_logger().info(f"{self.spec.name}: base {self.core.base_name}, residual {self.residual_name or 'none'}, "
+                               f"{g('clock_mode')} at {1 / self.period_s:g} Hz")
+
+    # --- parameters ------------------------------------------------------------------------------
+
+    def on_set_parameters(self, params) -> SetParametersResult:
+        changes = {p.name: p.value for p in params}
+        if not {"base_controller", "base_artifact"} & set(changes):
+            return SetParametersResult(successful=True)
+        kind = changes.get("base_controller", self.get_parameter("base_controller").value)
+        artifact = changes.get("base_artifact", self.get_parameter("base_artifact").value)
+        try:
+            base = make_base(kind, artifact, self.spec)
+            label = base_label(kind, artifact)
+            check_residual_fits(self.core.residual, label)
+            needs_images = getattr(base, "needs_images", None)
+            if needs_images is None:
+                artifact_spec = getattr(getattr(base, "model", None), "artifact", None)
+                needs_images = artifact_spec is not None and any(i.is_image for i in artifact_spec.inputs)
+            if needs_images and "image" not in self.latest:
+                raise SlotError(f"base {artifact} needs camera frames but none arrived on "
+                                f"{self.resolve_topic_name('camera/' + self.spec.camera)} (start the sim with camera_px > 0)")
+        except SlotError as e:
+            self.get_logger().warning(f"rejected base change to {kind} {artifact!r}: {e}")
+            return SetParametersResult(successful=False, reason=str(e))
+        name = kind if kind == "waypoint" else f"bc:{artifact}"
+        self.pending_base = (base, name)
+        self.get_logger().info(f"base controller -> {name} (applied before the next tick)")
+        return SetParametersResult(successful=True)
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    def on_message(self, key: str, msg) -> None:
+        self.latest[key] = msg
+        self.fresh.add(key)
+        self.try_tick()
+
+    def on_status(self, msg: String) -> None:
+        try:
+            status = conv.from_json_string(msg)
+        except conv.ConversionError as e:
+            self.get_logger().error(str(e))
+            return
+        if status.get("event") == "tick":
+            self.on_message("status", status)
+
+    def required(self) -> set[str]:
+        need = {"state", "proprio", "joints", "status"}
+        return need | {"image"} if self.core.needs_images else need
+
+    def try_tick(self) -> None:
+        if not self.required() <= self.fresh:
+            return
+        status = self.latest["status"]
+        if status["tick"] <= self.last_answered_tick:
+            self.fresh.discard("status")  # a repeated observation (the sim resends until the first command)
+            return
+        self.fresh.clear()
+        if self.pending_base is not None:
+            base, name = self.pending_base
+            self.pending_base = None
+            self.core.set_base(base, name)
+            self.swaps.append({"tick": status["tick"], "base": name})
+        if status["episode"] != self.episode:
+            self.episode = status["episode"]
+            self.core.reset(int(status["seed"]))
+        try:
+            obs = self.observation(status)
+        except conv.ConversionError as e:
+            self.get_logger().error(f"cannot read the observation: {e}")
+            return
+        age_s = 0.0 if self.lockstep else max(0.0, (time.time_ns() - status["stamp_ns"]) * 1e-9)
+        out = self.core.tick(obs, age_s)
+        self.pub_command.publish(conv.to_command(self.spec.action, out.command))
+        now_ns = time.time_ns()
+        latency_s = (now_ns - status["stamp_ns"]) * 1e-9
+        self.metrics.record(int(status["tick"]), time.monotonic(), latency_s)
+        self.last_answered_tick = int(status["tick"])
+        self.last_obs_stamp_ns = int(status["stamp_ns"])
+        self.publish_status(status, out, latency_s)
+
+    def observation(self, status: dict) -> dict:
+        obs = {
+            "state": conv.from_float32_array(self.latest["state"], self.spec.state, "task/state"),
+            "proprio": conv.from_float32_array(self.latest["proprio"], self.spec.proprio, "robot/proprio"),
+            "joint_pos_rad": conv.from_joint_state(self.latest["joints"], self.spec.joint_names),
+        }
+        if "image" in self.latest and self.core.needs_images:
+            frame = conv.from_image(self.latest["image"])
+            if self.frames_episode != status["episode"] or status["step"] == 0 or not self.frames:
+                self.frames.clear()
+                self.frames.extend([frame] * self.history)
+                self.frames_episode = status["episode"]
+            else:
+                self.frames.append(frame)
+            obs[self.spec.camera] = np.stack(self.frames)
+        return obs
+
+    def watchdog(self) -> None:
+        """Realtime only: no fresh observation for `stale_periods` periods -> publish the hold command."""
+        if self.last_obs_stamp_ns is None:
+            return
+        age_s = (time.time_ns() - self.last_obs_stamp_ns) * 1e-9
+        if age_s > self.core.safety.config.stale_after_s:
+            out = self.core.stale_hold()
+            self.pub_command.publish(conv.to_command(self.spec.action, out.command))
+            if self.watchdog_holds == 0:
+                self.get_logger().warning(f"observation {age_s:.2f} s old: holding the robot (zero velocity)")
+            self.watchdog_holds += 1
+
+    def publish_status(self, status: dict, out, latency_s: float) -> None:
+        tolist = lambda a: None if a is None else [round(float(x), 6) for x in np.asarray(a).reshape(-1)]  # noqa: E731
+        self.pub_status.publish(conv.to_json_string({
+            "tick": status["tick"], "episode": status["episode"], "step": status["step"], "base": self.core.base_name,
+            "reason": out.reason, "command": tolist(out.command), "base_action": tolist(out.base_action),
+            "residual": tolist(out.residual_mean), "counters": self.core.safety.counters.as_dict(),
+            "latency_ms": round(latency_s * 1e3, 3),
+        }))
+
+    def report(self) -> dict:
+        return {"kind": "control", "node": self.get_fully_qualified_name(), "task": self.spec.name,
+                "clock_mode": "lockstep" if self.lockstep else "realtime", "base": self.core.base_name,
+                "residual": self.residual_name or None, "metrics": self.metrics.summary(),
+                "safety": self.core.safety.counters.as_dict(), "watchdog_holds": self.watchdog_holds,
+                "base_errors": self.core.base_errors, "swaps": self.swaps}
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ControlNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+        return 0
+    except ParameterError as e:
+        print(f"control_node: {e}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    finally:
+        if node is not None:
+            write_node_report(node.get_name(), node.report())
+            m = node.metrics.summary()
+            print(f"control: {m['ticks']} ticks, jitter p99 {m['jitter_p99_ms']} ms, latency p99 {m['latency_p99_ms']} ms, "
+                  f"missed deadlines {m['missed_deadlines']}, safety {node.core.safety.counters.as_dict()}", flush=True)
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

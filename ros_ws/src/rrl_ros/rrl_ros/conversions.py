@@ -1,0 +1,166 @@
+"""The one module for message conversions (numpy / `Layout` <-> ROS 2 messages).
+
+Conventions (what other tools reading our topics can rely on):
+
+- Labelled vectors (`/robot/proprio`, `/task/state`: std_msgs/Float32MultiArray;
+  `/command`: std_msgs/Float64MultiArray): a flat vector whose `layout.dim` has one
+  entry per `Layout` field, in order: `label` = field name, `size` = number of
+  values, `stride` = size; `data_offset` = 0. E.g. the UR5 command is
+  `dim = [tool_vel (3), gripper (1)]`, data = 4 values. Reading checks the labels
+  and sizes against the expected `Layout` and names any mismatch.
+- Images (`/camera/depth`, `/camera/rgb`: sensor_msgs/Image): the newest frame
+  only. Depth: encoding `32FC1`, float32 in [0, 1] (near..far normalised, as the
+  task renders it), row-major, `step` = 4 W. RGB: encoding `rgb8`, `step` = 3 W.
+  The control node stacks the frame history itself (first frame of an episode
+  repeated, as `sim_bridge.task` does).
+- `/joint_states`: sensor_msgs/JointState with the task's joint names and
+  positions (rad for revolute joints, m for prismatic fingers).
+- `/task/status` and `~/status`: std_msgs/String holding one JSON object
+  (see `sim_bridge_node` and `control_node` for the keys).
+- Time stamps: `header.stamp` is the sim time in lockstep (the `/clock` value)
+  and the wall clock in realtime.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimension, MultiArrayLayout, String
+
+from sim_bridge.spec import Layout
+
+DEPTH_ENCODING = "32FC1"
+RGB_ENCODING = "rgb8"
+
+
+class ConversionError(ValueError):
+    """A message does not match what the receiver expects; the message says what differs."""
+
+
+def time_msg(ns: int) -> Time:
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def time_ns(stamp: Time) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def clock_msg(ns: int) -> Clock:
+    return Clock(clock=time_msg(ns))
+
+
+def _multiarray_layout(layout: Layout) -> MultiArrayLayout:
+    return MultiArrayLayout(
+        dim=[MultiArrayDimension(label=name, size=size, stride=size) for name, size in layout.fields], data_offset=0)
+
+
+def layout_of(msg: Float32MultiArray | Float64MultiArray) -> Layout:
+    """The `Layout` a labelled multi-array message declares."""
+    return Layout(tuple((d.label, int(d.size)) for d in msg.layout.dim))
+
+
+def _check(msg, layout: Layout, what: str) -> None:
+    got = tuple((d.label, int(d.size)) for d in msg.layout.dim)
+    if got != layout.fields:
+        raise ConversionError(f"{what}: message layout {list(got)} does not match the expected {list(layout.fields)}")
+    if len(msg.data) != layout.size:
+        raise ConversionError(f"{what}: message has {len(msg.data)} values, layout {layout.names} has {layout.size}")
+
+
+def to_float32_array(layout: Layout, vector: np.ndarray) -> Float32MultiArray:
+    """A labelled Float32MultiArray from a flat vector named by `layout`."""
+    v = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if v.size != layout.size:
+        raise ConversionError(f"vector has {v.size} values, layout {layout.names} has {layout.size}")
+    msg = Float32MultiArray(layout=_multiarray_layout(layout))
+    msg.data = v.tolist()
+    return msg
+
+
+def from_float32_array(msg: Float32MultiArray, layout: Layout, what: str = "Float32MultiArray") -> np.ndarray:
+    """float32 (N,) from a labelled Float32MultiArray; the labels must match `layout`."""
+    _check(msg, layout, what)
+    return np.asarray(msg.data, dtype=np.float32)
+
+
+def to_command(layout: Layout, action: np.ndarray) -> Float64MultiArray:
+    """The `/command` message: a labelled Float64MultiArray in the task's action layout."""
+    v = np.asarray(action, dtype=np.float64).reshape(-1)
+    if v.size != layout.size:
+        raise ConversionError(f"command has {v.size} values, action layout {layout.names} has {layout.size}")
+    msg = Float64MultiArray(layout=_multiarray_layout(layout))
+    msg.data = v.tolist()
+    return msg
+
+
+def from_command(msg: Float64MultiArray, layout: Layout) -> np.ndarray:
+    """float64 (A,) from a `/command` message; the labels must match the action layout."""
+    _check(msg, layout, "/command")
+    return np.asarray(msg.data, dtype=np.float64)
+
+
+def to_image(frame: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Image:
+    """A sensor_msgs/Image from one frame: (H, W) float32 depth -> 32FC1, (H, W, 3) uint8 -> rgb8."""
+    frame = np.asarray(frame)
+    msg = Image()
+    msg.header.stamp = time_msg(stamp_ns)
+    msg.header.frame_id = frame_id
+    if frame.ndim == 2:
+        data = np.ascontiguousarray(frame, dtype=np.float32)
+        msg.encoding, msg.step = DEPTH_ENCODING, 4 * frame.shape[1]
+    elif frame.ndim == 3 and frame.shape[2] == 3:
+        data = np.ascontiguousarray(frame, dtype=np.uint8)
+        msg.encoding, msg.step = RGB_ENCODING, 3 * frame.shape[1]
+    else:
+        raise ConversionError(f"an image frame is (H, W) depth or (H, W, 3) rgb, got shape {frame.shape}")
+    msg.height, msg.width = int(frame.shape[0]), int(frame.shape[1])
+    msg.is_bigendian = 0
+    msg.data = data.tobytes()
+    return msg
+
+
+def from_image(msg: Image) -> np.ndarray:
+    """(H, W) float32 for 32FC1, (H, W, 3) uint8 for rgb8; other encodings are refused by name."""
+    if msg.encoding == DEPTH_ENCODING:
+        return np.frombuffer(bytes(msg.data), dtype=np.float32).reshape(msg.height, msg.width).copy()
+    if msg.encoding == RGB_ENCODING:
+        return np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.width, 3).copy()
+    raise ConversionError(f"image encoding {msg.encoding!r} is not supported; expected {DEPTH_ENCODING} or {RGB_ENCODING}")
+
+
+def to_joint_state(names: tuple[str, ...], positions: np.ndarray, stamp_ns: int) -> JointState:
+    msg = JointState()
+    msg.header.stamp = time_msg(stamp_ns)
+    msg.name = list(names)
+    msg.position = np.asarray(positions, dtype=np.float64).reshape(-1).tolist()
+    if len(msg.name) != len(msg.position):
+        raise ConversionError(f"{len(msg.position)} joint positions for {len(msg.name)} joint names")
+    return msg
+
+
+def from_joint_state(msg: JointState, names: tuple[str, ...]) -> np.ndarray:
+    """float64 (J,) positions in the order of `names` (the message may order them differently)."""
+    index = {n: i for i, n in enumerate(msg.name)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise ConversionError(f"joint state lacks joints {missing}")
+    return np.asarray([msg.position[index[n]] for n in names], dtype=np.float64)
+
+
+def to_json_string(payload: Mapping[str, Any]) -> String:
+    return String(data=json.dumps(payload, separators=(",", ":")))
+
+
+def from_json_string(msg: String) -> dict[str, Any]:
+    try:
+        out = json.loads(msg.data)
+    except json.JSONDecodeError as e:
+        raise ConversionError(f"status message is not JSON: {e}") from None
+    if not isinstance(out, dict):
+        raise ConversionError("status message must hold a JSON object")
+    return out

@@ -1,0 +1,263 @@
+"""The sim_bridge node: owns one simulated task and plays the robot on ROS 2 topics.
+
+Publishes (names relative to the node's namespace; the root namespace gives the
+DESIGN.md names), in this order every tick:
+  /clock                   rosgraph_msgs/Clock        lockstep only: sim time = tick x period
+  /joint_states            sensor_msgs/JointState     task joint names, positions
+  /robot/proprio           std_msgs/Float32MultiArray labelled by spec.proprio
+  /task/state              std_msgs/Float32MultiArray labelled by spec.state
+  /camera/depth|/camera/rgb sensor_msgs/Image         32FC1 | rgb8, newest frame; only with camera_px > 0
+  /task/status             std_msgs/String (JSON), last of the tick:
+      {"event": "tick", "tick", "episode", "episodes", "step", "seed", "success", "holding",
+       "stamp_ns" (wall clock when the observation was published), "sim_time_ns"}
+    plus {"event": "episode_end", "episode", "seed", "success", "steps"} when an episode ends
+    and {"event": "finished", "results": [...], "success_rate"} after the last one.
+Subscribes:
+  /command                 std_msgs/Float64MultiArray labelled by spec.action
+
+Clocks (parameter clock_mode):
+- realtime: a wall-clock timer at rate_hz is the one clock of the loop. Each tick
+  publishes the current observation; the command that answers it is applied as
+  soon as it arrives (the task steps one control period), and the result is
+  published at the next tick. If no command answered the last observation, the
+  tick steps anyway with the last command, or, once the last command is older
+  than `command_timeout_periods` periods, with the hold action (zero velocity,
+  gripper kept): a dead or hung controller leaves the robot standing still.
+- lockstep: no timer; the task steps only when the command of the current tick
+  arrives, then publishes /clock and the next observation. Deterministic for a
+  seed and as fast as the CPU allows. Without a command the robot is not stepped
+  (it holds) and the node says so after `command_timeout_periods` periods.
+
+The node exits (code 0) when `episodes` episodes are done; its report (episode
+results, step times, ticks without a command) goes to $RRL_REPORT_DIR/<name>.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
+
+from controllers.safety import ActionLimits, hold_action
+from rrl_ros import conversions as conv
+from rrl_ros.reports import write_node_report
+from rrl_ros.sim_core import EpisodeRunner
+from sim_bridge import make_task, task_names
+from sim_bridge.task import CameraConfig
+
+CLOCK_MODES = ("realtime", "lockstep")
+QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class ParameterError(ValueError):
+    """A node parameter is invalid; the message names it."""
+
+
+class SimBridgeNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim_bridge")
+        ro = lambda text: ParameterDescriptor(description=text, read_only=True)  # noqa: E731
+        self.declare_parameter("task", "ur5_pick", ro(f"task name, one of {task_names()}"))
+        self.declare_parameter("episodes", 1, ro("episodes to run; the node exits after the last"))
+        self.declare_parameter("seed", 0, ro("seed of episode 0; episode i uses seed + i"))
+        self.declare_parameter("clock_mode", "realtime", ro("realtime (wall clock) or lockstep (/clock, waits for commands)"))
+        self.declare_parameter("rate_hz", 10.0, ro("control rate in realtime, Hz (the task's rate)"))
+        self.declare_parameter("camera_px", 0, ro("square camera image size in px; 0 renders no camera"))
+        self.declare_parameter("camera_history", 3, ro("frames the task stacks (the control node stacks its own)"))
+        self.declare_parameter("command_timeout_periods", 2.0, ro("a command older than this many periods: hold"))
+        self.declare_parameter("startup_timeout_s", 30.0, ro("wait at most this long for the controller to connect"))
+        p = {name: self.get_parameter(name).value for name in (
+            "task", "episodes", "seed", "clock_mode", "rate_hz", "camera_px", "camera_history",
+            "command_timeout_periods", "startup_timeout_s")}
+        if p["task"] not in task_names():
+            raise ParameterError(f"parameter task={p['task']!r} is not a known task; known: {task_names()}")
+        if p["clock_mode"] not in CLOCK_MODES:
+            raise ParameterError(f"parameter clock_mode={p['clock_mode']!r}; expected one of {CLOCK_MODES}")
+        if not isinstance(p["episodes"], int) or p["episodes"] < 1:
+            raise ParameterError(f"parameter episodes={p['episodes']!r} must be an integer >= 1")
+        if not p["rate_hz"] > 0:
+            raise ParameterError(f"parameter rate_hz={p['rate_hz']!r} must be > 0")
+        if p["camera_px"] < 0 or 0 < p["camera_px"] < 8:
+            raise ParameterError(f"parameter camera_px={p['camera_px']!r} must be 0 (no camera) or >= 8")
+        if not p["command_timeout_periods"] > 0:
+            raise ParameterError(f"parameter command_timeout_periods={p['command_timeout_periods']!r} must be > 0")
+        self.p = p
+        self.lockstep = p["clock_mode"] == "lockstep"
+        self.period_s = 1.0 / float(p["rate_hz"])
+        camera = CameraConfig(p["camera_px"], p["camera_px"], p["camera_history"]) if p["camera_px"] else None
+        self.task = make_task(p["task"], camera=camera)
+        self.spec = self.task.spec
+        self.limits = ActionLimits.from_spec(self.spec)
+        self.runner = EpisodeRunner(self.task, p["episodes"], p["seed"])
+
+        self.pub_clock = self.create_publisher(Clock, "/clock", QOS) if self.lockstep else None
+        self.pub_joints = self.create_publisher(JointState, "joint_states", QOS)
+        self.pub_proprio = self.create_publisher(Float32MultiArray, "robot/proprio", QOS)
+        self.pub_state = self.create_publisher(Float32MultiArray, "task/state", QOS)
+        self.pub_image = self.create_publisher(Image, f"camera/{self.spec.camera}", QOS) if camera else None
+        self.pub_status = self.create_publisher(String, "task/status", QOS)
+        self.create_subscription(Float64MultiArray, "command", self.on_command, QOS)
+
+        self.last_command: np.ndarray | None = None
+        self.last_command_time = -float("inf")
+        self.awaiting = False
+        """True between publishing an observation and stepping on its command."""
+        self.commands_received = 0
+        self.ticks_without_command = 0
+        self.hold_ticks = 0
+        self.holding = False
+        self.finished = False
+        self.awaiting_since = 0.0
+        self.bad_commands = 0
+        self.timer = None
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def start(self, executor: SingleThreadedExecutor) -> None:
+        """Wait for the controller (its /command publisher and a /task/status subscriber), then run."""
+        deadline = time.monotonic() + float(self.p["startup_timeout_s"])
+        while rclpy.ok() and time.monotonic() < deadline:
+            if self.count_publishers(self.resolve_topic_name("command")) > 0 and self.pub_status.get_subscription_count() > 0:
+                break
+            executor.spin_once(timeout_sec=0.05)
+        else:
+            self.get_logger().warning("no controller connected within startup_timeout_s; starting anyway (holding)")
+        self.runner.start()
+        self.get_logger().info(
+            f"{self.spec.name}: {self.p['episodes']} episode(s) from seed {self.p['seed']}, {self.p['clock_mode']} "
+            f"clock at {1 / self.period_s:g} Hz")
+        self.publish_observation()
+        if self.lockstep:
+            # Before the first command, DDS may still be matching: resend the first observation until answered.
+            self.timer = self.create_timer(0.5, self.lockstep_watchdog)
+        else:
+            self.timer = self.create_timer(self.period_s, self.realtime_tick)
+
+    def on_command(self, msg: Float64MultiArray) -> None:
+        try:
+            action = conv.from_command(msg, self.spec.action)
+        except conv.ConversionError as e:
+            self.bad_commands += 1
+            self.get_logger().error(f"ignoring command: {e}")
+            return
+        self.commands_received += 1
+        self.last_command, self.last_command_time = action, time.monotonic()
+        if self.awaiting and not self.finished:
+            self.holding = False
+            self.advance(action)
+            if self.lockstep and not self.finished:
+                self.publish_observation()
+
+    def realtime_tick(self) -> None:
+        if self.finished:
+            return
+        if self.awaiting:  # the last observation got no command in time
+            self.ticks_without_command += 1
+            age = time.monotonic() - self.last_command_time
+            if self.last_command is not None and age <= self.p["command_timeout_periods"] * self.period_s:
+                self.advance(self.last_command)
+            else:
+                if not self.holding:
+                    self.get_logger().warning(f"no command for {age:.2f} s: holding the robot (zero velocity)")
+                self.holding = True
+                self.hold_ticks += 1
+                self.advance(hold_action(self.limits, self.last_command))
+        if not self.finished:
+            self.publish_observation()
+
+    def lockstep_watchdog(self) -> None:
+        if self.finished or not self.awaiting:
+            return
+        waited = time.monotonic() - self.awaiting_since
+        if self.commands_received == 0:
+            self.publish_observation()
+        elif waited > self.p["command_timeout_periods"] * self.period_s and not self.holding:
+            self.holding = True
+            self.get_logger().warning(f"no command for tick {self.runner.tick} for {waited:.2f} s: holding the robot")
+            self.publish_status({"event": "holding", "tick": self.runner.tick, "waited_s": round(waited, 3)})
+
+    def advance(self, action: np.ndarray) -> None:
+        self.awaiting = False
+        record = self.runner.apply(action)
+        if record is None:
+            return
+        self.get_logger().info(f"episode {record.episode} (seed {record.seed}): "
+                               f"{'success' if record.success else 'failure'} after {record.steps} steps")
+        self.publish_status({"event": "episode_end", **record.as_dict()})
+        self.write_report()
+        if self.runner.finished:
+            summary = self.runner.summary()
+            self.publish_status({"event": "finished", "success_rate": summary["success_rate"],
+                                 "results": summary["results"]})
+            self.get_logger().info(f"all {summary['episodes']} episodes done: success rate {summary['success_rate']:.2f}")
+            self.finished = True
+
+    def sim_time_ns(self) -> int:
+        return int(round(self.runner.tick * self.period_s * 1e9))
+
+    def publish_observation(self) -> None:
+        obs = self.runner.obs
+        now_ns = time.time_ns()
+        stamp_ns = self.sim_time_ns() if self.lockstep else now_ns
+        if self.pub_clock is not None:
+            self.pub_clock.publish(conv.clock_msg(stamp_ns))
+        self.pub_joints.publish(conv.to_joint_state(self.spec.joint_names, obs["joint_pos_rad"], stamp_ns))
+        self.pub_proprio.publish(conv.to_float32_array(self.spec.proprio, obs["proprio"]))
+        self.pub_state.publish(conv.to_float32_array(self.spec.state, obs["state"]))
+        if self.pub_image is not None:
+            self.pub_image.publish(conv.to_image(obs[self.spec.camera][-1], stamp_ns))
+        self.awaiting, self.awaiting_since = True, time.monotonic()
+        self.publish_status({
+            "event": "tick", "tick": self.runner.tick, "episode": self.runner.episode, "episodes": self.p["episodes"],
+            "step": self.runner.step, "seed": self.runner.episode_seed, "success": self.runner.success,
+            "holding": self.holding, "stamp_ns": now_ns, "sim_time_ns": self.sim_time_ns(),
+        })
+
+    def publish_status(self, payload: dict) -> None:
+        self.pub_status.publish(conv.to_json_string(payload))
+
+    def report(self) -> dict:
+        return {"kind": "sim_bridge", "node": self.get_fully_qualified_name(), "task": self.spec.name,
+                "clock_mode": self.p["clock_mode"], "seed": self.p["seed"], **self.runner.summary(),
+                "commands_received": self.commands_received, "ticks_without_command": self.ticks_without_command,
+                "hold_ticks": self.hold_ticks, "bad_commands": self.bad_commands, "finished": self.finished}
+
+    def write_report(self) -> None:
+        write_node_report(self.get_name(), self.report())
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimBridgeNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        node.start(executor)
+        while rclpy.ok() and not node.finished:
+            executor.spin_once(timeout_sec=0.1)
+        return 0
+    except ParameterError as e:
+        print(f"sim_bridge: {e}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    finally:
+        if node is not None:
+            node.write_report()
+            node.task.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

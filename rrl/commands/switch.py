@@ -1,0 +1,70 @@
+"""`rrl switch --node NAME --base waypoint|bc [--artifact DIR]`: swap a running control node's base controller.
+
+Calls the node's standard `SetParameters` service (`<node>/set_parameters`) with
+`base_controller` (and `base_artifact`); the node validates the change in its
+set-parameters callback and applies it before its next tick, or rejects it with a
+reason, which is printed (exit code 1). Talks over the ROS_DOMAIN_ID of the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node", default="/control", help="control node name, e.g. /control or /ns/control")
+    p.add_argument("--base", required=True, choices=("waypoint", "bc"), help="new base controller")
+    p.add_argument("--artifact", default=None, help="bc base: policy artifact directory (or plain ONNX file)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the node's service")
+
+
+def switch_base(node: str, base: str, artifact: str | None, timeout_s: float = 10.0) -> tuple[bool, str]:
+    """Set `base_controller` (+ `base_artifact`) on `node`; returns (accepted, reason)."""
+    import rclpy
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    own_context = not rclpy.ok()
+    if own_context:
+        rclpy.init()
+    client_node = rclpy.create_node("rrl_switch")
+    try:
+        service = node.rstrip("/") + "/set_parameters"
+        service = service if service.startswith("/") else "/" + service
+        client = client_node.create_client(SetParameters, service)
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            return False, f"service {service} not available after {timeout_s:g} s (is the stack running, same ROS_DOMAIN_ID?)"
+        string = lambda name, value: Parameter(  # noqa: E731
+            name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
+        request = SetParameters.Request()
+        request.parameters = [string("base_controller", base)]
+        if artifact is not None:
+            request.parameters.append(string("base_artifact", artifact))
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(client_node, future, timeout_sec=timeout_s)
+        if not future.done():
+            return False, f"no answer from {service} within {timeout_s:g} s"
+        results = future.result().results
+        for r in results:
+            if not r.successful:
+                return False, r.reason or "rejected without a reason"
+        return True, "ok"
+    finally:
+        client_node.destroy_node()
+        if own_context:
+            rclpy.try_shutdown()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.base == "bc" and not args.artifact:
+        print("rrl switch: --base bc needs --artifact DIR", file=sys.stderr)
+        return 2
+    artifact = str(Path(args.artifact).resolve()) if args.artifact else ("" if args.base == "waypoint" else None)
+    ok, reason = switch_base(args.node, args.base, artifact, args.timeout)
+    if ok:
+        print(f"{args.node}: base controller -> {args.base}{' ' + artifact if artifact else ''}")
+        return 0
+    print(f"rrl switch: {args.node} rejected the change: {reason}", file=sys.stderr)
+    return 1
