@@ -1,0 +1,193 @@
+"""BC: network shapes and size, the multi-horizon loss by hand, augmentation geometry, a short real run on
+recorded expert demos that lowers the validation loss, exact resume after a stop, resume after SIGKILL,
+and export parity of an image policy run on a real task observation."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from policies.artifact import load_artifact
+from policies.runtime import ArtifactModel, BCPolicy
+from rrl.cli import main as rrl
+from training.bc.losses import bc_loss
+from training.bc.network import BCNet, ResNet18Half, parameter_count
+from training.evaluation import EVAL_SEED_BASE
+from training.bc.train import BCConfig, Batches, build_net, evaluate_loss, export_run, load_dataset, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def reference_resnet18_half_params(c_in: int) -> int:
+    """Count by hand: conv weights + 2 params per BN channel; stages 32/64/128/256, 2 BasicBlocks each."""
+    def conv(i, o, k):
+        return i * o * k * k
+
+    def bn(c):
+        return 2 * c
+
+    n = conv(c_in, 32, 7) + bn(32)
+    c = 32
+    for i, w in enumerate((32, 64, 128, 256)):
+        for b in range(2):
+            cin = c if b == 0 else w
+            n += conv(cin, w, 3) + bn(w) + conv(w, w, 3) + bn(w)
+            if b == 0 and (i > 0 or cin != w):
+                n += conv(cin, w, 1) + bn(w)
+        c = w
+    return n
+
+
+def test_network_shapes_and_parameter_count():
+    enc = ResNet18Half(3)
+    assert parameter_count(enc) == reference_resnet18_half_params(3) == 2_798_880
+    net = BCNet(action_dim=4, image_channels=3, scalar_dim=8).eval()
+    assert parameter_count(net) == 2_798_880 + (256 + 8) * 16 + 16
+    for px in (60, 96):
+        actions, z = net(torch.zeros(2, 3, px, px), torch.zeros(2, 8))
+        assert actions.shape == (2, 4, 4) and z.shape == (2, 256)
+    rgb = BCNet(action_dim=4, image_channels=9)
+    assert rgb(torch.zeros(1, 9, 60, 60))[0].shape == (1, 4, 4)
+    mlp = BCNet(action_dim=4, scalar_dim=12)
+    actions, z = mlp(None, torch.zeros(5, 12))
+    assert actions.shape == (5, 4, 4) and z.shape == (5, 256)
+
+
+def test_multi_horizon_loss_matches_a_hand_computation():
+    # B = 1, K = 2, A = 2 (velocity, gripper)
+    pred = torch.tensor([[[1.0, 0.0], [2.0, 2.0]]])
+    target = torch.tensor([[[0.0, 1.0], [0.0, 0.0]]])
+    binary = torch.tensor([False, True])
+    loss, stats = bc_loss(pred, target, binary, lam=0.9)
+    l2 = (1 - 0) ** 2 + (2 - 0) ** 2  # 5
+    ce = -np.log(1 / (1 + np.exp(-0.0))) + -np.log(1 - 1 / (1 + np.exp(-2.0)))  # log 2 + log(1 + e^2)
+    assert stats.velocity_l2 == pytest.approx(l2)
+    assert stats.gripper_ce == pytest.approx(ce, rel=1e-6)
+    assert float(loss) == pytest.approx(0.9 * l2 + 0.1 * ce, rel=1e-6)
+    # continuous-only actions: lambda = 1
+    loss_c, _ = bc_loss(pred[..., :1], target[..., :1], torch.tensor([False]), lam=0.9)
+    assert float(loss_c) == pytest.approx(5.0)
+    # horizons past the episode end can be masked out
+    loss_m, _ = bc_loss(pred, target, binary, lam=0.9, valid=torch.tensor([[1.0, 0.0]]))
+    assert float(loss_m) == pytest.approx(0.9 * 1 + 0.1 * np.log(2), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    """Real expert demos of ur5_pick: 20 state-only episodes and 4 with a 32 px depth camera."""
+    root = tmp_path_factory.mktemp("demos")
+    assert rrl(["record", "--task", "ur5_pick", "--source", "expert", "--episodes", "20", "--camera-px", "0",
+                "--out", str(root / "state"), "--json"]) == 0
+    assert rrl(["record", "--task", "ur5_pick", "--source", "expert", "--episodes", "4", "--camera-px", "32",
+                "--out", str(root / "depth"), "--json"]) == 0
+    return root
+
+
+def test_augmentation_without_rotation_is_an_integer_crop(demos):
+    config = BCConfig(task="ur5_pick", demos=(str(demos / "depth"),), obs="depth+proprio", rotation_deg=0.0)
+    ds = load_dataset(config, progress=False)
+    batches = Batches(ds, config)
+    assert batches.crop == (30, 30)
+    frames = torch.from_numpy(ds.batch("train", np.arange(8))["frames"])
+    gen = torch.Generator().manual_seed(3)
+    out = batches.augment(frames, gen)
+    gen = torch.Generator().manual_seed(3)
+    top = torch.randint(0, 3, (8,), generator=gen)
+    left = torch.randint(0, 3, (8,), generator=gen)
+    for i in range(8):
+        ref = frames[i, :, top[i]:top[i] + 30, left[i]:left[i] + 30]
+        torch.testing.assert_close(out[i], ref, atol=1e-5, rtol=0)
+
+
+def test_short_bc_run_lowers_validation_loss(demos, tmp_path, capsys):
+    config = BCConfig(task="ur5_pick", demos=(str(demos / "state"),), obs="state", epochs=6, val_fraction=0.1)
+    ds = load_dataset(config, progress=False)
+    torch.manual_seed(config.seed)
+    untrained = evaluate_loss(build_net(config, ds), Batches(ds, config), config)["loss"]
+    summary = train(config, tmp_path / "run", progress=False)
+    assert summary["finished"] and (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+    assert summary["best_val_loss"] < 0.5 * untrained, (untrained, summary)
+    assert list((tmp_path / "run" / "tb").iterdir()), "no TensorBoard logs"
+    # the command line: export the run, evaluate the artifact and the waypoint expert on held-out seeds
+    assert rrl(["export", str(tmp_path / "run"), "--out", str(tmp_path / "art"), "--json"]) == 0
+    assert rrl(["eval", "--task", "ur5_pick", "--base", str(tmp_path / "art"), "--episodes", "2", "--json"]) == 0
+    assert rrl(["eval", "--task", "ur5_pick", "--base", "waypoint", "--episodes", "2", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert lines[0]["kind"] == "bc" and lines[1]["episodes"] == 2 and lines[1]["seed"] == EVAL_SEED_BASE
+    assert lines[2]["success_rate"] == 1.0 and {"success_rate", "mean_steps_success", "episodes"} <= set(lines[1])
+
+
+def test_stopped_run_resumes_exactly(demos, tmp_path):
+    config = BCConfig(task="ur5_pick", demos=(str(demos / "state"),), obs="state", epochs=2)
+    full = train(config, tmp_path / "full", progress=False)
+    part = train(config, tmp_path / "part", progress=False, max_batches=3)  # stops inside epoch 0
+    assert not part["finished"] and part["epochs_done"] == 0
+    resumed = train(config, tmp_path / "part", progress=False)
+    assert resumed["finished"]
+    assert resumed["best_val_loss"] == pytest.approx(full["best_val_loss"], rel=1e-6)
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    with pytest.raises(ValueError, match="different config"):
+        train(BCConfig(task="ur5_pick", demos=config.demos, obs="state", epochs=2, lr=0.01), tmp_path / "part",
+              progress=False)
+
+
+def test_sigkilled_run_continues_where_it_stopped(demos, tmp_path):
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "rrl.cli", "train", "bc", "--task", "ur5_pick", "--demos", str(demos / "state"),
+           "--obs", "state", "--epochs", "400", "--out", str(run), "--json"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 60
+    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = torch.load(last, weights_only=False)["state"]["epoch"]
+    assert 1 <= done < 400
+    config = BCConfig(task="ur5_pick", demos=(str(demos / "state"),), obs="state", epochs=400)
+    # continue in-process for a few more batches only, then check it started from the saved epoch
+    summary = train(config, run, progress=False, max_batches=5)
+    assert summary["epochs_done"] >= done
+    history = torch.load(last, weights_only=False)["state"]["history"]
+    assert [h["epoch"] for h in history[:done]] == list(range(done))
+
+
+def test_image_policy_export_parity_and_runtime(demos, tmp_path):
+    config = BCConfig(task="ur5_pick", demos=(str(demos / "depth"),), obs="depth+proprio", epochs=1)
+    train(config, tmp_path / "run", progress=False)
+    art = export_run(tmp_path / "run", tmp_path / "art")
+    diffs = art.provenance["export"]["parity_max_abs_diff"]
+    assert max(diffs.values()) <= 1e-4
+    assert art.camera.width_px == 32 and art.inputs[0].shape == (-1, 3, 30, 30)
+    from sim_bridge import make_task
+    from sim_bridge.task import CameraConfig
+
+    with make_task("ur5_pick", camera=CameraConfig(width_px=32, height_px=32)) as task:
+        artifact = load_artifact(tmp_path / "art", task.spec)
+        policy = BCPolicy(ArtifactModel(artifact))
+        obs = task.reset(1_000_000)
+        out = policy.step(obs)
+        # the same observation through torch
+        ds = load_dataset(config, progress=False)
+        net = build_net(config, ds).eval()
+        net.load_state_dict(torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=False)["model"])
+        depth = torch.from_numpy(obs["depth"][None, :, 1:31, 1:31].astype(np.float32))
+        proprio = torch.from_numpy(artifact.normalisation["proprio"].normalise(obs["proprio"])[None])
+        with torch.no_grad():
+            actions, z = net(depth, proprio)
+        np.testing.assert_allclose(out.features, z[0].numpy(), atol=1e-4)
+        a = actions[0, 0].numpy() * np.array(artifact.normalisation["action"].std) + np.array(artifact.normalisation["action"].mean)
+        np.testing.assert_allclose(out.action[:3], a[:3], atol=1e-4)
+        assert out.action[3] == float(a[3] > 0)  # logit > 0 <=> probability > 0.5
+        assert task.step(policy.act(obs)).obs["depth"].shape == (3, 32, 32)
