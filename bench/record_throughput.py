@@ -6,8 +6,10 @@ compression setting, then loads the bag with the dataset reader twice (building,
 then reusing the frame cache). With `--memory-episodes N` it also writes a
 synthetic bag of N episodes x `--memory-steps` steps of the same camera size
 (no simulation: shifted gradient frames) and loads it with the reader in a
-child process, reporting the child's peak resident memory next to the size the
-frames would take as float32 in RAM. Prints one JSON object:
+child process, then draws 50 random batches of 64; it reports the child's peak
+resident memory while loading, its anonymous memory afterwards, and the
+file-backed (memory-mapped cache, reclaimable by the kernel) part, next to the
+size the frames would take as float32 in RAM. Prints one JSON object:
 
     nice .venv/bin/python bench/record_throughput.py [--episodes 5] [--camera-px 240] [--memory-episodes 200]
 """
@@ -43,19 +45,26 @@ def machine() -> dict:
 
 
 READER_CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 from training.demos.dataset import DemoDataset
+
+def status():
+    return {l.split(":")[0]: int(l.split()[1]) / 1024 for l in open("/proc/self/status")
+            if l.startswith(("VmHWM", "RssAnon", "RssFile"))}
+
 t0 = time.perf_counter()
 ds = DemoDataset(sys.argv[1])
 load_s = time.perf_counter() - t0
+after_load = status()
 rng = np.random.default_rng(0)
 t1 = time.perf_counter()
 for _ in range(50):
     batch = ds.batch("train", rng.integers(0, ds.size("train"), 64))
 batch_ms = (time.perf_counter() - t1) / 50 * 1000
 print(json.dumps({"load_s": load_s, "batch64_ms": batch_ms, "samples": ds.size("train") + ds.size("val"),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_load_mb": after_load["VmHWM"], "anon_rss_mb": status()["RssAnon"],
+                  "file_rss_mb": status()["RssFile"], "peak_rss_mb": status()["VmHWM"]}))
 """
 
 
@@ -95,6 +104,8 @@ def reader_memory(out: Path, episodes: int, steps: int, camera, BagSpec, DemoBag
     cache = sum(f.stat().st_size for f in (out / ".rrl_cache").glob("*.npy"))
     return {"episodes": episodes, "steps_per_episode": steps, "write_s": round(write_s, 1),
             "load_s": round(result["load_s"], 1), "batch64_ms": round(result["batch64_ms"], 2),
+            "peak_rss_load_mb": round(result["peak_rss_load_mb"]), "anon_rss_after_batches_mb": round(result["anon_rss_mb"]),
+            "file_backed_rss_after_batches_mb": round(result["file_rss_mb"]),
             "peak_rss_mb": round(result["peak_rss_mb"]), "frames_as_float32_mb": round(frames * h * w * 4 / 2**20),
             "frame_cache_mb": round(cache / 2**20)}
 
