@@ -1,0 +1,251 @@
+"""The residual agent of RRLfD on a task: what the DMPO policy sees and what the robot executes.
+
+Inputs (RRLfD Sec. 3.2), concatenated in this order into one vector:
+- on a learned base (a `bc` artifact): its frozen bottleneck features, the
+  normalised proprioception and the normalised base action u;
+- on the waypoint base (no features): the normalised full state and the normalised u;
+- from scratch (`base=None`): the normalised full state only.
+Normalisation is `policies.artifact.FieldStats.normalise`, the exact function
+the runtime (`policies.runtime.ArtifactModel.feeds`) applies to an exported
+residual, so training and the ROS control node feed the network identical
+vectors. Statistics: a BC base brings its demonstration statistics; for the
+waypoint base they are measured on base-only episodes (`base_statistics`),
+which play the role of demonstrations.
+
+Actions (RRLfD eq. 6): the policy outputs z ~ N(μ, Σ) in normalised units; the
+residual is a = c·σ(A)∘z, denormalised around zero, and the executed action is
+`ActionLimits.clip(u + a)`, composed by `controllers.residual.ResidualComposer`
+— the control node's own code. At evaluation z = μ.
+
+Binary gripper: the residual does not act on binary fields; the base's 0/1
+command passes through (`ResidualComposer(residual_on_binary=False)`, the
+runtime's rule). With c·σ ≤ 0.33·0.5 a thresholded sum u + a could flip the
+gripper only for |z| > 3 anyway, i.e. almost never, and a flip costs a grasp;
+RRLfD's residual acts on the continuous velocities too. The policy still has
+one output per action dimension (the runtime expects (A,)); the binary one is
+ignored.
+
+From scratch: u = the middle of the limits and a = half-range·z, with the
+binary fields thresholded at 0.5 of u + a (z > 0 closes the gripper), since
+there is no base to command them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from controllers.residual import ResidualComposer
+from controllers.safety import ActionLimits
+from policies.artifact import ActionSpec, FieldStats, InputSpec, OutputSpec, PENDING_SHA256, PolicyArtifact
+from policies.runtime import Base, BaseOutput, BCPolicy, ComposedPolicy
+from sim_bridge.spec import TaskSpec
+from sim_bridge.task import Observation, Task
+from training.dmpo.networks import GaussianPolicy
+from training.dmpo.train import EnvStep
+
+STATS_SEED_BASE = 9_000_000
+"""Base-only statistics episodes use seeds from here (disjoint from demos, training and evaluation)."""
+MIN_STD = 1e-3
+"""Floor of measured standard deviations (constant dimensions)."""
+
+
+class MidpointBase:
+    """No base (DMPO from scratch): u is the middle of the action limits, every step."""
+
+    name = "none"
+
+    def __init__(self, spec: TaskSpec):
+        self.u = ((np.asarray(spec.action_low) + np.asarray(spec.action_high)) / 2).astype(np.float32)
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def step(self, obs: Observation) -> BaseOutput:
+        return BaseOutput(action=self.u.copy(), features=None)
+
+
+def input_sources(base: Base | None) -> tuple[str, ...]:
+    """The residual's input fields for a base (see the module docstring)."""
+    if base is None or isinstance(base, MidpointBase):
+        return ("state",)
+    if isinstance(base, BCPolicy) and base.artifact.has_output("features"):
+        return ("features", "proprio", "base_action")
+    return ("state", "base_action")
+
+
+def _stats(x: np.ndarray) -> FieldStats:
+    x = np.asarray(x, np.float64)
+    return FieldStats.from_arrays(x.mean(0), np.maximum(x.std(0), MIN_STD))
+
+
+def base_statistics(task: Task, base: Base, episodes: int, seed: int = STATS_SEED_BASE) -> tuple[dict[str, FieldStats], dict]:
+    """Normalisation statistics from base-only episodes, and the base's success on them.
+
+    Returns ({"state", "proprio", "action"} -> FieldStats, {"episodes", "success_rate", "frames"}).
+    Binary action fields get mean 0, std 1 (the artifact convention: not normalised). A BC base's
+    own demonstration statistics replace the measured action/proprio ones (RRLfD normalises with
+    demo statistics).
+    """
+    policy = ComposedPolicy(task.spec, base)
+    states, proprios, actions, wins, frames = [], [], [], 0, 0
+    for i in range(episodes):
+        obs = task.reset(seed + i)
+        policy.reset(seed + i)
+        while True:
+            states.append(obs["state"])
+            proprios.append(obs["proprio"])
+            action = policy.act(obs)
+            actions.append(policy.last_base.action)
+            step = task.step(action)
+            frames += 1
+            obs = step.obs
+            if step.terminated or step.truncated:
+                wins += int(step.success)
+                break
+    stats = {"state": _stats(np.array(states)), "proprio": _stats(np.array(proprios))}
+    action = _stats(np.array(actions))
+    binary = ActionLimits.from_spec(task.spec).binary_mask
+    stats["action"] = FieldStats.from_arrays(np.where(binary, 0.0, action.mean), np.where(binary, 1.0, action.std))
+    if isinstance(base, BCPolicy):
+        stats["action"] = base.artifact.normalisation["action"]
+        if "proprio" in base.artifact.normalisation:
+            stats["proprio"] = base.artifact.normalisation["proprio"]
+    return stats, {"episodes": episodes, "success_rate": wins / max(episodes, 1), "frames": frames}
+
+
+@dataclass(frozen=True)
+class ResidualSpace:
+    """How normalised actions z map to robot commands, and how observations become input vectors."""
+
+    spec: TaskSpec
+    """The task."""
+    sources: tuple[str, ...]
+    """Input fields in order (`features`, `proprio`, `state`, `base_action`)."""
+    stats: dict[str, FieldStats]
+    """Normalisation statistics (`action` always; `proprio`/`state` when read)."""
+    residual_scale: float
+    """c of eq. 6 (from scratch: 1, the scale is then the half range of the limits)."""
+    from_scratch: bool = False
+    """No base: u = middle of the limits, a = half-range·z, binary fields thresholded."""
+
+    def __post_init__(self) -> None:
+        if not self.residual_scale > 0:
+            raise ValueError(f"residual scale c must be > 0, got {self.residual_scale}")
+        for s in self.sources:
+            if s in ("proprio", "state") and s not in self.stats:
+                raise ValueError(f"input {s!r} has no normalisation statistics")
+
+    @property
+    def limits(self) -> ActionLimits:
+        return ActionLimits.from_spec(self.spec)
+
+    def composer(self) -> ResidualComposer:
+        if self.from_scratch:
+            half = (np.asarray(self.spec.action_high) - np.asarray(self.spec.action_low)) / 2
+            return ResidualComposer(self.limits, scale=tuple(float(h) for h in half), residual_on_binary=True)
+        sigma = self.residual_scale * np.asarray(self.stats["action"].std, np.float64)
+        return ResidualComposer(self.limits, scale=tuple(float(s) for s in sigma))
+
+    def vector(self, obs: Observation, base: BaseOutput) -> np.ndarray:
+        """The policy input, as `policies.runtime.ArtifactModel.feeds` builds it."""
+        parts = []
+        for s in self.sources:
+            if s in ("proprio", "state"):
+                parts.append(self.stats[s].normalise(obs[s]))
+            elif s == "base_action":
+                parts.append(self.stats["action"].normalise(base.action))
+            elif s == "features":
+                if base.features is None:
+                    raise ValueError("the residual reads base features but the base produced none")
+                parts.append(np.asarray(base.features, np.float32).reshape(-1))
+        return np.concatenate(parts).astype(np.float32)
+
+
+class ResidualEnv:
+    """A task plus a frozen base, seen by DMPO as an `Environment` over normalised residual actions z."""
+
+    def __init__(self, task: Task, base: Base, space: ResidualSpace):
+        self.task, self.base, self.space = task, base, space
+        self.composer = space.composer()
+        self.limits = space.limits
+        self.action_dim = task.spec.action.size
+        self._base_out: BaseOutput | None = None
+        self._obs: Observation | None = None
+        self.last_action: np.ndarray | None = None
+        """The executed action of the latest step (for tests and diagnostics)."""
+
+    @property
+    def observation_dim(self) -> int:
+        if self._obs is None:
+            raise RuntimeError("observation_dim is known after the first reset()")
+        return int(self.space.vector(self._obs, self._base_out).size)
+
+    def reset(self, seed: int) -> np.ndarray:
+        self._obs = self.task.reset(seed)
+        self.base.reset(seed)
+        self._base_out = self.base.step(self._obs)
+        return self.space.vector(self._obs, self._base_out)
+
+    def step(self, z: np.ndarray) -> EnvStep:
+        self.last_action = self.limits.clip(self.composer.compose(self._base_out.action, np.asarray(z, np.float64)))
+        step = self.task.step(self.last_action)
+        self._obs = step.obs
+        done = step.terminated or step.truncated
+        if not done:  # the base acts on the new observation (its u is part of the next input)
+            self._base_out = self.base.step(self._obs)
+        vector = self.space.vector(self._obs, self._base_out)
+        return EnvStep(vector, float(step.reward), bool(step.terminated), bool(step.truncated), bool(step.success))
+
+
+def evaluate_residual(env: ResidualEnv, act, episodes: int, seed: int) -> dict:
+    """Deterministic episodes on seeds `seed, seed + 1, ...`: success rate and mean length of successes."""
+    wins = []
+    for i in range(episodes):
+        obs, done = env.reset(seed + i), False
+        while not done:
+            step = env.step(act(obs))
+            obs, done = step.obs, step.terminated or step.truncated
+        if step.success:
+            wins.append(env.task.step_count)
+    return {"episodes": episodes, "success_rate": len(wins) / max(episodes, 1),
+            "mean_steps_success": float(np.mean(wins)) if wins else None}
+
+
+class _ExportedResidual(nn.Module):
+    """obs (B, S) normalised input -> (residual_mean (B, A), residual_std (B, A)), normalised action units."""
+
+    def __init__(self, policy: GaussianPolicy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: torch.Tensor):
+        return self.policy(obs)
+
+
+def residual_artifact_description(space: ResidualSpace, obs_dim: int, base_name: str, provenance: dict, metrics: dict) -> PolicyArtifact:
+    """The `residual` artifact for a trained policy on the waypoint or a BC base (not from scratch)."""
+    if space.from_scratch:
+        raise ValueError("a policy trained from scratch has no base; it cannot be exported as a residual")
+    a = space.spec.action.size
+    return PolicyArtifact(
+        kind="residual", algo="dmpo", task=space.spec.name,
+        inputs=(InputSpec("obs", space.sources, (-1, obs_dim)),),
+        outputs=(OutputSpec("residual_mean", "residual_mean", (-1, a)), OutputSpec("residual_std", "residual_std", (-1, a))),
+        action=ActionSpec.from_task(space.spec),
+        normalisation={k: v for k, v in space.stats.items() if k == "action" or k in space.sources},
+        model_sha256=PENDING_SHA256, base=base_name, residual_scale=float(space.residual_scale),
+        metrics=metrics, provenance=provenance,
+    )
+
+
+def export_residual(policy: GaussianPolicy, space: ResidualSpace, samples: np.ndarray, base_name: str, out_dir,
+                    provenance: dict, metrics: dict, overwrite: bool = True) -> PolicyArtifact:
+    """Write a `residual` artifact (ONNX parity-checked on `samples` (N, S) of real inputs)."""
+    from training.export import export_artifact
+
+    artifact = residual_artifact_description(space, samples.shape[1], base_name, provenance, metrics)
+    return export_artifact(_ExportedResidual(policy), {"obs": samples.astype(np.float32)}, artifact, out_dir, overwrite=overwrite)

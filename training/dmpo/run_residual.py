@@ -1,0 +1,192 @@
+"""A residual DMPO run on a task (`rrl train residual --algo dmpo`), and its export.
+
+`train_residual(config)`:
+1. builds the task and the frozen base (`policies.runtime.load_base`: `waypoint`,
+   `waypoint:VARIANT`, a `bc` artifact; or `none` for DMPO from scratch);
+2. measures normalisation statistics and the base's success on base-only
+   episodes (`residual.base_statistics`; seeds from `STATS_SEED_BASE`), saved to
+   `stats.json` so a resumed run uses the same ones;
+3. trains DMPO (`training.dmpo.train.train`) on `ResidualEnv`, evaluating the
+   deterministic residual every `eval_every_frames` frames on held-out seeds
+   from `EVAL_SEED_BASE` (the same seeds every time);
+4. exports the `residual` artifact to `RUN/artifact` (not for `none`) and
+   evaluates base alone and base + residual through the runtime
+   (`policies.runtime.load_policy`, what `rrl eval` and the ROS node run) on
+   `final_eval_episodes` held-out seeds; `RUN/summary.json` holds the numbers.
+
+Run directory: `run.yaml` (kind `residual` or `dmpo_scratch`, the config, the
+input size), `stats.json`, `eval.csv`, `tb/`, `checkpoint/`, `artifact/`,
+`summary.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from policies.artifact import FieldStats, update_metrics
+from training.dmpo.learner import DMPOConfig
+from training.dmpo.residual import (
+    STATS_SEED_BASE, MidpointBase, ResidualEnv, ResidualSpace, base_statistics, evaluate_residual, export_residual, input_sources,
+)
+from training.dmpo.train import TrainConfig, make_agent, train
+from training.evaluation import EVAL_SEED_BASE
+
+
+@dataclass(frozen=True)
+class ResidualRunConfig:
+    """One residual (or from-scratch) DMPO run."""
+
+    task: str
+    """Task name, e.g. ur5_pick."""
+    base: str
+    """`waypoint`, `waypoint:VARIANT`, a `bc` artifact directory, or `none` (DMPO from scratch)."""
+    residual_scale: float = 0.1
+    """c of RRLfD eq. 6 (grid {0.01, 0.033, 0.1, 0.33, 1}); ignored from scratch."""
+    stats_episodes: int = 20
+    """Base-only episodes that measure normalisation statistics and the base's success."""
+    eval_episodes: int = 50
+    """Held-out episodes per periodic evaluation."""
+    final_eval_episodes: int = 100
+    """Held-out episodes of the final base vs base + residual comparison (through the runtime)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The DMPO loop and learner."""
+
+    def __post_init__(self) -> None:
+        if not self.residual_scale > 0:
+            raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
+        for name in ("stats_episodes", "eval_episodes", "final_eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def from_scratch(self) -> bool:
+        return self.base == "none"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ResidualRunConfig":
+        t = dict(d["train"])
+        t["learner"] = DMPOConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in t["learner"].items()})
+        return cls(**{**d, "train": TrainConfig(**t)})
+
+
+def _make(config: ResidualRunConfig):
+    from policies.runtime import camera_for_artifacts, load_base
+    from sim_bridge import make_task
+
+    camera = None if config.from_scratch else camera_for_artifacts(config.base)
+    task = make_task(config.task, camera=camera)
+    base = MidpointBase(task.spec) if config.from_scratch else load_base(config.base, task.spec)
+    return task, base
+
+
+def _stats_to_json(stats: dict[str, FieldStats]) -> dict:
+    return {k: {"mean": list(v.mean), "std": list(v.std)} for k, v in stats.items()}
+
+
+def _stats_from_json(d: dict) -> dict[str, FieldStats]:
+    return {k: FieldStats(tuple(v["mean"]), tuple(v["std"])) for k, v in d.items()}
+
+
+def _space(config: ResidualRunConfig, task, base, stats) -> ResidualSpace:
+    return ResidualSpace(task.spec, input_sources(None if config.from_scratch else base), stats,
+                         residual_scale=1.0 if config.from_scratch else config.residual_scale, from_scratch=config.from_scratch)
+
+
+def train_residual(config: ResidualRunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train, export and compare; returns the summary (also written to RUN/summary.json)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    task, base = _make(config)
+    try:
+        stats_file = out / "stats.json"
+        if resume and stats_file.exists():
+            saved = json.loads(stats_file.read_text())
+            stats, base_stats_summary = _stats_from_json(saved["stats"]), saved["base"]
+        else:
+            stats, base_stats_summary = base_statistics(task, base, config.stats_episodes, STATS_SEED_BASE)
+            stats_file.write_text(json.dumps({"stats": _stats_to_json(stats), "base": base_stats_summary}, indent=1))
+        space = _space(config, task, base, stats)
+        env = ResidualEnv(task, base, space)
+        env.reset(STATS_SEED_BASE)
+        obs_dim = env.observation_dim
+        run = {"kind": "dmpo_scratch" if config.from_scratch else "residual", "algo": "dmpo", "obs_dim": obs_dim,
+               "sources": list(space.sources), "config": config.to_dict()}
+        (out / "run.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
+        evaluate = lambda act: evaluate_residual(env, act, config.eval_episodes, EVAL_SEED_BASE)  # noqa: E731
+        learner = train(env, evaluate, config.train, out, np.zeros(obs_dim), np.ones(obs_dim), resume=resume, progress=progress)
+    finally:
+        task.close()
+    train_wall_s = time.monotonic() - start
+    summary = {"task": config.task, "base": config.base, "frames": config.train.frames,
+               "train_wall_s": round(train_wall_s, 1), "base_stats_episodes": base_stats_summary,
+               "learner_steps": learner.steps}
+    if not config.from_scratch:
+        artifact = export_run(out, out / "artifact", overwrite=True)
+        summary["artifact"] = str(artifact.path)
+        summary.update(compare_on_held_out(config.task, config.base, str(artifact.path), config.final_eval_episodes, progress))
+        update_metrics(artifact.path, {"success_rate": summary["residual"]["success_rate"], "episodes": summary["residual"]["episodes"],
+                                       "mean_steps_success": summary["residual"]["mean_steps_success"], "eval_seed": EVAL_SEED_BASE,
+                                       "base_success_rate": summary["base_only"]["success_rate"], "frames": config.train.frames,
+                                       "train_wall_s": summary["train_wall_s"]})
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def compare_on_held_out(task_name: str, base: str, residual_dir: str, episodes: int, progress: bool = True) -> dict:
+    """Base alone vs base + residual through the runtime on held-out seeds (what `rrl eval` runs)."""
+    from policies.runtime import camera_for_artifacts, load_policy
+    from sim_bridge import make_task
+    from training.evaluation import evaluate
+
+    task = make_task(task_name, camera=camera_for_artifacts(base, residual_dir))
+    try:
+        out = {}
+        for key, residual in (("base_only", None), ("residual", residual_dir)):
+            t = time.monotonic()
+            result = evaluate(task, load_policy(task.spec, base, residual), episodes, EVAL_SEED_BASE, progress=progress)
+            out[key] = {**result.summary(), "seed": EVAL_SEED_BASE, "wall_s": round(time.monotonic() - t, 1)}
+        return out
+    finally:
+        task.close()
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False):
+    """The `rrl export` hook for `residual` runs: the latest checkpoint's policy -> a `residual` artifact."""
+    from sim_bridge import make_task
+    from training.export import git_commit
+
+    run_dir = Path(run_dir)
+    run = yaml.safe_load((run_dir / "run.yaml").read_text())
+    if run.get("kind") != "residual":
+        raise ValueError(f"{run_dir} is a {run.get('kind')!r} run; only residual runs export a residual artifact")
+    config = ResidualRunConfig.from_dict(run["config"])
+    stats = _stats_from_json(json.loads((run_dir / "stats.json").read_text())["stats"])
+    task = make_task(config.task)
+    try:
+        spec = task.spec
+    finally:
+        task.close()
+    space = ResidualSpace(spec, tuple(run["sources"]), stats, residual_scale=config.residual_scale)
+    learner = make_agent(run["obs_dim"], spec.action.size, config.train)
+    state = torch.load(run_dir / "checkpoint" / "learner.pt", weights_only=False)
+    learner.load_state_dict(state["learner"])
+    replay = np.load(run_dir / "checkpoint" / "replay.npz")
+    observations = replay["data/obs"]
+    rng = np.random.default_rng(0)
+    samples = observations[rng.choice(len(observations), size=min(512, len(observations)), replace=False)]
+    provenance = {"training_config": config.to_dict(), "run": str(run_dir), "frames": state["frames"],
+                  "learner_steps": state["learner"]["steps"], "git_commit_at_export": git_commit()}
+    base_name = config.base if config.base.startswith("waypoint") else Path(config.base).name
+    return export_residual(learner.policy, space, samples, base_name, out_dir, provenance, metrics={}, overwrite=overwrite)
