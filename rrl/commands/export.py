@@ -14,6 +14,7 @@ from pathlib import Path
 # run kind (run.yaml `kind`) -> (module, function)
 EXPORTERS: dict[str, tuple[str, str]] = {
     "bc": ("training.bc.train", "export_run"),
+    "residual": ("training.dmpo.run_residual", "export_run"),
 }
 
 

@@ -12,6 +12,8 @@ import importlib
 # algorithm -> (module, one-line help)
 TRAINERS: dict[str, tuple[str, str]] = {
     "bc": ("rrl.commands.train_bc", "behavioural cloning of a base policy from demonstration bags (RRLfD)"),
+    "residual": ("rrl.commands.train_residual", "residual RL (DMPO) on a frozen base, or DMPO from scratch (--base none)"),
+    "req": ("rrl.commands.train_req", "REQ / CRR from a task's waypoint expert with intertwined exploration (RLfSE, RLfD)"),
 }
 
 
