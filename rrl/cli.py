@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("rrl.commands.export", "export a training run's best checkpoint as a policy artifact (ONNX + policy.yaml)"),
     "eval": ("rrl.commands.eval", "evaluate a base (waypoint or artifact) plus optional residual on held-out seeds"),
     "launch": ("rrl.commands.launch", "run a ROS 2 YAML launch file (e.g. the UR5 stack) and report success and loop metrics"),
-    "switch": ("rrl.commands.switch", "swap the base controller of a running control node (SetParameters service)"),
+    "switch": ("rrl.commands.switch", "swap the base controller of a running control node (SetParametersAtomically service)"),
 }
 
 

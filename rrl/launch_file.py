@@ -179,7 +179,10 @@ def _read_yaml(path: Path, where: str) -> Any:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise LaunchFileError(f"{path}{line}: malformed YAML: {e.problem or e}") from None
+        context = ""
+        if e.context and e.context_mark is not None and e.context_mark is not mark:
+            context = f" ({e.context} at line {e.context_mark.line + 1})"
+        raise LaunchFileError(f"{path}{line}: malformed YAML: {e.problem or e}{context}") from None
     except yaml.YAMLError as e:
         raise LaunchFileError(f"{path}: malformed YAML: {e}") from None
 

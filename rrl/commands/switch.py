@@ -1,7 +1,8 @@
 """`rrl switch --node NAME --base waypoint|bc [--artifact DIR]`: swap a running control node's base controller.
 
-Calls the node's standard `SetParameters` service (`<node>/set_parameters`) with
-`base_controller` (and `base_artifact`); the node validates the change in its
+Calls the node's standard `SetParametersAtomically` service
+(`<node>/set_parameters_atomically`) with `base_controller` and `base_artifact` together
+(the plain `SetParameters` service would validate them one at a time); the node validates the change in its
 set-parameters callback and applies it before its next tick, or rejects it with a
 reason, which is printed (exit code 1). Talks over the ROS_DOMAIN_ID of the environment.
 """
@@ -24,21 +25,21 @@ def switch_base(node: str, base: str, artifact: str | None, timeout_s: float = 1
     """Set `base_controller` (+ `base_artifact`) on `node`; returns (accepted, reason)."""
     import rclpy
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
+    from rcl_interfaces.srv import SetParametersAtomically
 
     own_context = not rclpy.ok()
     if own_context:
         rclpy.init()
     client_node = rclpy.create_node("rrl_switch")
     try:
-        service = node.rstrip("/") + "/set_parameters"
+        service = node.rstrip("/") + "/set_parameters_atomically"
         service = service if service.startswith("/") else "/" + service
-        client = client_node.create_client(SetParameters, service)
+        client = client_node.create_client(SetParametersAtomically, service)
         if not client.wait_for_service(timeout_sec=timeout_s):
             return False, f"service {service} not available after {timeout_s:g} s (is the stack running, same ROS_DOMAIN_ID?)"
         string = lambda name, value: Parameter(  # noqa: E731
             name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
-        request = SetParameters.Request()
+        request = SetParametersAtomically.Request()
         request.parameters = [string("base_controller", base)]
         if artifact is not None:
             request.parameters.append(string("base_artifact", artifact))
@@ -46,10 +47,9 @@ def switch_base(node: str, base: str, artifact: str | None, timeout_s: float = 1
         rclpy.spin_until_future_complete(client_node, future, timeout_sec=timeout_s)
         if not future.done():
             return False, f"no answer from {service} within {timeout_s:g} s"
-        results = future.result().results
-        for r in results:
-            if not r.successful:
-                return False, r.reason or "rejected without a reason"
+        result = future.result().result
+        if not result.successful:
+            return False, result.reason or "rejected without a reason"
         return True, "ok"
     finally:
         client_node.destroy_node()
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.base == "bc" and not args.artifact:
         print("rrl switch: --base bc needs --artifact DIR", file=sys.stderr)
         return 2
-    artifact = str(Path(args.artifact).resolve()) if args.artifact else ("" if args.base == "waypoint" else None)
+    artifact = str(Path(args.artifact).resolve()) if args.artifact else ""
     ok, reason = switch_base(args.node, args.base, artifact, args.timeout)
     if ok:
         print(f"{args.node}: base controller -> {args.base}{' ' + artifact if artifact else ''}")

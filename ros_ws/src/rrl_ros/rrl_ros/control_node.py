@@ -158,7 +158,7 @@ class ControlNode(Node):
             self.get_logger().warning(f"rejected base change to {kind} {artifact!r}: {e}")
             return SetParametersResult(successful=False, reason=str(e))
         name = kind if kind == "waypoint" else f"bc:{artifact}"
-        self.pending_base = (base, name)
+        self.pending_base = (base, name, self.last_answered_tick)
         self.get_logger().info(f"base controller -> {name} (applied before the next tick)")
         return SetParametersResult(successful=True)
 
@@ -191,10 +191,10 @@ class ControlNode(Node):
             return
         self.fresh.clear()
         if self.pending_base is not None:
-            base, name = self.pending_base
+            base, name, accepted_after_tick = self.pending_base
             self.pending_base = None
             self.core.set_base(base, name)
-            self.swaps.append({"tick": status["tick"], "base": name})
+            self.swaps.append({"tick": status["tick"], "accepted_after_tick": accepted_after_tick, "base": name})
         if status["episode"] != self.episode:
             self.episode = status["episode"]
             self.core.reset(int(status["seed"]))

@@ -8,6 +8,7 @@ the observation that follows an episode's last step is the next episode's first.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -44,6 +45,8 @@ class EpisodeRunner:
     """Success of the current episode so far."""
     results: list[EpisodeRecord] = field(default_factory=list)
     step_times_s: list[float] = field(default_factory=list)
+    digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    """sha256 over every applied action and resulting state: equal digests = identical runs."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -73,6 +76,8 @@ class EpisodeRunner:
         t0 = time.perf_counter()
         out = self.task.step(np.asarray(action, dtype=np.float64))
         self.step_times_s.append(time.perf_counter() - t0)
+        self.digest.update(np.asarray(action, dtype=np.float64).tobytes())
+        self.digest.update(np.asarray(out.obs["state"], dtype=np.float32).tobytes())
         self.tick += 1
         self.obs, self.success = out.obs, bool(out.success)
         if not (out.terminated or out.truncated):
@@ -93,6 +98,7 @@ class EpisodeRunner:
             "mean_steps_success": float(np.mean(wins)) if wins else None,
             "results": [r.as_dict() for r in self.results],
             "ticks": self.tick,
+            "trajectory_sha256": self.digest.hexdigest(),
             "step_time_p50_ms": round(float(np.percentile(self.step_times_s, 50)) * 1e3, 3) if self.step_times_s else None,
             "step_time_p99_ms": round(float(np.percentile(self.step_times_s, 99)) * 1e3, 3) if self.step_times_s else None,
         }

@@ -1,0 +1,132 @@
+"""The UR5 stack end to end over real DDS on loopback: `rrl launch`, the sim_bridge and control nodes.
+
+Lockstep keeps these fast (a pick episode is ~40 ticks). Each test runs in its own ROS domain.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+from std_msgs.msg import String
+
+from sim_bridge import make_task
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SPEC = make_task("ur5_pick").spec
+S, A = SPEC.state.size, SPEC.action.size
+
+
+def plain_onnx(path, in_size: int, out_values: np.ndarray) -> str:
+    """A plain-contract model: "obs" [1, in_size] -> "action" [1, A] = out_values + 0 * sum(obs)."""
+    const = helper.make_tensor("c", TensorProto.FLOAT, [1, A], np.asarray(out_values, np.float32).tolist())
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["obs"], ["s"], keepdims=1),
+         helper.make_node("Mul", ["s", "zero"], ["z"]),
+         helper.make_node("Add", ["c", "z"], ["action"])],
+        "plain", [helper.make_tensor_value_info("obs", TensorProto.FLOAT, [1, in_size])],
+        [helper.make_tensor_value_info("action", TensorProto.FLOAT, [1, A])], initializer=[const, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=9)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_two_lockstep_pick_episodes_succeed_and_repeat_exactly(launch, tmp_path):
+    runs = []
+    for i in range(2):
+        run = launch("clock_mode:=lockstep", "episodes:=2", "seed:=3", report=tmp_path / f"r{i}.json")
+        assert run.wait() == 0, run.output
+        runs.append(run.report())
+    first, second = runs
+    assert first["episodes"] == 2 and first["success_rate"] == 1.0, first
+    assert [e["seed"] for e in first["results"]] == [3, 4]
+    assert "success rate 1.00" in "\n".join(run.lines)
+    assert first["results"] == second["results"]
+    (sim1,), (sim2,) = first["sim"].values(), second["sim"].values()
+    assert sim1["trajectory_sha256"] == sim2["trajectory_sha256"]
+    assert sim1["ticks_without_command"] == 0 and sim1["commands_received"] == sim1["ticks"]
+    for key in ("jitter_p99_ms", "latency_p99_ms", "missed_deadlines"):
+        assert key in first
+    assert first["control"]["control"]["metrics"]["ticks"] == sim1["ticks"]
+
+
+def test_nan_residual_falls_back_to_the_base_and_is_counted(launch, tmp_path):
+    nan_model = plain_onnx(tmp_path / "nan.onnx", S + A, np.full(A, np.nan))
+    run = launch("clock_mode:=lockstep", "episodes:=1", "seed:=5", f"residual:={nan_model}", report=tmp_path / "r.json")
+    assert run.wait() == 0, run.output
+    report = run.report()
+    control = report["control"]["control"]
+    assert control["residual"] == nan_model
+    assert control["safety"]["nonfinite_fallbacks"] == control["metrics"]["ticks"] > 0
+    assert report["success_rate"] == 1.0  # the fallback is the waypoint base, which solves the task
+
+
+def test_base_swap_mid_episode_takes_effect_at_the_next_tick(launch, listener, tmp_path):
+    up = np.array([0.0, 0.0, 0.02, 0.0])
+    bc_model = plain_onnx(tmp_path / "bc_up.onnx", S, up)
+    run = launch("clock_mode:=lockstep", "episodes:=200", "seed:=0", report=tmp_path / "r.json")
+    ear = listener({"/control/status": String})
+    ear.wait_for(lambda: len(ear.messages["/control/status"]) > 5, what="control status")
+    switch = [sys.executable, "-m", "rrl.cli", "switch", "--node", "/control", "--timeout", "20"]
+    bad = subprocess.run([*switch, "--base", "bc", "--artifact", str(tmp_path / "missing")], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert bad.returncode == 1 and "does not exist" in bad.stderr, bad.stderr
+    ok = subprocess.run([*switch, "--base", "bc", "--artifact", bc_model], capture_output=True, text=True, cwd=ROOT,
+                        timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    ear.wait_for(lambda: any(s["base"].startswith("bc") for s in ear.json("/control/status")), what="bc ticks")
+    time.sleep(0.3)
+    run.stop()
+    report = run.report()
+    (swap,) = report["control"]["control"]["swaps"]
+    assert swap["tick"] == swap["accepted_after_tick"] + 1  # applied at the first tick after the change
+    statuses = sorted(ear.json("/control/status"), key=lambda s: s["tick"])
+    before = [s for s in statuses if s["tick"] < swap["tick"]]
+    after = [s for s in statuses if s["tick"] >= swap["tick"]]
+    assert before and after and all(s["base"] == "waypoint" for s in before)
+    assert all(s["base"] == f"bc:{bc_model}" for s in after)
+    np.testing.assert_allclose(after[0]["command"], up, atol=1e-6)
+    assert after[0]["step"] > 0  # mid-episode
+
+
+def test_killed_control_node_holds_the_robot_and_fails_the_launch(launch, listener, tmp_path):
+    from sensor_msgs.msg import JointState
+
+    run = launch("clock_mode:=realtime", "episodes:=100", "seed:=0", report=tmp_path / "r.json")
+    control_pid = run.pid_of("control")
+    ear = listener({"/task/status": String, "/joint_states": JointState})
+    ear.wait_for(lambda: len(ear.json("/task/status")) > 8, what="a few realtime ticks")
+    os.kill(control_pid, signal.SIGSTOP)  # the controller hangs: no more commands
+    ear.wait_for(lambda: any(s.get("holding") for s in ear.json("/task/status")), timeout_s=5, what="holding")
+    n = len(ear.messages["/joint_states"])
+    ear.wait_for(lambda: len(ear.messages["/joint_states"]) >= n + 4, timeout_s=5, what="held joint states")
+    held = np.array([m.position for m in ear.messages["/joint_states"][n:n + 4]])
+    assert np.abs(held - held[0]).max() < 1e-3, held  # standing still
+    os.kill(control_pid, signal.SIGKILL)
+    code = run.wait(60)
+    assert code != 0
+    assert f"node 'control' (pid {control_pid}, rrl_ros/control_node) died with exit code -9 (SIGKILL)" in run.output
+    sim = next(iter(run.report()["sim"].values()))
+    assert sim["hold_ticks"] >= 4
+
+
+def test_malformed_launch_file_and_unknown_argument_are_named(tmp_path):
+    bad = tmp_path / "bad.launch.yaml"
+    bad.write_text("launch:\n- arg: {name: task, default: ur5_pick}\n- node:\n    pkg: rrl_ros\n    exec: sim_bridge\n"
+                   "    nmae: sim\n")
+    cli = [sys.executable, "-m", "rrl.cli", "launch"]
+    out = subprocess.run([*cli, str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2 and f"{bad}:6: unknown attribute 'nmae' of 'node'" in out.stderr, out.stderr
+    out = subprocess.run([*cli, str(ROOT / "launch" / "ur5.launch.yaml"), "epsiodes:=2"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2 and "unknown launch argument(s) epsiodes" in out.stderr, out.stderr
