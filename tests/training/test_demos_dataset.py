@@ -13,19 +13,19 @@ SPEC = BagSpec(task="toy", action_labels=("v[0]", "v[1]", "gripper"), proprio_la
                binary_action_labels=("gripper",))
 
 
-def write_bag(path, lengths, spec=SPEC, success=True):
+def write_bag(path, lengths, spec=SPEC, success=True, terminal=True):
     """Episode e, step t: action (t, 100 e + t, t % 2), proprio t, depth frame filled with e + t / 1000."""
     writer = DemoBagWriter(path, spec, source="test")
     now = 1_000_000_000
     for e, n in enumerate(lengths):
         writer.begin_episode(seed=e, time_ns=now)
-        for t in range(n + 1):
+        for t in range(n + int(terminal)):
             frame = np.full((3,) + spec.image_hw, e + t / 1000, np.float32)
             writer.write_observation(now, {"depth": frame, "proprio": [t], "state": [t, e], "joint_pos_rad": [0.1 * t]})
             if t < n:
                 writer.write_action(now, [t, 100 * e + t, t % 2])
             now += 100_000_000
-        writer.end_episode(now, success=success)
+        writer.end_episode(now, success=success, terminal_observation=terminal)
         now += 1_000_000_000
     return path
 
@@ -91,3 +91,15 @@ def test_refuses_bags_with_different_specs(tmp_path):
     write_bag(tmp_path / "c", [3], spec=dataclasses.replace(SPEC, image_hw=(16, 16)))
     with pytest.raises(ValueError, match="image_hw"):
         DemoDataset([tmp_path / "a", tmp_path / "c"])
+
+
+def test_episodes_without_terminal_observation(tmp_path):
+    """Recordings from a running stack have no observation after the last action; samples are the same."""
+    a = DemoDataset(write_bag(tmp_path / "a", [12, 7]), DatasetConfig(val_fraction=0.0, frame_dtype="float32"))
+    b = DemoDataset(write_bag(tmp_path / "b", [12, 7], terminal=False),
+                    DatasetConfig(val_fraction=0.0, frame_dtype="float32"))
+    assert [e.proprio.shape[0] for e in b.episodes] == [12, 7] and not b.episodes[0].record.terminal_observation
+    assert [e.frames.shape[0] for e in b.episodes] == [12, 7]
+    for key, value in a.batch("train", np.arange(19)).items():
+        np.testing.assert_array_equal(b.batch("train", np.arange(19))[key], value)
+    np.testing.assert_array_equal(a.stats["proprio"].mean, b.stats["proprio"].mean)

@@ -61,7 +61,7 @@ class EpisodeRecord:
     success: bool
     """Outcome recorded with the episode: the task succeeded, or the operator marked it a success."""
     steps: int
-    """Number of actions (the episode has steps + 1 observations)."""
+    """Number of actions."""
     start_ns: int
     """Log time of the first message."""
     end_ns: int
@@ -70,6 +70,19 @@ class EpisodeRecord:
     """Messages per topic in the file."""
     info: dict[str, Any] = field(default_factory=dict)
     """Other facts about the episode (source, task_success, marked_success, ...)."""
+    observations: int = -1
+    """Number of observations: steps + 1 with the terminal observation (after the last action), else steps
+    (recordings from a running stack, whose sim resets at once after the last step). -1 reads as steps + 1."""
+
+    def __post_init__(self) -> None:
+        if self.observations < 0:
+            self.observations = self.steps + 1
+        if self.observations not in (self.steps, self.steps + 1):
+            raise ValueError(f"{self.file}: {self.observations} observations for {self.steps} steps")
+
+    @property
+    def terminal_observation(self) -> bool:
+        return self.observations == self.steps + 1
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -88,6 +101,7 @@ class DemoBagWriter:
     Usage: `begin_episode(seed)`; per step `write_observation(t, obs)` then
     `write_action(t, action)`; a final `write_observation` after the last action;
     `end_episode(success, keep)`. Times are nanoseconds (log time = header stamp).
+    Without the final observation, `end_episode(..., terminal_observation=False)`.
     """
 
     def __init__(self, path: str | Path, spec: BagSpec, source: str, compression: str = "zstd",
@@ -141,17 +155,19 @@ class DemoBagWriter:
         ep.write(schema.ACTION_TOPIC, time_ns, schema.float_array_msg(action, list(self.spec.action_labels)))
         ep.actions += 1
 
-    def end_episode(self, time_ns: int, success: bool, keep: bool = True, **info: Any) -> EpisodeRecord | None:
+    def end_episode(self, time_ns: int, success: bool, keep: bool = True, terminal_observation: bool = True,
+                    **info: Any) -> EpisodeRecord | None:
         """Finish the episode's file; keep it (listed in metadata.yaml) or delete it. Returns the record if kept."""
         ep = self._require()
         self._current = None
         if not keep:
             ep.abandon()
             return None
-        if ep.observations != ep.actions + 1:
+        if ep.observations != ep.actions + int(terminal_observation):
             ep.abandon()
             raise RuntimeError(f"episode has {ep.observations} observations for {ep.actions} actions; "
-                               "write the final observation before end_episode")
+                               + ("write the final observation before end_episode" if terminal_observation
+                                  else "without a terminal observation every observation needs its action"))
         record = ep.finish(time_ns, success=bool(success), source=self.source, spec=self.spec, info=info)
         self.episodes.append(record)
         write_metadata(self.path, self.spec, self.source, self.episodes, self.custom_data)
@@ -224,7 +240,8 @@ class _EpisodeFile:
              **_jsonable(info)}))
         record = EpisodeRecord(file=self.path.name, index=self.index, seed=self.seed, success=success,
                                steps=self.actions, start_ns=int(self.start_ns or 0), end_ns=self.end_ns,
-                               message_counts=dict(self.counts), info={"source": source, **_jsonable(info)})
+                               message_counts=dict(self.counts), info={"source": source, **_jsonable(info)},
+                               observations=self.observations)
         self.writer.add_metadata(EPISODE_METADATA, {"format": schema.FORMAT, "spec": spec.to_json(),
                                                     "episode": json.dumps(record.to_dict(), sort_keys=True)})
         self.writer.finish()

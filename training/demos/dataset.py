@@ -74,22 +74,22 @@ class DatasetConfig:
 
 @dataclass
 class Episode:
-    """One demonstration episode of T actions (T + 1 observations)."""
+    """One demonstration episode of T actions and T + 1 observations (T without the terminal one)."""
 
     bag: Path
     record: EpisodeRecord
     proprio: np.ndarray
-    """float32 (T + 1, P)."""
+    """float32 (O, P), O = T + 1 observations (T when `record.terminal_observation` is False)."""
     state: np.ndarray
-    """float32 (T + 1, S)."""
+    """float32 (O, S)."""
     joint_pos_rad: np.ndarray
-    """float64 (T + 1, J)."""
+    """float64 (O, J)."""
     action: np.ndarray
     """float32 (T, A)."""
     stamps_ns: np.ndarray
-    """int64 (T + 1,) log times of the observations."""
+    """int64 (O,) log times of the observations."""
     frames: np.ndarray | None
-    """(T + 1, H, W) depth or (T + 1, H, W, 3) RGB: a read-only memory map into the bag's frame cache; None without a camera."""
+    """(O, H, W) depth or (O, H, W, 3) RGB: a read-only memory map into the bag's frame cache; None without a camera."""
 
     @property
     def steps(self) -> int:
@@ -156,8 +156,8 @@ class DemoDataset:
         train = [self.episodes[i] for i in self.split_episodes["train"]]
         self.stats: dict[str, NormStats] = {
             "action": NormStats.of(np.concatenate([e.action for e in train]), self.spec.action_labels),
-            "proprio": NormStats.of(np.concatenate([e.proprio[:-1] for e in train]), self.spec.proprio_labels),
-            "state": NormStats.of(np.concatenate([e.state[:-1] for e in train]), self.spec.state_labels),
+            "proprio": NormStats.of(np.concatenate([e.proprio[:e.steps] for e in train]), self.spec.proprio_labels),
+            "state": NormStats.of(np.concatenate([e.state[:e.steps] for e in train]), self.spec.state_labels),
         }
 
     def _step_index(self, episode_ids: np.ndarray) -> np.ndarray:
@@ -254,7 +254,7 @@ def _load_bag(info: BagInfo, config: DatasetConfig, progress: bool) -> list[Epis
     cache = None
     if image_topic is not None:
         h, w = spec.image_hw
-        shape = (sum(e.steps + 1 for e in selected), h, w) + ((3,) if spec.camera == "rgb" else ())
+        shape = (sum(e.observations for e in selected), h, w) + ((3,) if spec.camera == "rgb" else ())
         dtype = np.dtype(np.uint8) if spec.camera == "rgb" else np.dtype(config.frame_dtype)
         cache = _cache_path(info, config)
         if cache.exists():
@@ -282,7 +282,7 @@ def _load_bag(info: BagInfo, config: DatasetConfig, progress: bool) -> list[Epis
     try:
         for record in iterator:
             vectors, frames = _read_episode(info, record, image_topic if need_frames else None)
-            n_obs = record.steps + 1
+            n_obs = record.observations
             if writer is not None:
                 writer.write(np.ascontiguousarray(np.stack(frames), dtype=dtype).tobytes())
             episodes.append(Episode(bag=info.path, record=record, frames=None, **vectors))
@@ -299,8 +299,8 @@ def _load_bag(info: BagInfo, config: DatasetConfig, progress: bool) -> list[Epis
     if frames_map is not None:
         offset = 0
         for ep in episodes:
-            ep.frames = frames_map[offset:offset + ep.steps + 1]
-            offset += ep.steps + 1
+            ep.frames = frames_map[offset:offset + ep.record.observations]
+            offset += ep.record.observations
     return episodes
 
 
@@ -317,7 +317,7 @@ def _read_episode(info: BagInfo, record: EpisodeRecord, image_topic: str | None
     for topic, time_ns, msg in iter_messages(info.path, record):
         if topic in by_topic:
             by_topic[topic].append((time_ns, msg))
-    n_obs = record.steps + 1
+    n_obs = record.observations
     for topic, msgs in by_topic.items():
         expected = record.steps if topic == schema.ACTION_TOPIC else n_obs
         if len(msgs) != expected:
