@@ -28,7 +28,7 @@ Clocks (parameter clock_mode):
   seed and as fast as the CPU allows. Without a command the robot is not stepped
   (it holds) and the node says so after `command_timeout_periods` periods.
 
-The node exits (code 0) when `episodes` episodes are done; its report (episode
+The node exits (code 0) when `episodes` episodes are done (or after `max_ticks` ticks); its report (episode
 results, step times, ticks without a command) goes to $RRL_REPORT_DIR/<name>.json.
 """
 
@@ -69,6 +69,7 @@ class SimBridgeNode(Node):
         self.declare_parameter("task", "ur5_pick", ro(f"task name, one of {task_names()}"))
         self.declare_parameter("episodes", 1, ro("episodes to run; the node exits after the last"))
         self.declare_parameter("seed", 0, ro("seed of episode 0; episode i uses seed + i"))
+        self.declare_parameter("max_ticks", 0, ro("stop after this many control ticks even mid-episode (0: no limit)"))
         self.declare_parameter("clock_mode", "realtime", ro("realtime (wall clock) or lockstep (/clock, waits for commands)"))
         self.declare_parameter("rate_hz", 10.0, ro("control rate in realtime, Hz (the task's rate)"))
         self.declare_parameter("camera_px", 0, ro("square camera image size in px; 0 renders no camera"))
@@ -76,7 +77,7 @@ class SimBridgeNode(Node):
         self.declare_parameter("command_timeout_periods", 2.0, ro("a command older than this many periods: hold"))
         self.declare_parameter("startup_timeout_s", 30.0, ro("wait at most this long for the controller to connect"))
         p = {name: self.get_parameter(name).value for name in (
-            "task", "episodes", "seed", "clock_mode", "rate_hz", "camera_px", "camera_history",
+            "task", "episodes", "seed", "max_ticks", "clock_mode", "rate_hz", "camera_px", "camera_history",
             "command_timeout_periods", "startup_timeout_s")}
         if p["task"] not in task_names():
             raise ParameterError(f"parameter task={p['task']!r} is not a known task; known: {task_names()}")
@@ -84,6 +85,8 @@ class SimBridgeNode(Node):
             raise ParameterError(f"parameter clock_mode={p['clock_mode']!r}; expected one of {CLOCK_MODES}")
         if not isinstance(p["episodes"], int) or p["episodes"] < 1:
             raise ParameterError(f"parameter episodes={p['episodes']!r} must be an integer >= 1")
+        if not isinstance(p["max_ticks"], int) or p["max_ticks"] < 0:
+            raise ParameterError(f"parameter max_ticks={p['max_ticks']!r} must be an integer >= 0")
         if not p["rate_hz"] > 0:
             raise ParameterError(f"parameter rate_hz={p['rate_hz']!r} must be > 0")
         if p["camera_px"] < 0 or 0 < p["camera_px"] < 8:
@@ -189,6 +192,12 @@ class SimBridgeNode(Node):
         self.awaiting = False
         record = self.runner.apply(action)
         if record is None:
+            if self.p["max_ticks"] and self.runner.tick >= self.p["max_ticks"]:
+                self.get_logger().info(f"max_ticks={self.p['max_ticks']} reached: stopping mid-episode")
+                self.publish_status({"event": "finished", "success_rate": self.runner.summary()["success_rate"],
+                                     "results": self.runner.summary()["results"]})
+                self.write_report()
+                self.finished = True
             return
         self.get_logger().info(f"episode {record.episode} (seed {record.seed}): "
                                f"{'success' if record.success else 'failure'} after {record.steps} steps")
