@@ -92,9 +92,9 @@ def _grasp_motions(grasp_fraction: float, retry: bool, lift_z_m: float) -> list[
         cube, size = _cube(obs)
         return _at(cube[0], cube[1], max(cube[2] + grasp_fraction * size, MIN_TOOL_Z_M))
 
-    def lift(obs):
-        cube, _ = _cube(obs)
-        return _at(cube[0], cube[1], lift_z_m)
+    def lift(obs):  # straight up from where the tool is (chasing the hanging cube's xy would drift)
+        tool = np.asarray(obs["tool_pos"], float)
+        return _at(tool[0], tool[1], lift_z_m)
 
     def slipped(obs, ctx: MotionContext):
         if not retry or ctx.jumps >= MAX_RETRIES or ctx.steps_in_motion < 3:
@@ -120,8 +120,8 @@ def _bowl(variant: str | None, noise_std: float) -> SequenceExpert:
     retry = variant != "no_retry"
     carry_z = 0.22
     # The cube bottom clears the rim (6 cm) by 2 cm before release; the sloppy variant lets go higher.
-    release_clearance_m = 0.02 if retry else 0.08
-    motions = _grasp_motions(grasp_fraction=0.0 if retry else 0.3, retry=retry, lift_z_m=carry_z)
+    release_clearance_m = 0.02 if retry else 0.10
+    motions = _grasp_motions(grasp_fraction=0.0 if retry else 0.4, retry=retry, lift_z_m=carry_z)
 
     def slipped(obs, ctx):
         if not retry or ctx.jumps >= MAX_RETRIES:
@@ -129,14 +129,20 @@ def _bowl(variant: str | None, noise_std: float) -> SequenceExpert:
         cube, _ = _cube(obs)
         return "above" if obs["tool_pos"][2] - cube[2] > SLIP_GAP_M else None
 
+    def over_bowl_xy(obs) -> np.ndarray:
+        # Aim the cube, not the tool, at the bowl centre: add the cube's offset in the hand.
+        bowl = np.asarray(obs["bowl_pos"], float)[:2]
+        if not retry:
+            return bowl
+        cube, _ = _cube(obs)
+        return bowl + np.clip(np.asarray(obs["tool_pos"], float)[:2] - cube[:2], -0.03, 0.03)
+
     def over_bowl(obs):
-        bowl = np.asarray(obs["bowl_pos"], float)
-        return _at(bowl[0], bowl[1], carry_z)
+        return _at(*over_bowl_xy(obs), carry_z)
 
     def lower(obs):
-        bowl = np.asarray(obs["bowl_pos"], float)
         _, size = _cube(obs)
-        return _at(bowl[0], bowl[1], 0.06 + size / 2 + release_clearance_m)
+        return _at(*over_bowl_xy(obs), 0.06 + size / 2 + release_clearance_m)
 
     def retreat(obs):
         bowl = np.asarray(obs["bowl_pos"], float)
@@ -147,7 +153,7 @@ def _bowl(variant: str | None, noise_std: float) -> SequenceExpert:
             return None
         cube, _ = _cube(obs)
         bowl = np.asarray(obs["bowl_pos"], float)
-        return "above" if np.linalg.norm(cube[:2] - bowl[:2]) > 0.06 else None
+        return "above" if np.linalg.norm(cube[:2] - bowl[:2]) > 0.035 else None
 
     motions += [
         Motion("over_bowl", over_bowl, CLOSED, timeout_steps=80, tolerance_m=0.01, jump=slipped),

@@ -19,7 +19,7 @@ Masses are the UR5 datasheet values per link; inertias are those of solid
 cylinders of that mass. Joint limits: +-2 pi, 3.15 rad/s, torques 150/150/150/28/28/28 N m.
 
 The gripper is a parallel-jaw gripper of our own (two prismatic fingers, box
-pads 3 cm wide, 6 cm long, stroke 0..5.5 cm each, so 0..11 cm opening), driven
+pads 6 cm wide, 6 cm long, stroke 0..5.5 cm each, so 0..11 cm opening), driven
 by position control with a force limit. `tcp` (the tool centre point, between
 the pads, 1.5 cm above the finger tips) is the frame the tasks control.
 """
@@ -52,7 +52,7 @@ JOINT_EFFORT_NM = (150.0, 150.0, 150.0, 28.0, 28.0, 28.0)
 PALM_SIZE_M = (0.05, 0.15, 0.04)
 """Palm box (x, y, z); the fingers slide along y."""
 PALM_MASS_KG = 0.4
-FINGER_SIZE_M = (0.03, 0.012, 0.06)
+FINGER_SIZE_M = (0.06, 0.012, 0.06)
 """Finger box (x width of the pad, y thickness, z length)."""
 FINGER_MASS_KG = 0.05
 FINGER_STROKE_M = 0.055

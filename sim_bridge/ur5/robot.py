@@ -31,8 +31,8 @@ TOOL_DOWN_QUAT_XYZW = (0.0, 1.0, 0.0, 0.0)
 REST_POSE_RAD = (2.922, -1.448, 1.964, -2.087, -1.571, 1.351)
 """Arm posture with the tool pointing down at (0.5, 0, 0.15): the IK null-space attractor."""
 
-FINGER_LATERAL_FRICTION = 1.5
-FINGER_SPINNING_FRICTION = 0.003
+FINGER_LATERAL_FRICTION = 0.6
+FINGER_SPINNING_FRICTION = 0.02
 POSITION_GAIN = 0.6
 """PyBullet position-motor gain of the arm joints (0.1 default sags ~4 mm under gravity; 0.6 holds within ~2 mm)."""
 MAX_REFERENCE_LEAD_M = 0.02

@@ -275,16 +275,16 @@ class BowlTask(UR5Task):
     cube_size_range_m = (0.04, 0.065)
     success_radius_m = 0.04
     rest_speed_m_s = 0.05
-    min_clearance_m = 0.03
-    """Gap between the bowl's outer edge and the cube's half-diagonal when placing them."""
+    min_distance_m = 0.18
+    """Cube-to-bowl centre distance at placement: bowl radius (9 cm) + open gripper half-span (6.7 cm) + margin,
+    so the open fingers never land on the rim when grasping."""
 
     def _build_scene(self, rng: np.random.Generator) -> None:
         size = rng.uniform(*self.cube_size_range_m)
         bowl_xy = rng.uniform((0.4, -0.2), (0.65, 0.2))
-        min_dist = BOWL_FLOOR_RADIUS_M + size * math.sqrt(2) / 2 + self.min_clearance_m
         while True:
             cube_xy = rng.uniform((0.4, -0.2), (0.65, 0.2))
-            if np.linalg.norm(cube_xy - bowl_xy) > min_dist:
+            if np.linalg.norm(cube_xy - bowl_xy) > self.min_distance_m:
                 break
         self.bowl_pos = np.array([bowl_xy[0], bowl_xy[1], 0.0])
         self.bowl = self._make_bowl(self.bowl_pos)
