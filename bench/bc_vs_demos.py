@@ -1,0 +1,124 @@
+"""BC success rate against the number of demonstrations, per task (like RRLfD Fig. 3).
+
+For each task and each demo count N: record N expert demos (`rrl record`, seeds from
+DEMO_SEED_BASE), train BC (`rrl train bc`, the epoch with the lowest validation loss), export the
+artifact and evaluate it on held-out seeds (`rrl eval`, from EVAL_SEED_BASE). Everything goes
+through the same command-line entry points a user runs. Writes a PNG plot and prints ONE JSON
+object with every point and a "machine" record.
+
+Defaults fit the 2-core CI machine: the `state` variant (an MLP on the full state; seconds per
+model). `--obs depth+proprio --camera-px 64` runs the image network, which takes minutes per point
+here.
+
+    nice .venv/bin/python bench/bc_vs_demos.py --out bench/results/bc_vs_demos.png \\
+        [--tasks ur5_pick ur5_bowl ur5_push] [--demos 2 5 10 20 40] [--episodes 100] [--obs state]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "load_avg": os.getloadavg(), "versions": {p: version(p) for p in ("numpy", "torch", "onnxruntime", "pybullet")}}
+
+
+def rrl_json(argv: list[str]) -> dict:
+    """Run one `rrl ... --json` command in-process and return its JSON line."""
+    from rrl.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(argv + ["--json"])
+    if code != 0:
+        raise RuntimeError(f"rrl {' '.join(argv)} exited {code}")
+    return json.loads([line for line in out.getvalue().splitlines() if line.startswith("{")][-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", nargs="+", default=["ur5_pick", "ur5_bowl", "ur5_push"])
+    ap.add_argument("--demos", nargs="+", type=int, default=[2, 5, 10, 20, 40], help="demo counts N")
+    ap.add_argument("--episodes", type=int, default=100, help="held-out evaluation episodes per point")
+    ap.add_argument("--obs", default="state", choices=["state", "proprio", "depth", "depth+proprio"])
+    ap.add_argument("--camera-px", type=int, default=64, help="camera resolution for the image variants")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--seeds", type=int, default=1, help="training seeds per point (mean reported)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "bc_vs_demos.png"), help="PNG to write")
+    ap.add_argument("--work", default=None, help="directory for bags/runs (default: a temporary one)")
+    args = ap.parse_args()
+
+    images = args.obs.startswith("depth")
+    points = []
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        for task in args.tasks:
+            for n in args.demos:
+                bag = work / f"{task}_{n}"
+                if not bag.exists():
+                    rrl_json(["record", "--task", task, "--source", "expert", "--episodes", str(n), "--out", str(bag),
+                              "--camera-px", str(args.camera_px if images else 0)])
+                rates = []
+                for seed in range(args.seeds):
+                    run, art = work / f"run_{task}_{n}_{args.obs}_{seed}", work / f"art_{task}_{n}_{args.obs}_{seed}"
+                    t0 = time.monotonic()
+                    rrl_json(["train", "bc", "--task", task, "--demos", str(bag), "--obs", args.obs, "--out", str(run),
+                              "--epochs", str(args.epochs), "--seed", str(seed), "--export", str(art)])
+                    train_s = time.monotonic() - t0
+                    res = rrl_json(["eval", "--task", task, "--base", str(art), "--episodes", str(args.episodes)])
+                    rates.append(res["success_rate"])
+                    points.append({"task": task, "demos": n, "seed": seed, "success_rate": res["success_rate"],
+                                   "mean_steps_success": res["mean_steps_success"], "train_s": round(train_s, 1)})
+                print(f"{task} N={n}: success {sum(rates) / len(rates):.2f}", flush=True)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for task in args.tasks:
+        xs = sorted({p["demos"] for p in points if p["task"] == task})
+        ys = [sum(p["success_rate"] for p in points if p["task"] == task and p["demos"] == x)
+              / max(1, sum(1 for p in points if p["task"] == task and p["demos"] == x)) for x in xs]
+        ax.plot(xs, ys, marker="o", label=task)
+    ax.set_xscale("log")
+    ax.set_xlabel("demonstrations")
+    ax.set_ylabel(f"BC success ({args.episodes} held-out seeds)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"BC ({args.obs}) vs number of demos")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print(json.dumps({"bench": "bc_vs_demos", "obs": args.obs, "episodes": args.episodes, "epochs": args.epochs,
+                      "points": points, "plot": str(out), "wall_s": round(time.monotonic() - start, 1),
+                      "machine": machine()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
