@@ -212,6 +212,33 @@ def _save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def recalibrate_batchnorm(net: BCNet, batches: Batches, max_batches: int = 16, batch_size: int = 128) -> None:
+    """Re-estimate every BatchNorm's running mean/var with the current weights ("precise BN").
+
+    The running averages collected during an epoch lag behind the weights (Adam changes the early
+    layers every step), which made evaluation-mode losses swing by 5x between epochs on 64 px
+    depth. Recomputing them over a fixed set of training batches (centre crop, as at run time)
+    before validation and checkpointing makes the validation loss — and the kept epoch — mean
+    what the exported model does. No-op for the MLP variant.
+    """
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the recalibration batches
+    net.train()
+    with torch.no_grad():
+        for i, batch in enumerate(batches.dataset.batches("train", batch_size, seed=None)):
+            if i >= max_batches:
+                break
+            images, scalars, _ = batches.tensors(batch, augment=False)
+            net(images, scalars)
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+
+
 def evaluate_loss(net: BCNet, batches: Batches, config: BCConfig, split: str = "val") -> dict[str, float]:
     """Mean loss and stats over a split (centre crop, eval mode)."""
     net.eval()
@@ -288,7 +315,9 @@ def train(config: BCConfig, run_dir: str | Path, progress: bool = True, max_batc
     epochs = tqdm(range(state["epoch"], config.epochs), initial=state["epoch"], total=config.epochs, desc="bc epochs",
                   unit="ep", disable=not progress)
     for epoch in epochs:
-        order = dataset.batches("train", config.batch_size, seed=config.seed * 100_003 + epoch)
+        # drop_last: a tail batch of a few samples would give BatchNorm degenerate statistics
+        order = dataset.batches("train", config.batch_size, seed=config.seed * 100_003 + epoch,
+                                drop_last=dataset.size("train") > config.batch_size)
         for i, batch in enumerate(order):
             if i < state["batch"]:
                 continue  # done before the restart
@@ -313,6 +342,7 @@ def train(config: BCConfig, run_dir: str | Path, progress: bool = True, max_batc
         if stopped:
             checkpoint()
             break
+        recalibrate_batchnorm(net, batches)
         val = evaluate_loss(net, batches, config)
         train_loss = state["train_sum"] / max(state["train_n"], 1)
         for k, v in val.items():
