@@ -15,6 +15,7 @@ from pathlib import Path
 EXPORTERS: dict[str, tuple[str, str]] = {
     "bc": ("training.bc.train", "export_run"),
     "residual": ("training.dmpo.run_residual", "export_run"),
+    "req": ("training.req.export", "export_run"),
 }
 
 

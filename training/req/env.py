@@ -1,0 +1,113 @@
+"""A task with its expert, as REQ trains on it: flat observations, actions in [-1, 1]^D, psi(s).
+
+`ExpertEnv` is the small interface the REQ training loop and intertwining need:
+
+    obs = env.reset(seed)          (S,) float32
+    psi = env.expert_action        (D,) the expert's action psi(s) at the current state, [-1, 1]^D
+    obs, reward, terminated, truncated, success = env.step(action)
+
+The expert is queried exactly once per visited state (its motion sequencer counts steps), whether
+or not its action is executed, so psi(s) is recorded for every state (eq. 4 of the REQ paper).
+
+Two uses of one task (`TaskEnv`):
+- full policy (`residual=False`, the paper's setting): obs = full state, the action is the task's
+  action, normalised per dimension to [-1, 1] by its limits; psi = the expert's action.
+- residual (`residual=True`): obs = [full state, u] with u the expert's (waypoint controller's)
+  normalised action, the executed action is u + residual_scale * a (then clipped), and the
+  expert's action in residual coordinates is psi = 0 ("add nothing to the base"). This is the
+  runtime's residual slot: base controller u plus a learned correction; binary fields (the
+  gripper) stay with the base, as the runtime's composer does.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from controllers.experts import Expert
+from sim_bridge.spec import TaskSpec
+from sim_bridge.task import Task
+
+
+class ExpertEnv(Protocol):
+    obs_dim: int
+    action_dim: int
+    max_steps: int
+
+    def reset(self, seed: int) -> np.ndarray: ...
+
+    @property
+    def expert_action(self) -> np.ndarray: ...
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, bool]: ...
+
+
+def action_center_scale(spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension center and half-range of the task's action box (action = center + scale * a_norm)."""
+    low, high = np.asarray(spec.action_low, np.float64), np.asarray(spec.action_high, np.float64)
+    return (high + low) / 2.0, np.maximum((high - low) / 2.0, 1e-6)
+
+
+class TaskEnv:
+    """A `sim_bridge` task plus its scripted expert behind `ExpertEnv` (see module docstring)."""
+
+    def __init__(self, task: Task, expert: Expert, residual: bool = False, residual_scale: float = 0.5):
+        self.task = task
+        self.expert = expert
+        self.spec = task.spec
+        self.residual = residual
+        self.residual_scale = float(residual_scale)
+        if residual and not 0.0 < residual_scale <= 2.0:
+            raise ValueError(f"residual_scale must be in (0, 2], got {residual_scale}")
+        self.center, self.scale = action_center_scale(self.spec)
+        self._binary = np.zeros(self.spec.action.size, bool)
+        for name, sl in self.spec.action.slices().items():
+            self._binary[sl] = name in self.spec.binary_action_fields
+        self.action_dim = self.spec.action.size
+        self.obs_dim = self.spec.state.size + (self.action_dim if residual else 0)
+        self.max_steps = self.spec.max_steps
+        self.horizon: int | None = None
+        """Optional shorter episode cap (training only: long failed episodes teach little); None = task horizon."""
+        self._state = np.zeros(self.spec.state.size, np.float32)
+        self._u = np.zeros(self.action_dim, np.float32)
+
+    def normalize(self, action: np.ndarray) -> np.ndarray:
+        return np.clip((np.asarray(action, np.float64) - self.center) / self.scale, -1, 1).astype(np.float32)
+
+    def denormalize(self, action_norm: np.ndarray) -> np.ndarray:
+        return self.center + self.scale * np.asarray(action_norm, np.float64)
+
+    def _observe(self, obs: dict) -> np.ndarray:
+        self._state = np.asarray(obs["state"], np.float32)
+        self._u = self.normalize(self.expert.act(self.spec.state.unpack(self._state)))
+        return np.concatenate([self._state, self._u]) if self.residual else self._state.copy()
+
+    def reset(self, seed: int) -> np.ndarray:
+        obs = self.task.reset(seed)
+        self.expert.reset(seed)
+        return self._observe(obs)
+
+    @property
+    def expert_action(self) -> np.ndarray:
+        return np.zeros(self.action_dim, np.float32) if self.residual else self._u.copy()
+
+    def executed_action(self, action: np.ndarray) -> np.ndarray:
+        """The task-unit action that `step(action)` applies (before the task's own clipping)."""
+        a = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        if self.residual:  # binary fields (the gripper) stay with the base, as in the runtime's composer
+            a = np.clip(self._u + np.where(self._binary, 0.0, self.residual_scale * a), -1.0, 1.0)
+        return self.denormalize(a)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, bool]:
+        step = self.task.step(self.spec.clip_action(self.executed_action(action)))
+        truncated = step.truncated or (self.horizon is not None and not step.terminated
+                                        and self.task.step_count >= self.horizon)
+        done = step.terminated or truncated
+        obs = self._observe(step.obs) if not done else (
+            np.concatenate([np.asarray(step.obs["state"], np.float32), self._u]) if self.residual
+            else np.asarray(step.obs["state"], np.float32))
+        return obs, float(step.reward), bool(step.terminated), bool(truncated), bool(step.success)
+
+    def close(self) -> None:
+        self.task.close()
