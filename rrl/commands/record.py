@@ -14,8 +14,9 @@ import sys
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="task name, e.g. ur5_pick")
-    p.add_argument("--source", required=True, choices=["expert", "keyboard"],
-                   help="who acts: the task's scripted expert (headless, fast) or a person at this terminal")
+    p.add_argument("--source", required=True, choices=["expert", "keyboard", "ros"],
+                   help="who acts: the task's scripted expert (headless, fast), a person at this terminal, or a "
+                        "running ROS 2 stack (`rrl launch ...`; start the recorder first)")
     p.add_argument("--episodes", type=int, required=True, help="number of episodes to keep")
     p.add_argument("--out", required=True, help="bag directory to create (must not exist or be empty)")
     p.add_argument("--keep", choices=["successes", "failures"], default="successes",
@@ -31,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="MCAP chunk compression")
     p.add_argument("--speed", type=float, default=0.05,
                    help="initial teleoperation tool speed, m/s (keyboard source; +/- change it)")
+    p.add_argument("--namespace", default="", help="ros source: namespace of the stack's topics")
+    p.add_argument("--timeout-s", type=float, default=None, help="ros source: stop recording after this many seconds")
     p.add_argument("--json", action="store_true", help="print one JSON summary object as the last line")
 
 
@@ -48,14 +51,16 @@ def run(args: argparse.Namespace) -> int:
     seed = DEMO_SEED_BASE if args.seed is None else args.seed
     camera = CameraConfig(width_px=args.camera_px, height_px=args.camera_px) if args.camera_px else None
     try:
-        task = make_task(args.task, camera=camera)
+        task = make_task(args.task, camera=camera if args.source != "ros" else None)
     except KeyError as e:
         raise SystemExit(str(e)) from None
     try:
         if args.source == "expert":
             act = _expert_policy(task, args)
-        else:
+        elif args.source == "keyboard":
             act = _keyboard_check(task, args)
+        else:
+            act = _ros_stack(task.spec, camera, args)
         try:
             writer = DemoBagWriter(args.out, BagSpec.from_task(task.spec, camera), source=args.source,
                                    compression=args.compression,
@@ -108,5 +113,23 @@ def _keyboard_check(task, args):
     def act(writer, seed) -> dict:
         return run_terminal_teleop(task, writer, episodes=args.episodes, seed=seed, config=config,
                                    keep_failures=args.keep == "failures").to_dict()
+
+    return act
+
+
+def _ros_stack(spec, camera, args):
+    """Recording from the topics of a running stack (the task is only built for its spec)."""
+
+    def act(writer, seed) -> dict:
+        from rrl.ros_record import record_from_stack
+        from training.demos.stream import StreamError
+
+        try:
+            return record_from_stack(writer, spec, camera=camera is not None, episodes=args.episodes,
+                                     keep_failures=args.keep == "failures", namespace=args.namespace,
+                                     timeout_s=args.timeout_s, progress=not args.json,
+                                     image_hw=(camera.height_px, camera.width_px) if camera else None)
+        except StreamError as e:
+            raise SystemExit(f"--source ros: {e}") from None
 
     return act

@@ -46,6 +46,10 @@ from training.demos.bag import DemoBagWriter
 from training.demos.recording import RecordSummary
 
 
+class StreamError(ValueError):
+    """The stack's messages do not fit the recording (camera size or presence); the message says how."""
+
+
 @dataclass
 class _Tick:
     episode: int
@@ -63,12 +67,14 @@ class StreamRecorder:
     """Feeds a `DemoBagWriter` from the messages of a running stack; see the module docstring."""
 
     def __init__(self, writer: DemoBagWriter, spec: TaskSpec, camera: bool, episodes: int,
-                 keep_failures: bool = False):
+                 keep_failures: bool = False, image_hw: tuple[int, int] | None = None):
         self.writer = writer
         self.spec = spec
         self.camera = camera
         self.episodes = episodes
         self.keep_failures = keep_failures
+        self.image_hw = image_hw
+        """Expected camera frame size (height, width); frames of another size are refused."""
         self.parts: dict[str, deque] = {k: deque() for k in ("joints", "proprio", "state")}
         if camera:
             self.parts["frame"] = deque()
@@ -112,7 +118,11 @@ class StreamRecorder:
     def on_frame(self, frame: np.ndarray, stamp_ns: int) -> None:
         if not self.camera:
             return
-        self.parts["frame"].append((np.asarray(frame), int(stamp_ns)))
+        frame = np.asarray(frame)
+        if self.image_hw is not None and tuple(frame.shape[:2]) != tuple(self.image_hw):
+            raise StreamError(f"camera frames are {frame.shape[1]}x{frame.shape[0]} px, the recording expects "
+                              f"{self.image_hw[1]}x{self.image_hw[0]} (--camera-px must match the stack's camera_px)")
+        self.parts["frame"].append((frame, int(stamp_ns)))
         self._drain()
 
     def on_command(self, action: np.ndarray, received_ns: int | None = None) -> None:
@@ -129,6 +139,9 @@ class StreamRecorder:
         event = payload.get("event")
         if event == "tick":
             self.ticks.append(payload)
+            if self.camera and len(self.ticks) > 20 and not self.parts["frame"]:
+                raise StreamError("the stack publishes no camera frames (20 ticks without one); record with "
+                                  "--camera-px 0 or launch the stack with a camera (camera_px:=N)")
             self._drain()
         elif event == "episode_end":
             self.ends[int(payload["episode"])] = payload
