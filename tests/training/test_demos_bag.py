@@ -3,6 +3,7 @@
 Real PyBullet UR5 pick task and its scripted expert at a 64 px depth camera.
 """
 
+import argparse
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import yaml
 from mcap.reader import make_reader
 from rosbags.highlevel import AnyReader
 
-from rrl.cli import main as rrl_main
+from rrl.commands import record as record_command
 from training.demos import schema
 from training.demos.bag import BagError, read_info, reindex
 from training.demos.dataset import DatasetConfig, DemoDataset
@@ -23,6 +24,14 @@ from training.demos.dataset import DatasetConfig, DemoDataset
 ROOT = Path(__file__).resolve().parents[2]
 OBS_TOPICS = {schema.DEPTH_TOPIC: schema.IMAGE, schema.PROPRIO_TOPIC: schema.FLOAT_ARRAY,
               schema.STATE_TOPIC: schema.FLOAT_ARRAY, schema.JOINTS_TOPIC: schema.JOINT_STATE}
+
+
+def rrl_main(argv: list[str]) -> int:
+    """`rrl record ...` in process (the command module alone, so other commands' imports do not matter)."""
+    assert argv[0] == "record"
+    parser = argparse.ArgumentParser(prog="rrl record")
+    record_command.add_arguments(parser)
+    return record_command.run(parser.parse_args(argv[1:]))
 
 
 @pytest.fixture(scope="module")
