@@ -297,11 +297,24 @@ def _load_bag(info: BagInfo, config: DatasetConfig, progress: bool) -> list[Epis
         if need_frames and os.path.exists(tmp_name):
             os.unlink(tmp_name)
     if frames_map is not None:
+        _advise_random(frames_map)
         offset = 0
         for ep in episodes:
             ep.frames = frames_map[offset:offset + ep.record.observations]
             offset += ep.record.observations
     return episodes
+
+
+def _advise_random(array: np.ndarray) -> None:
+    """Batches read frames at random: tell the kernel not to read ahead (fewer pages pulled in per sample)."""
+    import mmap
+
+    raw = getattr(array, "_mmap", None)
+    if raw is not None and hasattr(mmap, "MADV_RANDOM"):
+        try:
+            raw.madvise(mmap.MADV_RANDOM)
+        except (OSError, ValueError):
+            pass
 
 
 def _read_episode(info: BagInfo, record: EpisodeRecord, image_topic: str | None
