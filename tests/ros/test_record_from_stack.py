@@ -17,12 +17,15 @@ from sim_bridge.task import CameraConfig
 from training.demos.dataset import DatasetConfig, DemoDataset
 
 ROOT = Path(__file__).resolve().parents[2]
+RECORD = [sys.executable, "-c", "import argparse, sys; from rrl.commands import record as r; "
+          "p = argparse.ArgumentParser(prog='rrl record'); r.add_arguments(p); sys.exit(r.run(p.parse_args()))"]
+"""`rrl record` (the command module alone, so an unrelated command's import error cannot break this test)."""
 
 
-def test_recording_a_lockstep_stack_matches_the_expert_recording(launch, tmp_path):
+def test_recording_a_lockstep_stack_pairs_each_action_with_its_observation(launch, tmp_path):
     out = tmp_path / "from_stack"
     recorder = subprocess.Popen(
-        [sys.executable, "-m", "rrl.cli", "record", "--task", "ur5_pick", "--source", "ros", "--episodes", "2",
+        [*RECORD, "--task", "ur5_pick", "--source", "ros", "--episodes", "2",
          "--out", str(out), "--camera-px", "64", "--timeout-s", "120", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ))
     try:

@@ -14,6 +14,9 @@ from sim_bridge.spec import Layout, TaskSpec
 from training.demos.teleop import Event, KeyboardTeleop, TeleopConfig, format_status
 
 ROOT = Path(__file__).resolve().parents[2]
+RECORD = [sys.executable, "-c", "import argparse, sys; from rrl.commands import record as r; "
+          "p = argparse.ArgumentParser(prog='rrl record'); r.add_arguments(p); sys.exit(r.run(p.parse_args()))"]
+"""`rrl record` (the command module alone, so an unrelated command's import error cannot break this test)."""
 
 SPEC = TaskSpec(name="toy", robot="ur5", control_rate_hz=10.0, max_steps=50,
                 action=Layout((("tool_vel", 3), ("gripper", 1))), action_low=(-0.1, -0.1, -0.1, 0.0),
@@ -77,7 +80,7 @@ def test_keyboard_session_in_a_pseudo_terminal_moves_the_tool_and_saves_an_episo
     out = tmp_path / "teleop_bag"
     master, slave = os.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rrl.cli", "record", "--task", "ur5_pick", "--source", "keyboard", "--episodes", "1",
+        [*RECORD, "--task", "ur5_pick", "--source", "keyboard", "--episodes", "1",
          "--out", str(out), "--camera-px", "0", "--seed", "7"],
         stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, close_fds=True, start_new_session=True)
     os.close(slave)
