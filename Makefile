@@ -9,17 +9,19 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+$(STAMP): requirements.txt constraints.txt pyproject.toml ros_ws/src/rrl_ros/setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --no-deps -e ros_ws/src/rrl_ros
 	touch $(STAMP)
 
+# The main job: the UR5 ROS 2 stack (sim_bridge + control node: pick, waypoint base, realtime 10 Hz,
+# 3 episodes) over loopback DDS; prints per-episode success and the control-loop statistics.
 demo: $(STAMP)
-	$(VENV)/bin/rrl expert --task ur5_pick --episodes 5 --seed 1000
-	$(VENV)/bin/rrl expert --task ur5_bowl --episodes 5 --seed 1000
-	$(VENV)/bin/rrl expert --task ur5_push --episodes 5 --seed 1000
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(VENV)/bin/rrl launch launch/ur5.launch.yaml \
+		task:=ur5_pick base:=waypoint clock_mode:=realtime episodes:=3 --report out/demo_report.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -1,8 +1,9 @@
 """Helpers for tests over real DDS on loopback.
 
 Each test gets its own random ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-(the Kilted-generation rmw_fastrtps honours both), so tests running side by side, or other
-engineers' stacks on this machine, never see each other's topics.
+(the Kilted-generation rmw_fastrtps honours both). The id is claimed with a lock file
+(/tmp/rrl_ros_domain_<id>.lock), so tests and benches running side by side on this machine
+never share a domain.
 """
 
 from __future__ import annotations
@@ -17,19 +18,39 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "ur5.launch.yaml"
 
 
+def claim_domain() -> tuple[int, object]:
+    """A ROS domain id no other test (or bench) on this machine holds: an exclusive lock file per id."""
+    import fcntl
+
+    ids = list(range(1, 233))  # Fast DDS's default port mapping allows ids up to 232
+    random.shuffle(ids)
+    for domain in ids:
+        handle = open(f"/tmp/rrl_ros_domain_{domain}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        return domain, handle
+    raise RuntimeError("no free ROS domain id")
+
+
 @pytest.fixture
 def ros_env(monkeypatch):
-    domain = random.randint(1, 100)
+    domain, lock = claim_domain()
+    request_cleanup = lock  # held (open and locked) until the test ends
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
-    return domain
+    yield domain
+    request_cleanup.close()
 
 
 class Launch:
@@ -150,3 +171,28 @@ def listener(ros_env):
     yield make
     for item in made:
         item.close()
+
+
+def build_plain_onnx(path: Path, in_size: int, out_values) -> str:
+    """A plain-contract model (rrl_ros.control_core): "obs" [1, in_size] -> "action" = out_values + 0 * sum(obs)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    out = np.asarray(out_values, np.float32).reshape(1, -1)
+    const = helper.make_tensor("c", TensorProto.FLOAT, list(out.shape), out.reshape(-1).tolist())
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["obs"], ["s"], keepdims=1),
+         helper.make_node("Mul", ["s", "zero"], ["z"]),
+         helper.make_node("Add", ["c", "z"], ["action"])],
+        "plain", [helper.make_tensor_value_info("obs", TensorProto.FLOAT, [1, in_size])],
+        [helper.make_tensor_value_info("action", TensorProto.FLOAT, list(out.shape))], initializer=[const, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=9)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+@pytest.fixture
+def plain_onnx():
+    return build_plain_onnx

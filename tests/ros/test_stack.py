@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
 from std_msgs.msg import String
 
 from sim_bridge import make_task
@@ -23,22 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SPEC = make_task("ur5_pick").spec
 S, A = SPEC.state.size, SPEC.action.size
-
-
-def plain_onnx(path, in_size: int, out_values: np.ndarray) -> str:
-    """A plain-contract model: "obs" [1, in_size] -> "action" [1, A] = out_values + 0 * sum(obs)."""
-    const = helper.make_tensor("c", TensorProto.FLOAT, [1, A], np.asarray(out_values, np.float32).tolist())
-    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
-    graph = helper.make_graph(
-        [helper.make_node("ReduceSum", ["obs"], ["s"], keepdims=1),
-         helper.make_node("Mul", ["s", "zero"], ["z"]),
-         helper.make_node("Add", ["c", "z"], ["action"])],
-        "plain", [helper.make_tensor_value_info("obs", TensorProto.FLOAT, [1, in_size])],
-        [helper.make_tensor_value_info("action", TensorProto.FLOAT, [1, A])], initializer=[const, zero])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=9)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return str(path)
 
 
 def test_two_lockstep_pick_episodes_succeed_and_repeat_exactly(launch, tmp_path):
@@ -60,7 +42,7 @@ def test_two_lockstep_pick_episodes_succeed_and_repeat_exactly(launch, tmp_path)
     assert first["control"]["control"]["metrics"]["ticks"] == sim1["ticks"]
 
 
-def test_nan_residual_falls_back_to_the_base_and_is_counted(launch, tmp_path):
+def test_nan_residual_falls_back_to_the_base_and_is_counted(launch, plain_onnx, tmp_path):
     nan_model = plain_onnx(tmp_path / "nan.onnx", S + A, np.full(A, np.nan))
     run = launch("clock_mode:=lockstep", "episodes:=1", "seed:=5", f"residual:={nan_model}", report=tmp_path / "r.json")
     assert run.wait() == 0, run.output
@@ -71,7 +53,7 @@ def test_nan_residual_falls_back_to_the_base_and_is_counted(launch, tmp_path):
     assert report["success_rate"] == 1.0  # the fallback is the waypoint base, which solves the task
 
 
-def test_base_swap_mid_episode_takes_effect_at_the_next_tick(launch, listener, tmp_path):
+def test_base_swap_mid_episode_takes_effect_at_the_next_tick(launch, listener, plain_onnx, tmp_path):
     up = np.array([0.0, 0.0, 0.02, 0.0])
     bc_model = plain_onnx(tmp_path / "bc_up.onnx", S, up)
     run = launch("clock_mode:=lockstep", "episodes:=200", "seed:=0", report=tmp_path / "r.json")
@@ -107,7 +89,8 @@ def test_killed_control_node_holds_the_robot_and_fails_the_launch(launch, listen
     ear = listener({"/task/status": String, "/joint_states": JointState})
     ear.wait_for(lambda: len(ear.json("/task/status")) > 8, what="a few realtime ticks")
     os.kill(control_pid, signal.SIGSTOP)  # the controller hangs: no more commands
-    ear.wait_for(lambda: any(s.get("holding") for s in ear.json("/task/status")), timeout_s=5, what="holding")
+    seen = len(ear.messages["/task/status"])
+    ear.wait_for(lambda: any(s.get("holding") for s in ear.json("/task/status")[seen:]), timeout_s=5, what="holding")
     n = len(ear.messages["/joint_states"])
     ear.wait_for(lambda: len(ear.messages["/joint_states"]) >= n + 4, timeout_s=5, what="held joint states")
     held = np.array([m.position for m in ear.messages["/joint_states"][n:n + 4]])

@@ -121,6 +121,7 @@ class ControlNode(Node):
         self.last_answered_tick = -1
         self.last_obs_stamp_ns: int | None = None
         self.watchdog_holds = 0
+        self.sim_finished = False
 
         self.pub_command = self.create_publisher(Float64MultiArray, "command", QOS)
         self.pub_status = self.create_publisher(String, "~/status", QOS)
@@ -177,6 +178,8 @@ class ControlNode(Node):
             return
         if status.get("event") == "tick":
             self.on_message("status", status)
+        elif status.get("event") == "finished":
+            self.sim_finished = True  # no more observations will come: the watchdog stands down
 
     def required(self) -> set[str]:
         need = {"state", "proprio", "joints", "status"}
@@ -232,7 +235,7 @@ class ControlNode(Node):
 
     def watchdog(self) -> None:
         """Realtime only: no fresh observation for `stale_periods` periods -> publish the hold command."""
-        if self.last_obs_stamp_ns is None:
+        if self.last_obs_stamp_ns is None or self.sim_finished:
             return
         age_s = (time.time_ns() - self.last_obs_stamp_ns) * 1e-9
         if age_s > self.core.safety.config.stale_after_s:
