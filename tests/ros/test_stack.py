@@ -68,8 +68,10 @@ def test_base_swap_mid_episode_takes_effect_at_the_next_tick(launch, listener, p
     assert ok.returncode == 0, ok.stderr
     ear.wait_for(lambda: any(s["base"].startswith("bc") for s in ear.json("/control/status")), what="bc ticks")
     time.sleep(0.3)
-    run.stop()
+    run.stop()  # Ctrl-C: every node stops cleanly and still writes its report
+    assert run.proc.returncode == 130, run.output
     report = run.report()
+    assert all(n["exit_code"] == 0 for n in report["nodes"].values()), report["nodes"]
     (swap,) = report["control"]["control"]["swaps"]
     assert swap["tick"] == swap["accepted_after_tick"] + 1  # applied at the first tick after the change
     statuses = sorted(ear.json("/control/status"), key=lambda s: s["tick"])

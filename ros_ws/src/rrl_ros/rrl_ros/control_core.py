@@ -114,7 +114,10 @@ def make_base(kind: str, artifact: str, spec: TaskSpec):
     if kind not in BASE_KINDS:
         raise SlotError(f"base_controller must be one of {BASE_KINDS}, got {kind!r}")
     if kind == "waypoint":
-        return load_base("waypoint", spec)
+        try:
+            return load_base("waypoint", spec)
+        except KeyError as e:  # no scripted expert for this task
+            raise SlotError(f"base_controller 'waypoint': {e.args[0] if e.args else e}") from None
     if not artifact:
         raise SlotError("base_controller 'bc' needs base_artifact (an artifact directory or an ONNX file)")
     path = Path(artifact).expanduser()
