@@ -49,6 +49,7 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 
 from controllers.safety import ActionLimits, hold_action
 from rrl_ros import conversions as conv
+from rrl_ros.metrics import LoopMetrics
 from rrl_ros.reports import write_node_report
 from rrl_ros.sim_core import EpisodeRunner
 from sim_bridge import make_task, task_names
@@ -122,6 +123,8 @@ class SimBridgeNode(Node):
         self.awaiting_since = 0.0
         self.bad_commands = 0
         self.timer = None
+        self.timer_metrics = LoopMetrics(self.period_s, deadlines=not self.lockstep)
+        """Realtime: the sim timer's own period/jitter; 'latency' = time spent in the tick callback."""
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -163,6 +166,8 @@ class SimBridgeNode(Node):
     def realtime_tick(self) -> None:
         if self.finished:
             return
+        started = time.monotonic()
+        tick = self.runner.tick
         if self.awaiting:  # the last observation got no command in time
             self.ticks_without_command += 1
             age = time.monotonic() - self.last_command_time
@@ -176,6 +181,7 @@ class SimBridgeNode(Node):
                 self.advance(hold_action(self.limits, self.last_command))
         if not self.finished:
             self.publish_observation()
+        self.timer_metrics.record(tick, started, time.monotonic() - started)
 
     def lockstep_watchdog(self) -> None:
         if self.finished or not self.awaiting:
@@ -238,7 +244,8 @@ class SimBridgeNode(Node):
         return {"kind": "sim_bridge", "node": self.get_fully_qualified_name(), "task": self.spec.name,
                 "clock_mode": self.p["clock_mode"], "seed": self.p["seed"], **self.runner.summary(),
                 "commands_received": self.commands_received, "ticks_without_command": self.ticks_without_command,
-                "hold_ticks": self.hold_ticks, "bad_commands": self.bad_commands, "finished": self.finished}
+                "hold_ticks": self.hold_ticks, "bad_commands": self.bad_commands, "finished": self.finished,
+                "timer": self.timer_metrics.summary() if not self.lockstep else None}
 
     def write_report(self) -> None:
         write_node_report(self.get_name(), self.report())
