@@ -76,3 +76,52 @@ def test_slots_refuse_what_does_not_fit(task, plain_onnx, tmp_path):
     with pytest.raises(SlotError, match="without policy.yaml"):
         make_base("bc", str(tmp_path / "dir"), spec)
     assert make_residual("", spec, "waypoint", 1.0) is None
+
+
+def residual_artifact(spec, out_dir, base: str, mu: float):
+    """A real residual artifact (policy.yaml + model.onnx via policies.artifact.write_artifact), built with
+    onnx.helper: "x" = [state, base_action] -> "mu" = mu everywhere."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from policies.artifact import PENDING_SHA256, ActionSpec, FieldStats, InputSpec, OutputSpec, PolicyArtifact, write_artifact
+
+    S, A = spec.state.size, spec.action.size
+    const = helper.make_tensor("c", TensorProto.FLOAT, [1, A], [mu] * A)
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x"], ["s"], axes=[1], keepdims=1),
+         helper.make_node("Mul", ["s", "zero"], ["z"]), helper.make_node("Add", ["c", "z"], ["mu"])],
+        "residual", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", S + A])],
+        [helper.make_tensor_value_info("mu", TensorProto.FLOAT, ["batch", A])], initializer=[const, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], ir_version=9)
+    desc = PolicyArtifact(
+        kind="residual", algo="dmpo", task=spec.name, base=base, residual_scale=0.5,
+        inputs=(InputSpec("x", ("state", "base_action"), (-1, S + A)),),
+        outputs=(OutputSpec("mu", "residual_mean", (-1, A)),), action=ActionSpec.from_task(spec),
+        normalisation={"action": FieldStats.from_arrays(np.zeros(A), np.full(A, 0.04)),
+                       "state": FieldStats.from_arrays(np.zeros(S), np.ones(S))},
+        model_sha256=PENDING_SHA256)
+    write_artifact(desc, model.SerializeToString(), out_dir)
+    return str(out_dir)
+
+
+def test_residual_artifact_loads_composes_and_refuses_another_base(task, tmp_path):
+    from rrl_ros.control_core import check_residual_fits
+
+    spec = task.spec
+    art = residual_artifact(spec, tmp_path / "res_waypoint", "waypoint", mu=1.0)
+    residual = make_residual(art, spec, "waypoint", scale=123.0)  # the artifact's own scale wins
+    core = ControlCore(spec, make_base("waypoint", "", spec), "waypoint", residual)
+    reference = load_policy(spec, "waypoint", art)
+    obs = task.reset(2)
+    core.reset(2)
+    reference.reset(2)
+    out = core.tick(obs, 0.0)
+    np.testing.assert_allclose(out.command, reference.act(obs), atol=1e-6)
+    # a = c * sigma_action * mu on the velocities (0.5 * 0.04 * 1), the gripper stays the base's
+    np.testing.assert_allclose(out.command, spec.clip_action(out.base_action + [0.02, 0.02, 0.02, 0.0]), atol=1e-6)
+    with pytest.raises(SlotError, match="trained on base 'waypoint'"):
+        make_residual(art, spec, "/some/bc_artifact", 1.0)
+    with pytest.raises(SlotError, match="trained on base 'waypoint', not '/x/bc_pick'"):
+        check_residual_fits(residual, "/x/bc_pick")  # what a base swap to a bc artifact would be refused with
