@@ -115,3 +115,79 @@ def test_malformed_launch_file_and_unknown_argument_are_named(tmp_path):
     out = subprocess.run([*cli, str(ROOT / "launch" / "ur5.launch.yaml"), "epsiodes:=2"], capture_output=True,
                          text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 2 and "unknown launch argument(s) epsiodes" in out.stderr, out.stderr
+
+
+def depth_bc_artifact(spec, out_dir) -> str:
+    """A real bc artifact reading 3 stacked 32x32 depth frames and proprio (onnx.helper, no torch): the x
+    velocity follows the change between the oldest and newest frame, z a constant descent. Any mistake
+    in how the node stacks frames changes the trajectory."""
+    import onnx  # noqa: F401
+    from onnx import TensorProto, helper
+
+    from policies.artifact import (
+        PENDING_SHA256, ActionSpec, CameraSpec, FieldStats, InputSpec, OutputSpec, PolicyArtifact, write_artifact,
+    )
+
+    P, A = spec.proprio.size, spec.action.size
+    w = np.zeros((3, A), np.float32)
+    w[0, 0], w[2, 0], w[1, 1] = -400.0, 400.0, 5.0
+    bias = np.zeros((1, A), np.float32)
+    bias[0, 2] = -0.5
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["depth"], ["m"], axes=[2, 3], keepdims=0),
+         helper.make_node("MatMul", ["m", "w"], ["a0"]),
+         helper.make_node("ReduceSum", ["proprio"], ["ps"], axes=[1], keepdims=1),
+         helper.make_node("Mul", ["ps", "zero"], ["pz"]),
+         helper.make_node("Add", ["a0", "bias"], ["a1"]),
+         helper.make_node("Add", ["a1", "pz"], ["action"])],
+        "depth_bc",
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, ["batch", 3, 32, 32]),
+         helper.make_tensor_value_info("proprio", TensorProto.FLOAT, ["batch", P])],
+        [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", A])],
+        initializer=[helper.make_tensor("w", TensorProto.FLOAT, [3, A], w.reshape(-1).tolist()),
+                     helper.make_tensor("bias", TensorProto.FLOAT, [1, A], bias.reshape(-1).tolist()),
+                     helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], ir_version=9)
+    desc = PolicyArtifact(
+        kind="bc", algo="bc", task=spec.name, camera=CameraSpec("depth", 32, 32, 3),
+        inputs=(InputSpec("depth", ("depth",), (-1, 3, 32, 32)), InputSpec("proprio", ("proprio",), (-1, P))),
+        outputs=(OutputSpec("action", "action", (-1, A)),), action=ActionSpec.from_task(spec),
+        normalisation={"action": FieldStats.from_arrays(np.zeros(A), np.full(A, 0.05)),
+                       "proprio": FieldStats.from_arrays(np.zeros(P), np.ones(P))},
+        model_sha256=PENDING_SHA256)
+    write_artifact(desc, model.SerializeToString(), out_dir)
+    return str(out_dir)
+
+
+def test_image_bc_base_through_the_stack_matches_the_in_process_run(launch, tmp_path):
+    """Depth frames go through sensor_msgs/Image (32FC1) and the node's frame stack: the lockstep trajectory
+    is bit-identical to running the same artifact on the task directly (policies.runtime)."""
+    from policies.runtime import load_policy
+    from rrl_ros.sim_core import EpisodeRunner
+    from sim_bridge.task import CameraConfig
+
+    art = depth_bc_artifact(SPEC, tmp_path / "bc_depth")
+    ticks, seed = 25, 4
+    run = launch("clock_mode:=lockstep", "episodes:=1", f"seed:={seed}", f"max_ticks:={ticks}", "base:=bc",
+                 f"base_artifact:={art}", "camera_px:=32", report=tmp_path / "r.json")
+    assert run.wait() == 0, run.output
+    report = run.report()
+    control = report["control"]["control"]
+    assert control["base"] == f"bc:{art}" and control["base_errors"] == 0 and control["metrics"]["ticks"] == ticks
+
+    task = make_task("ur5_pick", camera=CameraConfig(32, 32, 3))
+    try:
+        policy = load_policy(task.spec, art)
+        runner = EpisodeRunner(task, episodes=1, seed=seed)
+        obs = runner.start()
+        policy.reset(seed)
+        commands = []
+        for _ in range(ticks):
+            commands.append(policy.act(obs))
+            runner.apply(commands[-1])
+            obs = runner.obs
+    finally:
+        task.close()
+    assert np.ptp(np.array(commands)[:, 0]) > 1e-4  # the frames really steer the policy
+    (sim,) = report["sim"].values()
+    assert sim["trajectory_sha256"] == runner.summary()["trajectory_sha256"]
