@@ -8,7 +8,8 @@ Rules (what `rrl launch` promises):
 - the first node to end ends the launch: the others get SIGINT, then SIGTERM after
   `sigint_timeout_s`, then SIGKILL; a node that ends with a non-zero code (or by a
   signal) is reported by name with its code and makes the launch fail;
-- Ctrl-C (SIGINT) or SIGTERM to the launcher stops every node the same way;
+- Ctrl-C (SIGINT) or SIGTERM to the launcher stops every node the same way; if the launcher
+  itself is killed, the kernel sends every node SIGTERM (PR_SET_PDEATHSIG), so none is orphaned;
 - every node gets `RRL_REPORT_DIR`: nodes write `<node name>.json` there (episode
   results, loop metrics), which `collect_reports` reads after shutdown.
 """
@@ -47,6 +48,20 @@ def resolve_executable(pkg: str, executable: str, where: str = "") -> list[str]:
             return [sys.executable, "-c", f"import sys; from {module} import {func} as f; sys.exit(f())"]
     raise LaunchFileError(f"{where}: executable {executable!r} of package {pkg!r} not found "
                           f"(looked in <prefix>/lib/{pkg}/ of {prefixes} and the {pkg!r} console scripts)")
+
+
+try:  # resolved once in the parent: the child between fork and exec must not import anything
+    import ctypes
+
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _PRCTL = None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the launcher dies (even by SIGKILL), so no node outlives it."""
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG (Linux)
 
 
 def describe_exit(code: int | None) -> str:
@@ -124,7 +139,8 @@ class Supervisor:
         for node, command in zip(self.plan.nodes, commands):
             env = dict(os.environ, PYTHONUNBUFFERED="1", RRL_REPORT_DIR=str(self.report_dir), **dict(node.env))
             proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, text=True, bufsize=1)
+                                    stdin=subprocess.DEVNULL, start_new_session=True, text=True, bufsize=1,
+                                    preexec_fn=_die_with_parent)
             np_ = NodeProcess(node, command, proc)
             np_.reader = threading.Thread(target=self._pump, args=(np_,), daemon=True)
             np_.reader.start()
