@@ -510,6 +510,7 @@ def write_artifact(artifact: PolicyArtifact, onnx_bytes: bytes, out_dir: str | o
         fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are shipped and shared
         os.replace(tmp, out / name)
     return load_artifact(out)
 

@@ -68,6 +68,43 @@ def onnx_bytes(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]
         return path.read_bytes()
 
 
+def store_weights_fp16(model: bytes, min_elements: int = 16) -> bytes:
+    """Store the float32 initialisers of an ONNX model as float16, each followed by a Cast back to float32.
+
+    Halves the file; the computation stays float32 (ONNX Runtime folds the casts at load time).
+    The caller rounds the torch weights the same way first (`round_weights_fp16`), so the parity
+    check compares identical arithmetic. Tensors under `min_elements` (scalars, shapes) are kept.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    m = onnx.load_from_string(model)
+    graph = m.graph
+    initialisers, casts = [], []
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT and int(np.prod(init.dims)) >= min_elements:
+            half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "__fp16")
+            initialisers.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=init.name + "__cast"))
+        else:
+            initialisers.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(initialisers)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(m)
+    return m.SerializeToString()
+
+
+def round_weights_fp16(module: torch.nn.Module) -> None:
+    """Round every floating parameter and buffer of `module` to float16 precision, in place (kept float32)."""
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+
+
 def parity(module: torch.nn.Module, model: bytes, samples: Mapping[str, np.ndarray], output_names: list[str],
            batch: int = 64) -> dict[str, float]:
     """Max |onnx - torch| per output over the samples (dict input name -> (N, ...) arrays)."""
@@ -92,11 +129,13 @@ def parity(module: torch.nn.Module, model: bytes, samples: Mapping[str, np.ndarr
 
 def export_artifact(module: torch.nn.Module, samples: Mapping[str, np.ndarray], artifact: PolicyArtifact,
                     out_dir: str | Path, atol: float = PARITY_ATOL, overwrite: bool = False,
-                    extra_provenance: Mapping[str, Any] | None = None) -> PolicyArtifact:
+                    extra_provenance: Mapping[str, Any] | None = None, weights_fp16: bool = False) -> PolicyArtifact:
     """Export, check parity on `samples` (input name -> (N, ...) float32 real samples), write the artifact.
 
-    `artifact` describes the model; its `model_sha256` may be `PENDING_SHA256`. Returns the loaded,
-    validated artifact.
+    `artifact` describes the model; its `model_sha256` may be `PENDING_SHA256`. With `weights_fp16`
+    the weights are rounded to float16 in `module` (in place) and stored as float16 in the file (half
+    the size; computation stays float32); parity is then checked against the rounded module.
+    Returns the loaded, validated artifact.
     """
     input_names = [i.name for i in artifact.inputs]
     output_names = [o.name for o in artifact.outputs]
@@ -106,7 +145,11 @@ def export_artifact(module: torch.nn.Module, samples: Mapping[str, np.ndarray], 
     if len(set(n.values())) != 1 or min(n.values()) < 1:
         raise ValueError(f"samples must hold the same number (>= 1) of rows per input, got {n}")
     example = tuple(torch.from_numpy(np.ascontiguousarray(samples[k][:2], dtype=np.float32)) for k in input_names)
+    if weights_fp16:
+        round_weights_fp16(module)
     model = onnx_bytes(module, example, input_names, output_names)
+    if weights_fp16:
+        model = store_weights_fp16(model)
     diffs = parity(module, model, samples, output_names)
     bad = {k: v for k, v in diffs.items() if not v <= atol}
     if bad:
@@ -121,7 +164,8 @@ def export_artifact(module: torch.nn.Module, samples: Mapping[str, np.ndarray], 
         "git_commit": git_commit(),
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
-        "export": {"opset": OPSET, "exporter": "torch.onnx legacy (dynamo=False)", "parity_samples": min(n.values()),
+        "export": {"opset": OPSET, "exporter": "torch.onnx legacy (dynamo=False)",
+                   "weights": "float16 (rounded before the parity check; float32 compute)" if weights_fp16 else "float32", "parity_samples": min(n.values()),
                    "parity_max_abs_diff": diffs, "parity_atol": atol},
     }
     return write_artifact(dataclasses.replace(artifact, provenance=provenance), model, out_dir, overwrite=overwrite)

@@ -117,5 +117,27 @@ class ExportWrapper(nn.Module):
         return torch.where(self.binary_mask, torch.sigmoid(a0), a0), z
 
 
+def fuse_batchnorm(net: BCNet) -> BCNet:
+    """An evaluation-only copy of `net` with every BatchNorm folded into the conv before it.
+
+    Same function (up to float rounding); used for export so that what is stored (and possibly
+    rounded to float16) is exactly the weights torch runs in the parity check.
+    """
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(net).eval()
+    for m in net.modules():
+        if isinstance(m, BasicBlock):
+            m.conv1, m.bn1 = fuse_conv_bn_eval(m.conv1, m.bn1), nn.Identity()
+            m.conv2, m.bn2 = fuse_conv_bn_eval(m.conv2, m.bn2), nn.Identity()
+            if isinstance(m.shortcut, nn.Sequential):
+                m.shortcut = nn.Sequential(fuse_conv_bn_eval(m.shortcut[0], m.shortcut[1]))
+        if isinstance(m, ResNet18Half):
+            m.stem = nn.Sequential(fuse_conv_bn_eval(m.stem[0], m.stem[1]), *m.stem[2:])
+    return net
+
+
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
