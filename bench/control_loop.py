@@ -71,8 +71,8 @@ def main() -> int:
     ap.add_argument("--residual", default="")
     ap.add_argument("--rate-hz", type=float, default=10.0)
     ap.add_argument("--rt-priority", type=int, default=0,
-                    help="run the stack under SCHED_FIFO at this priority (1-99; 0: the caller's policy). "
-                         "Needs CAP_SYS_NICE; the nodes sleep between ticks, so they cannot starve the machine")
+                    help="the nodes' rt_priority launch arg: SCHED_FIFO at this priority (1-99; 0: the caller's "
+                         "policy). Needs CAP_SYS_NICE; the nodes sleep between ticks, so they cannot starve the machine")
     args = ap.parse_args()
 
     domain, _lock = claim_domain()
@@ -82,13 +82,10 @@ def main() -> int:
         cmd = [sys.executable, "-m", "rrl.cli", "launch", str(ROOT / "launch" / "ur5.launch.yaml"),
                f"task:={args.task}", "clock_mode:=realtime", f"rate_hz:={args.rate_hz}", f"max_ticks:={args.ticks}",
                "episodes:=100000", f"base:={args.base}", f"base_artifact:={args.base_artifact}",
-               f"residual:={args.residual}", "--report", str(report_path)]
+               f"residual:={args.residual}", f"rt_priority:={args.rt_priority}", "--report", str(report_path)]
         load_before = os.getloadavg()
         t0 = time.monotonic()
-        preexec = None
-        if args.rt_priority:
-            preexec = lambda: os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.rt_priority))  # noqa: E731
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, preexec_fn=preexec)
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         wall_s = time.monotonic() - t0
         load_after = os.getloadavg()
         if not report_path.exists():
@@ -102,7 +99,7 @@ def main() -> int:
     out = {
         "bench": "control_loop", "task": args.task, "base": args.base, "residual": args.residual or None,
         "rate_hz": args.rate_hz,
-        "scheduling": f"SCHED_FIFO priority {args.rt_priority}" if args.rt_priority else
+        "scheduling": f"nodes SCHED_FIFO priority {args.rt_priority}" if args.rt_priority else
                       f"{'SCHED_FIFO' if os.sched_getscheduler(0) == os.SCHED_FIFO else 'SCHED_OTHER'} nice {os.nice(0)}", "ticks": m["ticks"], "wall_s": round(wall_s, 1), "launch_exit_code": proc.returncode,
         **{k: m[k] for k in ("period_p50_ms", "period_p99_ms", "jitter_p50_ms", "jitter_p99_ms", "jitter_max_ms",
                              "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "missed_deadlines")},
