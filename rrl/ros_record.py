@@ -58,27 +58,30 @@ class RecorderNode(Node):
             self.errors.append(f"{what}: {e}")
             self.get_logger().error(f"{what}: {e}")
 
-    def on_joints(self, msg: JointState) -> None:
+    # callbacks take (message, MessageInfo): the DDS source timestamp places each message in time
+
+    def on_joints(self, msg: JointState, info) -> None:
         self._guard("joint_states", lambda: self.recorder.on_joints(
-            conv.from_joint_state(msg, self.spec.joint_names), conv.time_ns(msg.header.stamp)))
+            conv.from_joint_state(msg, self.spec.joint_names), conv.time_ns(msg.header.stamp), info["source_timestamp"]))
 
-    def on_proprio(self, msg: Float32MultiArray) -> None:
+    def on_proprio(self, msg: Float32MultiArray, info) -> None:
         self._guard("robot/proprio", lambda: self.recorder.on_proprio(
-            conv.from_float32_array(msg, self.spec.proprio, "robot/proprio")))
+            conv.from_float32_array(msg, self.spec.proprio, "robot/proprio"), info["source_timestamp"]))
 
-    def on_state(self, msg: Float32MultiArray) -> None:
+    def on_state(self, msg: Float32MultiArray, info) -> None:
         self._guard("task/state", lambda: self.recorder.on_state(
-            conv.from_float32_array(msg, self.spec.state, "task/state")))
+            conv.from_float32_array(msg, self.spec.state, "task/state"), info["source_timestamp"]))
 
-    def on_image(self, msg: Image) -> None:
-        self._guard("camera", lambda: self.recorder.on_frame(conv.from_image(msg), conv.time_ns(msg.header.stamp)))
+    def on_image(self, msg: Image, info) -> None:
+        self._guard("camera", lambda: self.recorder.on_frame(
+            conv.from_image(msg), conv.time_ns(msg.header.stamp), info["source_timestamp"]))
 
-    def on_status(self, msg: String) -> None:
-        self._guard("task/status", lambda: self.recorder.on_status(conv.from_json_string(msg)))
+    def on_status(self, msg: String, info) -> None:
+        self._guard("task/status", lambda: self.recorder.on_status(conv.from_json_string(msg), info["source_timestamp"]))
 
-    def on_command(self, msg: Float64MultiArray) -> None:
-        received_ns = time.time_ns()
-        self._guard("command", lambda: self.recorder.on_command(conv.from_command(msg, self.spec.action), received_ns))
+    def on_command(self, msg: Float64MultiArray, info) -> None:
+        self._guard("command", lambda: self.recorder.on_command(
+            conv.from_command(msg, self.spec.action), info["source_timestamp"]))
 
 
 def record_from_stack(writer: DemoBagWriter, spec: TaskSpec, camera: bool, episodes: int, keep_failures: bool,
@@ -122,4 +125,5 @@ def record_from_stack(writer: DemoBagWriter, spec: TaskSpec, camera: bool, episo
         rclpy.try_shutdown()
     summary: RecordSummary = recorder.summary
     return {**summary.to_dict(), "stopped_by": stopped_by, "filled_actions": recorder.filled_actions,
-            "skipped_ticks": recorder.skipped_ticks, "resyncs": recorder.resyncs, "conversion_errors": len(node.errors)}
+            "skipped_ticks": recorder.skipped_ticks, "dropped_ticks": recorder.dropped_ticks,
+            "conversion_errors": len(node.errors)}

@@ -1,5 +1,6 @@
-"""The stream recorder core: messages of a running stack, delivered with cross-topic reordering, become the
-same episodes a direct expert recording gives (without the terminal observation). Real PyBullet task, no ROS."""
+"""The stream recorder core: messages of a running stack, delivered with cross-topic reordering and late
+subscriptions, become the episodes a direct recording gives (without the terminal observation).
+Real PyBullet task, no ROS: the messages are generated the way sim_bridge + control node publish them."""
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from training.demos.bag import DemoBagWriter
 from training.demos.dataset import DatasetConfig, DemoDataset
 from training.demos.recording import SimClock, record_episode
 from training.demos.schema import BagSpec
-from training.demos.stream import StreamRecorder
+from training.demos.stream import StreamError, StreamRecorder
 from training.evaluation import ExpertPolicy
 
 CAMERA = CameraConfig(32, 32)
@@ -26,34 +27,40 @@ def pick():
 
 
 def stack_messages(task, policy, seeds, drop_command_at=None, realtime=False):
-    """What sim_bridge + control node publish, in publishing order: (topic, value).
+    """(topic, value, source_ns) in publishing order, as the stack produces them.
 
     `drop_command_at=(episode, step)`: that command never comes; the (realtime) sim steps with the previous one.
     """
     out, tick, previous = [], 0, None
+
+    def pub(topic, value):
+        out.append((topic, value, 1_000_000 + 1000 * len(out)))  # one machine clock, advancing per message
+
     for episode, seed in enumerate(seeds):
         obs, step = task.reset(seed), 0
         policy.reset(seed)
         while True:
             sim_time = tick * 100_000_000
             stamp = 1_700_000_000_000_000_000 + sim_time + 7 if realtime else sim_time
-            out += [("joints", (obs["joint_pos_rad"], stamp)), ("proprio", obs["proprio"]), ("state", obs["state"]),
-                    ("frame", (obs["depth"][-1], stamp)),
-                    ("status", {"event": "tick", "tick": tick, "episode": episode, "step": step, "seed": seed,
-                                "sim_time_ns": sim_time, "stamp_ns": stamp if realtime else 123})]
+            pub("joints", (obs["joint_pos_rad"], stamp))
+            pub("proprio", obs["proprio"])
+            pub("state", obs["state"])
+            pub("frame", (obs["depth"][-1], stamp))
+            pub("status", {"event": "tick", "tick": tick, "episode": episode, "step": step, "seed": seed,
+                           "sim_time_ns": sim_time, "stamp_ns": stamp if realtime else 123})
             action = task.spec.clip_action(policy.act(obs))
             if drop_command_at == (episode, step):
                 action = previous
             else:
-                out.append(("command", (action, stamp + 5_000_000 if realtime else None)))
+                pub("command", action)
             previous = action
             result = task.step(action)
             obs, step, tick = result.obs, step + 1, tick + 1
             if result.terminated or result.truncated:
-                out.append(("status", {"event": "episode_end", "episode": episode, "seed": seed,
-                                       "success": bool(result.success), "steps": step}))
+                pub("status", {"event": "episode_end", "episode": episode, "seed": seed,
+                               "success": bool(result.success), "steps": step})
                 break
-    out.append(("status", {"event": "finished"}))
+    pub("status", {"event": "finished"})
     return out
 
 
@@ -61,73 +68,121 @@ def deliver(messages, rng, lag=6):
     """Per-topic order kept, order between topics shuffled within `lag` messages (as DDS readers may)."""
     last: dict[str, float] = {}
     timed = []
-    for i, (topic, value) in enumerate(messages):
+    for i, (topic, value, src) in enumerate(messages):
         t = max(i + rng.uniform(0, lag), last.get(topic, -1) + 1e-6)
         last[topic] = t
-        timed.append((t, topic, value))
-    return [(topic, value) for _, topic, value in sorted(timed, key=lambda x: x[0])]
+        timed.append((t, (topic, value, src)))
+    return [m for _, m in sorted(timed, key=lambda x: x[0])]
+
+
+def late_subscriptions(messages, rng, until):
+    """Each topic's subscription goes live at its own moment among the first `until` messages."""
+    live = {topic: rng.integers(0, until) for topic in ("joints", "proprio", "state", "frame", "status", "command")}
+    return [m for i, m in enumerate(messages) if i >= live[m[0]]]
 
 
 def feed(recorder, messages):
-    for topic, value in messages:
-        {"joints": lambda v: recorder.on_joints(*v), "proprio": recorder.on_proprio, "state": recorder.on_state,
-         "frame": lambda v: recorder.on_frame(*v), "status": recorder.on_status,
-         "command": lambda v: recorder.on_command(*v)}[topic](value)
+    for topic, value, src in messages:
+        if topic == "joints":
+            recorder.on_joints(*value, src)
+        elif topic == "frame":
+            recorder.on_frame(*value, src)
+        else:
+            {"proprio": recorder.on_proprio, "state": recorder.on_state, "status": recorder.on_status,
+             "command": recorder.on_command}[topic](value, src)
+    recorder.close()
 
 
-def test_reordered_stack_messages_give_the_expert_recording(pick, tmp_path):
-    task, policy = pick
-    seeds = [21, 22]
-    ref_writer = DemoBagWriter(tmp_path / "ref", BagSpec.from_task(task.spec, CAMERA), source="expert")
+def reference(task, policy, seeds, path):
+    writer = DemoBagWriter(path, BagSpec.from_task(task.spec, CAMERA), source="expert")
     clock = SimClock(0)
     for seed in seeds:
-        record_episode(task, policy, ref_writer, seed, clock, keep_failures=True)
-    ref = DemoDataset(tmp_path / "ref", CONFIG)
+        record_episode(task, policy, writer, seed, clock, keep_failures=True)
+    return {e.record.seed: e for e in DemoDataset(path, CONFIG).episodes}
 
-    writer = DemoBagWriter(tmp_path / "stream", BagSpec.from_task(task.spec, CAMERA), source="ros")
-    rec = StreamRecorder(writer, task.spec, camera=True, episodes=2, keep_failures=True)
+
+def recorder_for(task, path, episodes=5):
+    writer = DemoBagWriter(path, BagSpec.from_task(task.spec, CAMERA), source="ros")
+    return StreamRecorder(writer, task.spec, camera=True, episodes=episodes, keep_failures=True, image_hw=(32, 32))
+
+
+def assert_same_episode(got, want):
+    assert not got.record.terminal_observation and got.steps == want.steps
+    np.testing.assert_array_equal(got.action, want.action)
+    np.testing.assert_array_equal(got.proprio, want.proprio[:-1])
+    np.testing.assert_array_equal(got.state, want.state[:-1])
+    np.testing.assert_array_equal(got.joint_pos_rad, want.joint_pos_rad[:-1])
+    np.testing.assert_array_equal(got.frames, want.frames[:-1])
+    assert got.record.success == want.record.success
+
+
+def test_reordered_lockstep_stream_gives_the_direct_recording(pick, tmp_path):
+    task, policy = pick
+    seeds = [21, 22]
+    want = reference(task, policy, seeds, tmp_path / "ref")
+    rec = recorder_for(task, tmp_path / "stream", episodes=2)
     feed(rec, deliver(stack_messages(task, policy, seeds), np.random.default_rng(0)))
-    assert rec.finished and rec.resyncs == 0 and rec.filled_actions == 0
+    assert rec.finished and rec.dropped_ticks == 0 and rec.filled_actions == 0
     got = DemoDataset(tmp_path / "stream", CONFIG)
     assert [e.record.seed for e in got.episodes] == seeds
-    for a, b in zip(ref.episodes, got.episodes):
-        assert not b.record.terminal_observation and a.steps == b.steps
-        np.testing.assert_array_equal(b.action, a.action)
-        np.testing.assert_array_equal(b.proprio, a.proprio[:-1])
-        np.testing.assert_array_equal(b.state, a.state[:-1])
-        np.testing.assert_array_equal(b.frames, a.frames[:-1])
-        assert b.record.success == a.record.success
+    for ep in got.episodes:
+        assert_same_episode(ep, want[ep.record.seed])
     # the 3-frame histories the reader serves are the same too
-    idx = np.arange(ref.size("train"))
-    np.testing.assert_array_equal(got.batch("train", idx)["frames"], ref.batch("train", idx)["frames"])
+    ref_ds = DemoDataset(tmp_path / "ref", CONFIG)
+    idx = np.arange(ref_ds.size("train"))
+    np.testing.assert_array_equal(got.batch("train", idx)["frames"], ref_ds.batch("train", idx)["frames"])
 
 
-def test_missing_command_is_filled_and_a_late_start_skips_to_the_next_episode(pick, tmp_path):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_late_subscriptions_skip_to_the_first_whole_episode(pick, tmp_path, seed):
+    """Topics going live at different moments during episode 0: episodes 1 and 2 are recorded exactly."""
+    task, policy = pick
+    seeds = [31, 32, 33]
+    messages = stack_messages(task, policy, seeds)
+    rng = np.random.default_rng(seed)
+    rec = recorder_for(task, tmp_path / "late")
+    feed(rec, deliver(late_subscriptions(messages, rng, until=60), rng))
+    got = DemoDataset(tmp_path / "late", CONFIG)
+    assert [e.record.seed for e in got.episodes][-2:] == [32, 33]
+    want = reference(task, policy, seeds, tmp_path / "ref")
+    for ep in got.episodes:
+        assert_same_episode(ep, want[ep.record.seed])
+
+
+def test_realtime_missing_command_is_the_previous_one(pick, tmp_path):
     task, policy = pick
     messages = stack_messages(task, policy, [5, 6], drop_command_at=(1, 3), realtime=True)
-    writer = DemoBagWriter(tmp_path / "late", BagSpec.from_task(task.spec, CAMERA), source="ros")
-    rec = StreamRecorder(writer, task.spec, camera=True, episodes=5, keep_failures=True)
-    start = next(i for i, (t, v) in enumerate(messages) if t == "status" and v.get("step") == 4)
-    feed(rec, messages[start + 1:])  # joins mid-episode 0, after a tick's status: its parts are out of step
-    (ep,) = DemoDataset(tmp_path / "late", CONFIG).episodes
-    assert ep.record.seed == 6 and ep.record.info["filled_actions"] == 1 and rec.filled_actions == 1
-    np.testing.assert_array_equal(ep.action[3], ep.action[2])  # the sim kept applying the previous command
-    assert rec.skipped_ticks + rec.resyncs > 0
-
-
-def test_realtime_stream_with_reordering_keeps_actions_in_step(pick, tmp_path):
-    """Realtime stamps and cross-topic reordering: every recorded action is the one the sim applied."""
-    task, policy = pick
-    messages = stack_messages(task, policy, [8], realtime=True)
-    applied = [v[0] for t, v in messages if t == "command"]
-    writer = DemoBagWriter(tmp_path / "rt", BagSpec.from_task(task.spec, CAMERA), source="ros")
-    rec = StreamRecorder(writer, task.spec, camera=True, episodes=1)
-    # realtime ticks are a period apart: reordering happens within a tick (its parts, status and command)
+    applied = [v for t, v, _ in messages if t == "command"]
+    rec = recorder_for(task, tmp_path / "rt")
     rng, ticks = np.random.default_rng(1), []
-    for topic, value in messages:
-        if topic == "joints" or not ticks:
+    for m in messages:  # realtime ticks are a period apart: reordering happens within a tick
+        if m[0] == "joints" or not ticks:
             ticks.append([])
-        ticks[-1].append((topic, value))
+        ticks[-1].append(m)
     feed(rec, [m for group in ticks for m in (group[i] for i in rng.permutation(len(group)))])
-    (ep,) = DemoDataset(tmp_path / "rt", CONFIG).episodes
-    np.testing.assert_array_equal(ep.action, np.asarray(applied, np.float32))
+    eps = DemoDataset(tmp_path / "rt", CONFIG).episodes
+    assert [e.record.seed for e in eps] == [5, 6] and rec.filled_actions == 1
+    assert eps[1].record.info["filled_actions"] == 1
+    actions = np.concatenate([e.action for e in eps])
+    np.testing.assert_array_equal(actions[eps[0].steps + 3], actions[eps[0].steps + 2])
+    np.testing.assert_array_equal(np.delete(actions, eps[0].steps + 3, axis=0), np.asarray(applied, np.float32))
+
+
+def test_lockstep_missing_command_drops_the_episode(pick, tmp_path):
+    task, policy = pick
+    rec = recorder_for(task, tmp_path / "drop")
+    feed(rec, stack_messages(task, policy, [5, 6], drop_command_at=(0, 3)))
+    assert [e.record.seed for e in DemoDataset(tmp_path / "drop", CONFIG).episodes] == [6]
+    assert rec.dropped_ticks == 1
+
+
+def test_camera_mismatch_is_named(pick, tmp_path):
+    task, policy = pick
+    writer = DemoBagWriter(tmp_path / "cam", BagSpec.from_task(task.spec, CameraConfig(64, 64)), source="ros")
+    rec = StreamRecorder(writer, task.spec, camera=True, episodes=1, image_hw=(64, 64))
+    with pytest.raises(StreamError, match="32x32 px, the recording expects 64x64"):
+        feed(rec, stack_messages(task, policy, [5]))
+    rec = StreamRecorder(writer, task.spec, camera=True, episodes=1)
+    no_camera = [m for m in stack_messages(task, policy, [5]) if m[0] != "frame"]
+    with pytest.raises(StreamError, match="no camera frames"):
+        feed(rec, no_camera)

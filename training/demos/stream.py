@@ -1,34 +1,31 @@
 """Assembling a running stack's topics into demonstration episodes (the pure core of `rrl record --source ros`).
 
 The sim_bridge node (ros_ws/src/rrl_ros/rrl_ros/sim_bridge_node.py) publishes per
-tick, in this order, `/joint_states`, `/robot/proprio`, `/task/state`, the newest
-camera frame, then `/task/status` {"event": "tick", "tick", "episode", "step",
-"seed", "sim_time_ns", "stamp_ns", ...}; the control node answers with one
-`/command`; at the end of an episode the sim publishes
-{"event": "episode_end", "episode", "seed", "success", "steps"} and resets at once,
-so an episode recorded from the stack has no terminal observation.
+tick, from one thread, `/joint_states`, `/robot/proprio`, `/task/state`, the
+newest camera frame, then `/task/status` {"event": "tick", "tick", "episode",
+"step", "seed", "sim_time_ns", "stamp_ns", ...}; the control node answers with
+one `/command`; at the end of an episode the sim publishes {"event":
+"episode_end", "episode", "seed", "success", "steps"} and resets at once, so an
+episode recorded from the stack has no terminal observation.
 
-A subscriber sees each topic in order, but not the order *between* topics. So:
+A subscriber sees each topic in order, but neither the order between topics nor
+(right after discovery) the same first tick on every topic, and `proprio`/`state`
+carry no header. Every message is therefore placed by its DDS source timestamp
+(`MessageInfo.source_timestamp`, the publisher's clock; the nodes share one
+machine clock):
 
-- observation parts queue per topic and a tick is assembled when its status and
-  one part of each topic are there (the k-th message of every topic belongs to
-  the k-th tick); the joint-state stamp must equal the tick's stamp, otherwise
-  the streams are out of step (the recorder joined mid-tick) and everything
-  pending is dropped until the next episode start;
-- lockstep (the tick stamp is the sim time): the sim waits for every command,
-  so commands answer the unanswered observations in order, exactly, whatever
-  the delivery order between topics;
-- realtime (wall-clock stamps): a command answers the newest observation
-  published before the command was received (`received_ns`, same machine
-  clock), also when that observation is still being assembled. The sim steps at its next tick with the last command
-  when none came in time; the recorder does the same: an observation still
-  unanswered when the next one is assembled gets the last command (counted in
-  `filled_actions`). A command later than a whole period is thus attributed to
-  the following step, as the sim applies it. A command later than a whole period is then attributed to
-  the following step, as the sim applies it;
-- steps are written to the bag in order once their action is known; an episode
-  starts at a tick with step 0 (a recorder that joins mid-episode skips to the
-  next one) and is kept per the same rules as expert recording.
+- the parts of tick k are the messages published after the status of tick k - 1
+  and not after the status of tick k; a tick with a part missing (that topic's
+  subscription was not live yet) is dropped, and so is its episode;
+- the command of tick k is the first one published after the status of tick k
+  and before the first part of tick k + 1. In lockstep (tick stamps are sim
+  time) the sim waits for it, so this is exact; a tick without one means the
+  recorder missed it and the episode is dropped. In realtime the sim steps at its
+  next tick with the previous command when none came; the recorder does the
+  same (counted in `filled_actions`);
+- steps are written in order once their action is known; an episode starts at a
+  tick with step 0 (a recorder that joins mid-episode skips to the next one) and
+  is kept per the rules of expert recording.
 
 Pure: callers convert ROS messages to numpy first (`rrl_ros.conversions`).
 """
@@ -59,12 +56,21 @@ class _Tick:
     stamp_ns: int
     obs: dict[str, np.ndarray]
     lockstep: bool
+    """Tick stamps are sim time: the sim waited for this tick's command."""
+    status_src_ns: int
+    """Source timestamp of the tick's status (the last message the sim published for it)."""
     action: np.ndarray | None = None
     filled: bool = False
+    """Realtime: no command came in time; the action is the previous command, as the sim applied it."""
+    broken: bool = False
+    """Its command was missed: the episode cannot be recorded."""
 
 
 class StreamRecorder:
-    """Feeds a `DemoBagWriter` from the messages of a running stack; see the module docstring."""
+    """Feeds a `DemoBagWriter` from the messages of a running stack; see the module docstring.
+
+    Every `on_*` input takes `source_ns`, the message's DDS source timestamp.
+    """
 
     def __init__(self, writer: DemoBagWriter, spec: TaskSpec, camera: bool, episodes: int,
                  keep_failures: bool = False, image_hw: tuple[int, int] | None = None):
@@ -78,82 +84,74 @@ class StreamRecorder:
         self.parts: dict[str, deque] = {k: deque() for k in ("joints", "proprio", "state")}
         if camera:
             self.parts["frame"] = deque()
-        self.ticks: deque[dict[str, Any]] = deque()
-        self.commands: deque[np.ndarray] = deque()
+        self.ticks: deque[tuple[int, dict[str, Any]]] = deque()
+        self.commands: deque[tuple[int, np.ndarray]] = deque()
+        """(source_ns, action) of commands not yet behind every answered observation."""
+        self.first_command_src: int | None = None
+        self.last_command = np.zeros(spec.action.size)
+        self.prev_status_src: int | None = None
         self.pending: list[_Tick] = []
         self.ends: dict[int, dict[str, Any]] = {}
         self.current: int | None = None
         """Episode number (the stack's) being written, None between episodes."""
-        self.current_seed = 0
         self.written_steps = 0
         self.current_filled = 0
-        self.timed_commands: deque[tuple[int, np.ndarray]] = deque()
-        """Realtime: (received_ns, action) of the commands not yet behind every answered observation."""
-        self.last_command = np.zeros(spec.action.size)
-        """Realtime: what the sim applies when no command came at all (the hold action before any command)."""
         self._last_stamp = 0
-        self.lockstep: bool | None = None
-        """Clock of the newest tick: lockstep (stamp = sim time) or realtime; None before the first tick."""
         self.summary = RecordSummary()
         self.filled_actions = 0
         self.skipped_ticks = 0
-        self.resyncs = 0
+        """Ticks not recorded: before the first episode start seen, or in an episode that could not be completed."""
+        self.dropped_ticks = 0
+        """Ticks with a part or a command the recorder did not receive."""
         self.finished = False
         """The stack said it is finished, or enough episodes were kept."""
 
     # --- inputs ------------------------------------------------------------------------------------
 
-    def on_joints(self, position_rad: np.ndarray, stamp_ns: int) -> None:
-        self.parts["joints"].append((np.asarray(position_rad, np.float64), int(stamp_ns)))
-        self._drain()
+    def on_joints(self, position_rad: np.ndarray, stamp_ns: int, source_ns: int) -> None:
+        self.parts["joints"].append((int(source_ns), np.asarray(position_rad, np.float64), int(stamp_ns)))
+        self._update()
 
-    def on_proprio(self, proprio: np.ndarray) -> None:
-        self.parts["proprio"].append(np.asarray(proprio, np.float32))
-        self._drain()
+    def on_proprio(self, proprio: np.ndarray, source_ns: int) -> None:
+        self.parts["proprio"].append((int(source_ns), np.asarray(proprio, np.float32), None))
+        self._update()
 
-    def on_state(self, state: np.ndarray) -> None:
-        self.parts["state"].append(np.asarray(state, np.float32))
-        self._drain()
+    def on_state(self, state: np.ndarray, source_ns: int) -> None:
+        self.parts["state"].append((int(source_ns), np.asarray(state, np.float32), None))
+        self._update()
 
-    def on_frame(self, frame: np.ndarray, stamp_ns: int) -> None:
+    def on_frame(self, frame: np.ndarray, stamp_ns: int, source_ns: int) -> None:
         if not self.camera:
             return
         frame = np.asarray(frame)
         if self.image_hw is not None and tuple(frame.shape[:2]) != tuple(self.image_hw):
             raise StreamError(f"camera frames are {frame.shape[1]}x{frame.shape[0]} px, the recording expects "
                               f"{self.image_hw[1]}x{self.image_hw[0]} (--camera-px must match the stack's camera_px)")
-        self.parts["frame"].append((frame, int(stamp_ns)))
-        self._drain()
+        self.parts["frame"].append((int(source_ns), frame, int(stamp_ns)))
+        self._update()
 
-    def on_command(self, action: np.ndarray, received_ns: int | None = None) -> None:
-        """A `/command`; `received_ns` (wall clock at receipt) places it in time against realtime stamps."""
-        action = self.spec.clip_action(action)
-        if self.lockstep is True or received_ns is None:
-            self.commands.append(action)
-        else:
-            self.timed_commands.append((int(received_ns), action))
-        self._assign()
-        self._flush()
+    def on_command(self, action: np.ndarray, source_ns: int) -> None:
+        if self.first_command_src is None:
+            self.first_command_src = int(source_ns)
+        self.commands.append((int(source_ns), self.spec.clip_action(action)))
+        self._update()
 
-    def on_status(self, payload: dict[str, Any]) -> None:
+    def on_status(self, payload: dict[str, Any], source_ns: int) -> None:
         event = payload.get("event")
         if event == "tick":
-            self.ticks.append(payload)
+            self.ticks.append((int(source_ns), payload))
             if self.camera and len(self.ticks) > 20 and not self.parts["frame"]:
                 raise StreamError("the stack publishes no camera frames (20 ticks without one); record with "
                                   "--camera-px 0 or launch the stack with a camera (camera_px:=N)")
-            self._drain()
         elif event == "episode_end":
             self.ends[int(payload["episode"])] = payload
-            self._flush()
         elif event == "finished":
             self.finished = True
+        self._update()
 
     def close(self) -> None:
-        """At the end of the stream: finish what can be finished, discard an episode without its end."""
-        for t in self.pending:
-            if t.action is None and not t.lockstep:
-                self._answer_realtime(t, t.stamp_ns + int(round(self.spec.control_dt_s * 1e9)))
+        """At the end of the stream: answer what can be answered, finish what can be finished, discard the rest."""
+        self._assign(final=True)
         self._flush()
         if self.writer.recording:
             self.writer.discard_episode()
@@ -161,83 +159,76 @@ class StreamRecorder:
 
     # --- assembly ----------------------------------------------------------------------------------
 
-    def _drain(self) -> None:
-        while self.ticks and all(self.parts[k] for k in self.parts):
-            status = self.ticks.popleft()
-            joints, joints_stamp = self.parts["joints"].popleft()
-            proprio = self.parts["proprio"].popleft()
-            state = self.parts["state"].popleft()
-            obs = {"joint_pos_rad": joints, "proprio": proprio, "state": state}
-            stamps = {int(status.get("sim_time_ns", -1)), int(status.get("stamp_ns", -1))}
-            aligned = joints_stamp in stamps
-            if self.camera:
-                frame, frame_stamp = self.parts["frame"].popleft()
-                obs[self.spec.camera] = frame[None]
-                aligned = aligned and frame_stamp == joints_stamp
-            if not aligned:
-                self._resync()
-                continue
-            lockstep = joints_stamp == int(status.get("sim_time_ns", -1)) != int(status.get("stamp_ns", -1))
-            tick = _Tick(episode=int(status["episode"]), step=int(status["step"]), seed=int(status["seed"]),
-                         tick=int(status["tick"]), stamp_ns=joints_stamp, obs=obs, lockstep=lockstep)
-            if lockstep and self.timed_commands:  # commands that came before the first tick was assembled
-                self.commands.extend(a for _, a in self.timed_commands)
-                self.timed_commands.clear()
-            self.lockstep = lockstep
-            if self.pending and self.pending[-1].tick == tick.tick and self.pending[-1].action is None:
-                self.pending[-1] = tick  # the sim re-sent an unanswered observation
-            else:
-                self.pending.append(tick)
+    def _update(self) -> None:
+        self._assemble()
         self._assign()
         self._flush()
 
-    def _assign(self) -> None:
-        """Give the unanswered observations their commands (see the module docstring)."""
-        waiting = [t for t in self.pending if t.action is None and t.lockstep]
-        while self.commands and waiting:
-            waiting.pop(0).action = self.commands.popleft()
-        queued = [stamp for _, stamp in self.parts["joints"]]
-        for i, t in enumerate(self.pending):
-            if t.action is not None or t.lockstep:
+    def _assemble(self) -> None:
+        """Turn statuses into ticks once each topic's part published before the status is there."""
+        while self.ticks:
+            src, status = self.ticks[0]
+            picked = {}
+            for name, queue in self.parts.items():
+                while queue and self.prev_status_src is not None and queue[0][0] <= self.prev_status_src:
+                    queue.popleft()  # belongs to an earlier, dropped tick
+                if not queue:
+                    return  # not arrived yet
+                picked[name] = queue[0] if queue[0][0] <= src else None
+            self.ticks.popleft()
+            self.prev_status_src = src
+            if any(part is None for part in picked.values()):
+                self.dropped_ticks += 1  # a topic's part of this tick never came (subscription not live yet)
+                self._mark_gap(int(status["episode"]))
                 continue
-            later = [p.stamp_ns for p in self.pending[i + 1:]] + queued
-            self._answer_realtime(t, later[0] if later else None)
-            if t.action is None:
-                break
+            for name in picked:
+                self.parts[name].popleft()
+            _, joints, stamp = picked["joints"]
+            obs = {"joint_pos_rad": joints, "proprio": picked["proprio"][1], "state": picked["state"][1]}
+            if self.camera:
+                obs[self.spec.camera] = picked["frame"][1][None]
+            sim_time = int(status.get("sim_time_ns", -1))
+            self.pending.append(_Tick(
+                episode=int(status["episode"]), step=int(status["step"]), seed=int(status["seed"]),
+                tick=int(status["tick"]), stamp_ns=stamp, obs=obs,
+                lockstep=stamp == sim_time != int(status.get("stamp_ns", -1)), status_src_ns=src))
 
-    def _answer_realtime(self, t: _Tick, next_stamp_ns: int | None) -> None:
-        """The sim applies the first command received while the observation awaits an answer, from its
-        publication to the next tick; without one, the newest command received before (the "last command")."""
-        if next_stamp_ns is None:  # not seen yet: a command from half a period on may answer the next one
-            next_stamp_ns, known = t.stamp_ns + int(round(self.spec.control_dt_s * 0.5e9)), False
-        else:
-            known = True
-        in_window = [a for r, a in self.timed_commands if t.stamp_ns <= r < next_stamp_ns]
-        if in_window:
-            t.action = in_window[0]
-        elif known:
-            before = [a for r, a in self.timed_commands if r < t.stamp_ns]
-            t.action, t.filled = (before[-1] if before else self.last_command).copy(), True
-        if t.action is not None:
-            # commands before this observation are no longer needed, except the newest one (the "last command")
-            older = [c for c in self.timed_commands if c[0] < t.stamp_ns]
+    def _mark_gap(self, episode: int) -> None:
+        """A tick of `episode` is lost: the episode cannot be recorded whole."""
+        self.pending.append(_Tick(episode=episode, step=-1, seed=-1, tick=-1, stamp_ns=0, obs={}, lockstep=True,
+                                  status_src_ns=self.prev_status_src or 0, action=np.zeros(0), broken=True))
+
+    def _next_start(self, i: int) -> int | None:
+        """Source time of the first message of the tick after pending[i], if any arrived."""
+        later = [t.status_src_ns for t in self.pending[i + 1:] if not t.broken]
+        later += [q[0][0] for q in self.parts.values() if q] + [src for src, _ in self.ticks]
+        after = [x for x in later if x > self.pending[i].status_src_ns]
+        # the next tick's parts precede its status; the earliest later message bounds the window
+        return min(after) if after else None
+
+    def _assign(self, final: bool = False) -> None:
+        for i, t in enumerate(self.pending):
+            if t.action is not None:
+                continue
+            end = self._next_start(i)
+            if end is None and not final:
+                return  # the window of this tick is still open
+            window = [a for src, a in self.commands if t.status_src_ns < src and (end is None or src < end)]
+            if not window and not final and not any(src >= end for src, _ in self.commands):
+                return  # commands arrive in order: one published after the window proves it had none; wait
+            if window:
+                t.action = window[0]
+            elif t.lockstep or self.first_command_src is None or self.first_command_src > t.status_src_ns:
+                t.broken, t.action = True, np.zeros(0)  # the recorder missed this tick's command
+                self.dropped_ticks += 1
+            else:
+                before = [a for src, a in self.commands if src <= t.status_src_ns]
+                t.action, t.filled = (before[-1] if before else self.last_command).copy(), True
+            # older commands are no longer needed, except the newest one (a realtime sim's "last command")
+            older = [c for c in self.commands if c[0] <= t.status_src_ns]
             if older:
                 self.last_command = older[-1][1]
-            self.timed_commands = deque(c for c in self.timed_commands if c[0] >= t.stamp_ns)
-            self.timed_commands.extendleft([older[-1]] if older else [])
-
-    def _resync(self) -> None:
-        """Streams out of step: drop everything queued and the episode being written."""
-        self.resyncs += 1
-        for q in self.parts.values():
-            q.clear()
-        self.ticks.clear()
-        self.commands.clear()
-        self.timed_commands.clear()
-        self.pending.clear()
-        if self.writer.recording:
-            self.writer.discard_episode()
-        self.current = None
+            self.commands = deque(older[-1:] + [c for c in self.commands if c[0] > t.status_src_ns])
 
     def _flush(self) -> None:
         while True:
@@ -247,6 +238,13 @@ class StreamRecorder:
             if not self.pending:
                 return
             t = self.pending[0]
+            if t.broken:
+                if self.current is not None and t.episode == self.current:
+                    self.writer.discard_episode()
+                    self.skipped_ticks += self.written_steps
+                    self.current = None
+                self.pending.pop(0)
+                continue
             if self.current is not None and t.episode != self.current:
                 # a new episode began before the end of ours was seen: ours is incomplete
                 self.writer.discard_episode()
@@ -257,7 +255,7 @@ class StreamRecorder:
                     self.skipped_ticks += 1
                     continue
                 self.writer.begin_episode(t.seed, t.stamp_ns)
-                self.current, self.current_seed, self.written_steps, self.current_filled = t.episode, t.seed, 0, 0
+                self.current, self.written_steps, self.current_filled = t.episode, 0, 0
             if t.action is None:
                 return
             action = t.action
