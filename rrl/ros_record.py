@@ -124,6 +124,8 @@ def record_from_stack(writer: DemoBagWriter, spec: TaskSpec, camera: bool, episo
         node.destroy_node()
         rclpy.try_shutdown()
     summary: RecordSummary = recorder.summary
+    if len(summary.kept) >= episodes:
+        stopped_by = "episodes"
     return {**summary.to_dict(), "stopped_by": stopped_by, "filled_actions": recorder.filled_actions,
             "skipped_ticks": recorder.skipped_ticks, "dropped_ticks": recorder.dropped_ticks,
             "conversion_errors": len(node.errors)}
