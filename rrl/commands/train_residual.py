@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="waypoint | waypoint:VARIANT | BC_ARTIFACT_DIR | none (DMPO from scratch, same inputs without u)")
     p.add_argument("--frames", type=int, required=True, help="environment steps to train for")
     p.add_argument("--out", required=True, help="run directory (run.yaml, eval.csv, tb/, checkpoint/, artifact/)")
+    p.add_argument("--finetune", action="store_true",
+                   help="baseline: train the BC base's own output layer with DMPO, no base action (--base must be a bc artifact)")
     p.add_argument("--residual-scale", type=float, default=0.1, help="c of RRLfD eq. 6: residual = c * sigma(A) * z")
     p.add_argument("--init-std", type=float, default=d.init_std, help="initial policy std in normalised units (Sigma diagonal)")
     p.add_argument("--eval-every", type=int, default=t.eval_every_frames, help="frames between evaluations on held-out seeds")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                             frames_per_update=args.frames_per_update, eval_every_frames=args.eval_every,
                             checkpoint_every_frames=args.checkpoint_every, seed=args.seed, torch_threads=args.threads,
                             learner=learner)
-        config = ResidualRunConfig(task=args.task, base=args.base, residual_scale=args.residual_scale,
+        config = ResidualRunConfig(task=args.task, base=args.base, residual_scale=args.residual_scale, finetune=args.finetune,
                                    stats_episodes=args.stats_episodes, eval_episodes=args.eval_episodes,
                                    final_eval_episodes=args.final_eval_episodes, train=train)
     except ValueError as e:

@@ -25,9 +25,11 @@ RRLfD's residual acts on the continuous velocities too. The policy still has
 one output per action dimension (the runtime expects (A,)); the binary one is
 ignored.
 
-From scratch: u = the middle of the limits and a = half-range·z, with the
-binary fields thresholded at 0.5 of u + a (z > 0 closes the gripper), since
-there is no base to command them.
+Baselines (RRLfD Sec. 5): from scratch, u = the middle of the limits and
+a = half-range·z on the full state; fine-tuning, the BC network's output layer
+(initialised from the BC checkpoint, on the frozen encoder's features) is the
+policy mean and z is the normalised action itself (u = μ(A), a = σ(A)∘z).
+Both threshold the binary fields at 0.5 of u + a, since no base commands them.
 """
 
 from __future__ import annotations
@@ -53,28 +55,87 @@ MIN_STD = 1e-3
 """Floor of measured standard deviations (constant dimensions)."""
 
 
-class MidpointBase:
-    """No base (DMPO from scratch): u is the middle of the action limits, every step."""
+MODES = ("residual", "scratch", "finetune")
+"""residual: u + c·σ(A)∘z on a frozen base (RRLfD); scratch: DMPO without a base; finetune: the BC
+network's head trained by DMPO, acting on its own (no base action)."""
 
-    name = "none"
 
-    def __init__(self, spec: TaskSpec):
-        self.u = ((np.asarray(spec.action_low) + np.asarray(spec.action_high)) / 2).astype(np.float32)
+class ConstantBase:
+    """A constant "base action" u (scratch, finetune), optionally with a frozen BC base's features."""
+
+    def __init__(self, u: np.ndarray, features_from: Base | None = None, name: str = "none"):
+        self.u = np.asarray(u, np.float32)
+        self.features_from = features_from
+        self.name = name
 
     def reset(self, seed: int) -> None:
-        pass
+        if self.features_from is not None:
+            self.features_from.reset(seed)
 
     def step(self, obs: Observation) -> BaseOutput:
-        return BaseOutput(action=self.u.copy(), features=None)
+        features = None if self.features_from is None else self.features_from.step(obs).features
+        return BaseOutput(action=self.u.copy(), features=features)
 
 
-def input_sources(base: Base | None) -> tuple[str, ...]:
-    """The residual's input fields for a base (see the module docstring)."""
-    if base is None or isinstance(base, MidpointBase):
+def midpoint_base(spec: TaskSpec) -> ConstantBase:
+    """No base (DMPO from scratch): u is the middle of the action limits, every step."""
+    return ConstantBase((np.asarray(spec.action_low) + np.asarray(spec.action_high)) / 2)
+
+
+def input_sources(base: Base | None, mode: str = "residual") -> tuple[str, ...]:
+    """The policy's input fields for a base and mode (see the module docstring)."""
+    if mode == "scratch" or base is None:
         return ("state",)
+    if mode == "finetune":
+        return bc_head(base.artifact)[2]
     if isinstance(base, BCPolicy) and base.artifact.has_output("features"):
         return ("features", "proprio", "base_action")
     return ("state", "base_action")
+
+
+def bc_head(artifact: PolicyArtifact) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """The BC network's output layer for the action at t: (weight (A, H), bias (A,), its input sources).
+
+    Read from the BC run's best checkpoint (`provenance.run`/checkpoints/best.pt, key `model`,
+    `head.weight` (K·A, H) with the K horizons major). The head reads the 256-d bottleneck
+    features, plus the normalised proprioception when the encoder is the image ResNet.
+    """
+    from pathlib import Path
+
+    run = artifact.provenance.get("run")
+    ckpt = Path(str(run)) / "checkpoints" / "best.pt" if run else None
+    if ckpt is None or not ckpt.is_file():
+        raise FileNotFoundError(f"{artifact.describe()}: fine-tuning needs the BC run's checkpoint, not found at {ckpt}")
+    model = torch.load(ckpt, weights_only=False, map_location="cpu")["model"]
+    a = artifact.action.size
+    weight, bias = model["head.weight"][:a].clone(), model["head.bias"][:a].clone()
+    features = artifact.output("features").shape[-1]
+    sources = ("features",) if weight.shape[1] == features else ("features", "proprio")
+    return weight, bias, sources
+
+
+class FineTunePolicy(nn.Module):
+    """The BC head as a Gaussian policy: mean = BC head (normalised action, logits on binary dims), std learned."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, init_std: float, min_std: float = 1e-6):
+        super().__init__()
+        from training.dmpo.networks import InputNormalizer, _inverse_softplus
+
+        a, h = weight.shape
+        self.normalizer = InputNormalizer(h)
+        self.mean_head = nn.Linear(h, a)
+        with torch.no_grad():
+            self.mean_head.weight.copy_(weight)
+            self.mean_head.bias.copy_(bias)
+        self.std_head = nn.Linear(h, a)
+        nn.init.uniform_(self.std_head.weight, -1e-4, 1e-4)
+        nn.init.zeros_(self.std_head.bias)
+        self.min_std, self.std_shift = min_std, _inverse_softplus(init_std - min_std)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.normalizer(obs)
+        std = torch.nn.functional.softplus(self.std_head(h) + self.std_shift) + self.min_std
+        return self.mean_head(h), std
 
 
 def _stats(x: np.ndarray) -> FieldStats:
@@ -128,11 +189,16 @@ class ResidualSpace:
     stats: dict[str, FieldStats]
     """Normalisation statistics (`action` always; `proprio`/`state` when read)."""
     residual_scale: float
-    """c of eq. 6 (from scratch: 1, the scale is then the half range of the limits)."""
-    from_scratch: bool = False
-    """No base: u = middle of the limits, a = half-range·z, binary fields thresholded."""
+    """c of eq. 6 (mode residual only)."""
+    mode: str = "residual"
+    """`residual`: u + c·σ(A)∘z, binary fields are the base's; `scratch`: u = middle of the limits,
+    a = half-range·z; `finetune`: u = μ(A), a = σ(A)∘z (z is the BC head's normalised action).
+    In scratch and finetune binary fields are thresholded at 0.5 of u + a, with u = 0.5 and
+    scale 0.5 for finetune, so z > 0 (a positive BC logit) closes the gripper."""
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if not self.residual_scale > 0:
             raise ValueError(f"residual scale c must be > 0, got {self.residual_scale}")
         for s in self.sources:
@@ -143,10 +209,23 @@ class ResidualSpace:
     def limits(self) -> ActionLimits:
         return ActionLimits.from_spec(self.spec)
 
+    def constant_u(self) -> np.ndarray | None:
+        """u of the scratch and finetune modes (None for residual: the base supplies it)."""
+        binary = self.limits.binary_mask
+        if self.mode == "scratch":
+            return (np.asarray(self.spec.action_low) + np.asarray(self.spec.action_high)) / 2
+        if self.mode == "finetune":
+            return np.where(binary, 0.5, np.asarray(self.stats["action"].mean))
+        return None
+
     def composer(self) -> ResidualComposer:
-        if self.from_scratch:
+        binary = self.limits.binary_mask
+        if self.mode == "scratch":
             half = (np.asarray(self.spec.action_high) - np.asarray(self.spec.action_low)) / 2
             return ResidualComposer(self.limits, scale=tuple(float(h) for h in half), residual_on_binary=True)
+        if self.mode == "finetune":
+            scale = np.where(binary, 0.5, np.asarray(self.stats["action"].std))
+            return ResidualComposer(self.limits, scale=tuple(float(v) for v in scale), residual_on_binary=True)
         sigma = self.residual_scale * np.asarray(self.stats["action"].std, np.float64)
         return ResidualComposer(self.limits, scale=tuple(float(s) for s in sigma))
 
@@ -228,8 +307,8 @@ class _ExportedResidual(nn.Module):
 
 def residual_artifact_description(space: ResidualSpace, obs_dim: int, base_name: str, provenance: dict, metrics: dict) -> PolicyArtifact:
     """The `residual` artifact for a trained policy on the waypoint or a BC base (not from scratch)."""
-    if space.from_scratch:
-        raise ValueError("a policy trained from scratch has no base; it cannot be exported as a residual")
+    if space.mode != "residual":
+        raise ValueError(f"a {space.mode} policy has no base action; it cannot be exported as a residual")
     a = space.spec.action.size
     return PolicyArtifact(
         kind="residual", algo="dmpo", task=space.spec.name,

@@ -2,7 +2,9 @@
 
 `train_residual(config)`:
 1. builds the task and the frozen base (`policies.runtime.load_base`: `waypoint`,
-   `waypoint:VARIANT`, a `bc` artifact; or `none` for DMPO from scratch);
+   `waypoint:VARIANT`, a `bc` artifact; or `none` for DMPO from scratch, whose
+   statistics come from uniformly random actions); with `finetune` the BC
+   artifact's own output layer becomes the policy (the fine-tuning baseline);
 2. measures normalisation statistics and the base's success on base-only
    episodes (`residual.base_statistics`; seeds from `STATS_SEED_BASE`), saved to
    `stats.json` so a resumed run uses the same ones;
@@ -14,7 +16,10 @@
    (`policies.runtime.load_policy`, what `rrl eval` and the ROS node run) on
    `final_eval_episodes` held-out seeds; `RUN/summary.json` holds the numbers.
 
-Run directory: `run.yaml` (kind `residual` or `dmpo_scratch`, the config, the
+Baselines (`dmpo_scratch`, `dmpo_finetune` runs) stop after training: they have no
+base action, so there is no residual artifact; their `eval.csv` feeds the plot.
+
+Run directory: `run.yaml` (kind `residual`, `dmpo_scratch` or `dmpo_finetune`, the config, the
 input size), `stats.json`, `eval.csv`, `tb/`, `checkpoint/`, `artifact/`,
 `summary.json`.
 """
@@ -34,7 +39,7 @@ import yaml
 from policies.artifact import FieldStats, update_metrics
 from training.dmpo.learner import DMPOConfig
 from training.dmpo.residual import (
-    STATS_SEED_BASE, MidpointBase, ResidualEnv, ResidualSpace, base_statistics, evaluate_residual, export_residual, input_sources,
+    STATS_SEED_BASE, ConstantBase, FineTunePolicy, ResidualEnv, bc_head, midpoint_base, ResidualSpace, base_statistics, evaluate_residual, export_residual, input_sources,
 )
 from training.dmpo.train import TrainConfig, make_agent, train
 from training.evaluation import EVAL_SEED_BASE
@@ -49,7 +54,9 @@ class ResidualRunConfig:
     base: str
     """`waypoint`, `waypoint:VARIANT`, a `bc` artifact directory, or `none` (DMPO from scratch)."""
     residual_scale: float = 0.1
-    """c of RRLfD eq. 6 (grid {0.01, 0.033, 0.1, 0.33, 1}); ignored from scratch."""
+    """c of RRLfD eq. 6 (grid {0.01, 0.033, 0.1, 0.33, 1}); residual mode only."""
+    finetune: bool = False
+    """Baseline: train the BC base's own output layer with DMPO (no base action); `base` must be a bc artifact."""
     stats_episodes: int = 20
     """Base-only episodes that measure normalisation statistics and the base's success."""
     eval_episodes: int = 50
@@ -62,13 +69,16 @@ class ResidualRunConfig:
     def __post_init__(self) -> None:
         if not self.residual_scale > 0:
             raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
+        if self.finetune and (self.base == "none" or self.base.startswith("waypoint")):
+            raise ValueError("fine-tuning needs a bc artifact as --base (its head is what DMPO trains)")
         for name in ("stats_episodes", "eval_episodes", "final_eval_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @property
-    def from_scratch(self) -> bool:
-        return self.base == "none"
+    def mode(self) -> str:
+        """`scratch` (base none), `finetune` or `residual`."""
+        return "scratch" if self.base == "none" else "finetune" if self.finetune else "residual"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -84,10 +94,29 @@ def _make(config: ResidualRunConfig):
     from policies.runtime import camera_for_artifacts, load_base
     from sim_bridge import make_task
 
-    camera = None if config.from_scratch else camera_for_artifacts(config.base)
-    task = make_task(config.task, camera=camera)
-    base = MidpointBase(task.spec) if config.from_scratch else load_base(config.base, task.spec)
+    scratch = config.mode == "scratch"
+    task = make_task(config.task, camera=None if scratch else camera_for_artifacts(config.base))
+    base = RandomBase(task.spec) if scratch else load_base(config.base, task.spec)
     return task, base
+
+
+class RandomBase:
+    """Uniform random actions within the limits: the statistics episodes of a run from scratch
+    (RRLfD assumes no demonstration statistics there)."""
+
+    name = "random"
+
+    def __init__(self, spec):
+        self.low, self.high = np.asarray(spec.action_low), np.asarray(spec.action_high)
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def step(self, obs):
+        from policies.runtime import BaseOutput
+
+        return BaseOutput(action=self.rng.uniform(self.low, self.high).astype(np.float32), features=None)
 
 
 def _stats_to_json(stats: dict[str, FieldStats]) -> dict:
@@ -99,8 +128,18 @@ def _stats_from_json(d: dict) -> dict[str, FieldStats]:
 
 
 def _space(config: ResidualRunConfig, task, base, stats) -> ResidualSpace:
-    return ResidualSpace(task.spec, input_sources(None if config.from_scratch else base), stats,
-                         residual_scale=1.0 if config.from_scratch else config.residual_scale, from_scratch=config.from_scratch)
+    return ResidualSpace(task.spec, input_sources(base, config.mode), stats, residual_scale=config.residual_scale, mode=config.mode)
+
+
+def _env_and_policy(config: ResidualRunConfig, task, base, space: ResidualSpace):
+    """The environment DMPO drives, and the policy it starts from (None: a fresh GaussianPolicy)."""
+    if config.mode == "residual":
+        return ResidualEnv(task, base, space), None
+    if config.mode == "scratch":
+        return ResidualEnv(task, midpoint_base(task.spec), space), None
+    weight, bias, _ = bc_head(base.artifact)
+    env = ResidualEnv(task, ConstantBase(space.constant_u(), features_from=base, name="finetune"), space)
+    return env, FineTunePolicy(weight, bias, init_std=config.train.learner.init_std)
 
 
 def train_residual(config: ResidualRunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
@@ -118,21 +157,22 @@ def train_residual(config: ResidualRunConfig, out_dir: str | Path, resume: bool 
             stats, base_stats_summary = base_statistics(task, base, config.stats_episodes, STATS_SEED_BASE)
             stats_file.write_text(json.dumps({"stats": _stats_to_json(stats), "base": base_stats_summary}, indent=1))
         space = _space(config, task, base, stats)
-        env = ResidualEnv(task, base, space)
+        env, policy = _env_and_policy(config, task, base, space)
         env.reset(STATS_SEED_BASE)
         obs_dim = env.observation_dim
-        run = {"kind": "dmpo_scratch" if config.from_scratch else "residual", "algo": "dmpo", "obs_dim": obs_dim,
+        run = {"kind": {"residual": "residual", "scratch": "dmpo_scratch", "finetune": "dmpo_finetune"}[config.mode], "algo": "dmpo", "obs_dim": obs_dim,
                "sources": list(space.sources), "config": config.to_dict()}
         (out / "run.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
         evaluate = lambda act: evaluate_residual(env, act, config.eval_episodes, EVAL_SEED_BASE)  # noqa: E731
-        learner = train(env, evaluate, config.train, out, np.zeros(obs_dim), np.ones(obs_dim), resume=resume, progress=progress)
+        learner = train(env, evaluate, config.train, out, np.zeros(obs_dim), np.ones(obs_dim), resume=resume, progress=progress,
+                        policy=policy)
     finally:
         task.close()
     train_wall_s = time.monotonic() - start
     summary = {"task": config.task, "base": config.base, "frames": config.train.frames,
                "train_wall_s": round(train_wall_s, 1), "base_stats_episodes": base_stats_summary,
-               "learner_steps": learner.steps}
-    if not config.from_scratch:
+               "learner_steps": learner.steps, "mode": config.mode}
+    if config.mode == "residual":
         artifact = export_run(out, out / "artifact", overwrite=True)
         summary["artifact"] = str(artifact.path)
         summary.update(compare_on_held_out(config.task, config.base, str(artifact.path), config.final_eval_episodes, progress))

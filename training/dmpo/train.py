@@ -96,10 +96,11 @@ class TrainConfig:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
 
 
-def make_agent(obs_dim: int, action_dim: int, config: TrainConfig) -> DMPOLearner:
+def make_agent(obs_dim: int, action_dim: int, config: TrainConfig, policy: torch.nn.Module | None = None) -> DMPOLearner:
+    """A learner with a fresh `GaussianPolicy` (or the given policy: obs -> (mean, std), with a `normalizer`)."""
     torch.manual_seed(config.seed)
     lc = config.learner
-    policy = GaussianPolicy(obs_dim, action_dim, lc.policy_hidden, init_std=lc.init_std)
+    policy = policy if policy is not None else GaussianPolicy(obs_dim, action_dim, lc.policy_hidden, init_std=lc.init_std)
     critic = CategoricalCritic(obs_dim, action_dim, lc.critic_hidden, lc.num_atoms, lc.v_min, lc.v_max)
     return DMPOLearner(policy, critic, action_dim, lc, seed=config.seed)
 
@@ -151,17 +152,19 @@ def train(
     resume: bool = False,
     progress: bool = True,
     frames_offset: int = 0,
+    policy: torch.nn.Module | None = None,
 ) -> DMPOLearner:
     """Train for `config.frames` frames (continuing a checkpoint when `resume`); returns the learner.
 
     `input_mean`/`input_std` fix the observation normalisation of the networks;
     `frames_offset` frames already spent elsewhere (e.g. statistics episodes) are
-    added to the logged frame counts so curves show the full interaction budget.
+    added to the logged frame counts so curves show the full interaction budget;
+    `policy` replaces the fresh `GaussianPolicy` (fine-tuning a BC head).
     """
     out = Path(out_dir)
     (out / "checkpoint").mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.torch_threads)
-    learner = make_agent(env.observation_dim, env.action_dim, config)
+    learner = make_agent(env.observation_dim, env.action_dim, config, policy)
     set_input_statistics(learner, input_mean, input_std)
     replay = ReplayBuffer(
         config.replay_capacity,

@@ -29,7 +29,7 @@ def read_eval(run):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(600)
 def test_short_dmpo_run_learns_point_mass_reach(tmp_path):
     train(PointMassReach(), evaluate_point_mass, config(4000), tmp_path, np.zeros(4), np.full(4, 0.6), progress=False)
     rows = read_eval(tmp_path)

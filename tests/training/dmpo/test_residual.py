@@ -82,10 +82,27 @@ def test_exported_residual_runs_in_the_runtime_exactly_as_trained(pick, tmp_path
     artifact = export_residual(policy, space, samples, "waypoint", tmp_path / "residual", provenance={}, metrics={})
     assert artifact.kind == "residual" and artifact.base == "waypoint"
     mean = lambda o: policy(torch.as_tensor(o)[None])[0][0].detach().numpy()
-    trained = rollout(env, task, 1_000_003, act=mean, max_steps=30)
-    runtime = rollout(load_policy(task.spec, "waypoint", tmp_path / "residual"), task, 1_000_003, max_steps=30)
-    assert not np.allclose(trained, rollout(ComposedPolicy(task.spec, base), task, 1_000_003, max_steps=30))
-    np.testing.assert_allclose(runtime, trained, atol=1e-4)  # float32 ONNX vs torch, through 30 sim steps
+    runtime = load_policy(task.spec, "waypoint", tmp_path / "residual")
+    assert assert_runtime_matches(task, runtime, lambda obs, base_out: env.limits.clip(
+        env.composer.compose(base_out.action, mean(space.vector(obs, base_out)))), seed=1_000_003)
+
+
+def assert_runtime_matches(task, runtime, torch_action, seed, steps=30):
+    """Per step, on the runtime's own trajectory: the runtime's action == the training-side action.
+
+    (Comparing two separate rollouts would amplify float32 differences through contacts.)"""
+    obs = task.reset(seed)
+    runtime.reset(seed)
+    moved = False
+    for _ in range(steps):
+        action = runtime.act(obs)
+        np.testing.assert_allclose(action, torch_action(obs, runtime.last_base), atol=1e-5)
+        moved |= not np.allclose(action, runtime.last_base.action)
+        step = task.step(action)
+        obs = step.obs
+        if step.terminated or step.truncated:
+            break
+    return moved
 
 
 def test_rrl_train_residual_end_to_end_and_refuses_another_config(tmp_path):
@@ -102,3 +119,42 @@ def test_rrl_train_residual_end_to_end_and_refuses_another_config(tmp_path):
     assert (tmp_path / "exported" / "policy.yaml").exists()
     with pytest.raises(SystemExit, match="another configuration"):
         main(args[:-1] + ["--residual-scale", "0.5"])
+
+
+def synthetic_bc_artifact(spec, stats, root):
+    """A state-input BC artifact (random BCNet) with its run checkpoint, as `rrl train bc` writes them."""
+    from policies.artifact import PENDING_SHA256, ActionSpec, OutputSpec, InputSpec, PolicyArtifact
+    from training.bc.network import BCNet, ExportWrapper
+    from training.export import export_artifact
+
+    torch.manual_seed(1)
+    net = BCNet(4, image_channels=0, scalar_dim=spec.state.size)
+    (root / "run" / "checkpoints").mkdir(parents=True)
+    torch.save({"model": net.state_dict()}, root / "run" / "checkpoints" / "best.pt")
+    artifact = PolicyArtifact(
+        kind="bc", algo="bc", task=spec.name, inputs=(InputSpec("state", ("state",), (-1, spec.state.size)),),
+        outputs=(OutputSpec("action", "action", (-1, 4)), OutputSpec("features", "features", (-1, 256))),
+        action=ActionSpec.from_task(spec), normalisation={"state": stats["state"], "action": stats["action"]},
+        model_sha256=PENDING_SHA256, provenance={"run": str(root / "run")},
+    )
+    samples = {"state": np.random.default_rng(0).normal(size=(16, spec.state.size)).astype(np.float32)}
+    mask = torch.tensor([False, False, False, True])
+    return export_artifact(ExportWrapper(net, mask), samples, artifact, root / "bc")
+
+
+def test_finetune_policy_starts_as_the_bc_policy(pick, tmp_path):
+    from training.dmpo.residual import FineTunePolicy, bc_head
+
+    task, _, stats = pick
+    artifact = synthetic_bc_artifact(task.spec, stats, tmp_path)
+    bc = load_base(str(artifact.path), task.spec)
+    weight, bias, sources = bc_head(bc.artifact)
+    assert sources == ("features",) and weight.shape == (4, 256)
+    space = ResidualSpace(task.spec, sources, dict(bc.artifact.normalisation), residual_scale=1.0, mode="finetune")
+    policy = FineTunePolicy(weight, bias, init_std=0.1)
+    mean = lambda o: policy(torch.as_tensor(o)[None])[0][0].detach().numpy()
+    composer, limits = space.composer(), space.limits
+    u = space.constant_u()
+    # the BC policy (ONNX, through the runtime) and the fine-tuning policy at initialisation act alike
+    assert_runtime_matches(task, ComposedPolicy(task.spec, bc), lambda obs, base_out: limits.clip(
+        composer.compose(u, mean(space.vector(obs, base_out)))), seed=1_000_004)
