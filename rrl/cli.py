@@ -14,7 +14,7 @@ import sys
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "expert": ("rrl.commands.expert", "run a task's scripted expert headless and report its success"),
-    "record": ("rrl.commands.record", "record expert or keyboard demonstrations to a rosbag2/MCAP bag"),
+    "record": ("rrl.commands.record", "record demonstrations (expert, keyboard or a running ROS 2 stack) to a rosbag2/MCAP bag"),
     "train": ("rrl.commands.train", "train a policy offline (bc, ...) from demonstrations"),
     "export": ("rrl.commands.export", "export a training run's best checkpoint as a policy artifact (ONNX + policy.yaml)"),
     "eval": ("rrl.commands.eval", "evaluate a base (waypoint or artifact) plus optional residual on held-out seeds"),
