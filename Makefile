@@ -19,9 +19,10 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml ros_ws/src/rrl_ros/set
 
 # The main job: the UR5 ROS 2 stack (sim_bridge + control node: pick, waypoint base, realtime 10 Hz,
 # 3 episodes) over loopback DDS; prints per-episode success and the control-loop statistics.
+# rt_priority: the nodes run under SCHED_FIFO where allowed (else they warn and run on).
 demo: $(STAMP)
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(VENV)/bin/rrl launch launch/ur5.launch.yaml \
-		task:=ur5_pick base:=waypoint clock_mode:=realtime episodes:=3 --report out/demo_report.json
+		task:=ur5_pick base:=waypoint clock_mode:=realtime episodes:=3 rt_priority:=20 --report out/demo_report.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

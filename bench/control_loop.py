@@ -102,7 +102,8 @@ def main() -> int:
         "scheduling": f"nodes SCHED_FIFO priority {args.rt_priority}" if args.rt_priority else
                       f"{'SCHED_FIFO' if os.sched_getscheduler(0) == os.SCHED_FIFO else 'SCHED_OTHER'} nice {os.nice(0)}", "ticks": m["ticks"], "wall_s": round(wall_s, 1), "launch_exit_code": proc.returncode,
         **{k: m[k] for k in ("period_p50_ms", "period_p99_ms", "jitter_p50_ms", "jitter_p99_ms", "jitter_max_ms",
-                             "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "missed_deadlines")},
+                             "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "missed_deadlines",
+                             "worst_latency_tick", "worst_period_tick")},
         "sim_ticks_without_command": sim["ticks_without_command"], "sim_hold_ticks": sim["hold_ticks"],
         "sim_step_time_p50_ms": sim["step_time_p50_ms"], "sim_step_time_p99_ms": sim["step_time_p99_ms"],
         "episodes": report["episodes"], "success_rate": report["success_rate"],

@@ -89,7 +89,7 @@ class ControlNode(Node):
         self.declare_parameter("stale_periods", 2.0, ro("an observation older than this many periods holds the robot"))
         self.declare_parameter("camera_history", 3, ro("frames stacked for image models"))
         self.declare_parameter("rt_priority", 0, ro("SCHED_FIFO priority 1..99 for every thread of the node (0: ordinary)"))
-        rt = int(self.get_parameter("rt_priority").value)
+        self.rt_priority = rt = int(self.get_parameter("rt_priority").value)
         if rt:
             error = set_fifo_priority(rt)
             if error:
@@ -205,6 +205,8 @@ class ControlNode(Node):
             self.pending_base = None
             self.core.set_base(base, name)
             self.swaps.append({"tick": status["tick"], "accepted_after_tick": accepted_after_tick, "base": name})
+        if self.last_answered_tick < 0 and self.rt_priority:
+            set_fifo_priority(self.rt_priority)  # DDS made threads while matching the sim: they get the priority too
         if status["episode"] != self.episode:
             self.episode = status["episode"]
             self.core.reset(int(status["seed"]))

@@ -45,18 +45,26 @@ class LoopMetrics:
     latencies_s: list[float] = field(default_factory=list)
     missed_deadlines: int = 0
     ticks: int = 0
+    worst_latency: tuple[float, int] = (0.0, -1)
+    """(latency s, tick) of the slowest command, to find where an outlier happened."""
+    worst_period: tuple[float, int] = (0.0, -1)
+    """(|period - nominal| s, tick) of the worst period."""
     _last: tuple[int, float] | None = None
 
     def record(self, tick: int, publish_time_s: float, latency_s: float) -> None:
         """One command: the tick it answers, its publish time (monotonic, s) and its latency (s)."""
         self.ticks += 1
         self.latencies_s.append(latency_s)
+        if latency_s > self.worst_latency[0]:
+            self.worst_latency = (latency_s, tick)
         if self.deadlines and latency_s > self.period_s:
             self.missed_deadlines += 1
         if self._last is not None:
             last_tick, last_time = self._last
             if tick == last_tick + 1:
                 self.periods_s.append(publish_time_s - last_time)
+                if abs(self.periods_s[-1] - self.period_s) > self.worst_period[0]:
+                    self.worst_period = (abs(self.periods_s[-1] - self.period_s), tick)
             elif tick > last_tick + 1 and self.deadlines:
                 self.missed_deadlines += tick - last_tick - 1
         self._last = (tick, publish_time_s)
@@ -73,4 +81,6 @@ class LoopMetrics:
         out.update(percentiles_ms(jitter if self.deadlines else [], "jitter"))
         out.update(percentiles_ms(self.latencies_s, "latency"))
         out["missed_deadlines"] = self.missed_deadlines
+        out["worst_latency_tick"] = self.worst_latency[1]
+        out["worst_period_tick"] = self.worst_period[1]
         return out

@@ -79,7 +79,7 @@ class SimBridgeNode(Node):
         self.declare_parameter("command_timeout_periods", 2.0, ro("a command older than this many periods: hold"))
         self.declare_parameter("startup_timeout_s", 30.0, ro("wait at most this long for the controller to connect"))
         self.declare_parameter("rt_priority", 0, ro("SCHED_FIFO priority 1..99 for every thread of the node (0: ordinary)"))
-        rt = int(self.get_parameter("rt_priority").value)
+        self.rt_priority = rt = int(self.get_parameter("rt_priority").value)
         if rt:
             error = set_fifo_priority(rt)
             if error:
@@ -144,6 +144,8 @@ class SimBridgeNode(Node):
             executor.spin_once(timeout_sec=0.05)
         else:
             self.get_logger().warning("no controller connected within startup_timeout_s; starting anyway (holding)")
+        if self.rt_priority:  # DDS made threads while matching the controller: they get the priority too
+            set_fifo_priority(self.rt_priority)
         self.runner.start()
         self.get_logger().info(
             f"{self.spec.name}: {self.p['episodes']} episode(s) from seed {self.p['seed']}, {self.p['clock_mode']} "
