@@ -1,8 +1,8 @@
 """`rrl train residual --algo dmpo`: residual RL (RRLfD) on a frozen base, or DMPO from scratch.
 
 Running the same command again on an existing --out continues the run from its last checkpoint
-(networks, optimisers, duals, counters and the whole replay buffer); a different configuration
-on the same --out is refused.
+(networks, optimisers, duals, counters and the whole replay buffer); the budget (--frames) and
+the evaluation/checkpoint cadence may change, any other difference in configuration is refused.
 """
 
 from __future__ import annotations
@@ -41,6 +41,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON summary object as the last line")
 
 
+BUDGET_KEYS = {"frames", "eval_every_frames", "checkpoint_every_frames", "eval_episodes", "final_eval_episodes", "torch_threads"}
+"""Settings a resumed run may change: the budget and how often it is measured, not what it learns."""
+
+
+def _learning_config(d: dict) -> dict:
+    top = {k: v for k, v in d.items() if k not in BUDGET_KEYS and k != "train"}
+    return {**top, "train": {k: v for k, v in d["train"].items() if k not in BUDGET_KEYS}}
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -65,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     resume = (out / "checkpoint" / "learner.pt").exists()
     if resume:
         saved = yaml.safe_load((out / "run.yaml").read_text())["config"]
-        mine = {**config.to_dict(), "train": {**config.to_dict()["train"], "frames": saved["train"]["frames"]}}
-        if yaml.safe_load(yaml.safe_dump(mine)) != saved:
+        if _learning_config(yaml.safe_load(yaml.safe_dump(config.to_dict()))) != _learning_config(saved):
             raise SystemExit(f"rrl train residual: {out} holds a run with another configuration; use a new --out")
         print(f"resuming {out} from its checkpoint", flush=True)
     try:
