@@ -9,8 +9,9 @@ did not come up with the gripper (missed or slipped grasp) the sequence goes bac
 re-approaches.
 
 Variants (`VARIANTS[task]`): `None` is the default expert. `ur5_bowl` also has
-`"no_retry"`, a deliberately suboptimal expert for REQ: no grasp-retry jump functions,
-a sloppy grasp near the top of the cube and a hurried release high above the bowl.
+`"no_retry"`, a deliberately suboptimal expert for REQ (`BOWL_STYLES`): no retry jump
+functions, a grasp high on the cube, and a hurried release at carry height while still
+moving toward the bowl (the cube often bounces out or lands off-centre).
 
 Optional action noise: Gaussian, `noise_std` m/s per axis on the linear velocity, drawn
 from a generator seeded by the episode seed (reproducible demonstrations).
@@ -116,23 +117,45 @@ def _pick(variant: str | None, noise_std: float) -> SequenceExpert:
     return SequenceExpert(motions, WaypointGains(kp_pos=5.0, max_lin_vel_m_s=0.15), noise_std)
 
 
+@dataclass(frozen=True)
+class BowlStyle:
+    """How carefully the bowl expert works; the default is careful, `no_retry` is the suboptimal one."""
+
+    retry: bool = True
+    """Re-grasp when the cube slips or misses the bowl (jump functions back to "above")."""
+    grasp_fraction: float = 0.0
+    """Grasp height above the cube centre, as a fraction of the cube edge."""
+    aim_cube: bool = True
+    """Aim the held cube (tool position + its offset in the hand) at the bowl centre, not the tool."""
+    arrive_tolerance_m: float = 0.01
+    """Distance to the carry point over the bowl at which the expert moves on to lowering/releasing."""
+    lower_before_release: bool = True
+    """Lower until the cube bottom is 2 cm above the rim before opening; else open at carry height."""
+    release_on_the_move: bool = False
+    """Keep driving toward the bowl centre while the gripper opens (the cube leaves with the tool's speed)."""
+
+
+BOWL_STYLES: dict[str | None, BowlStyle] = {
+    None: BowlStyle(),
+    "no_retry": BowlStyle(retry=False, grasp_fraction=0.3, aim_cube=False, arrive_tolerance_m=0.105,
+                          lower_before_release=False, release_on_the_move=True),
+}
+
+
 def _bowl(variant: str | None, noise_std: float) -> SequenceExpert:
-    retry = variant != "no_retry"
+    style = BOWL_STYLES[variant]
     carry_z = 0.22
-    # The cube bottom clears the rim (6 cm) by 2 cm before release; the sloppy variant lets go higher.
-    release_clearance_m = 0.02 if retry else 0.10
-    motions = _grasp_motions(grasp_fraction=0.0 if retry else 0.4, retry=retry, lift_z_m=carry_z)
+    motions = _grasp_motions(grasp_fraction=style.grasp_fraction, retry=style.retry, lift_z_m=carry_z)
 
     def slipped(obs, ctx):
-        if not retry or ctx.jumps >= MAX_RETRIES:
+        if not style.retry or ctx.jumps >= MAX_RETRIES:
             return None
         cube, _ = _cube(obs)
         return "above" if obs["tool_pos"][2] - cube[2] > SLIP_GAP_M else None
 
     def over_bowl_xy(obs) -> np.ndarray:
-        # Aim the cube, not the tool, at the bowl centre: add the cube's offset in the hand.
         bowl = np.asarray(obs["bowl_pos"], float)[:2]
-        if not retry:
+        if not style.aim_cube:
             return bowl
         cube, _ = _cube(obs)
         return bowl + np.clip(np.asarray(obs["tool_pos"], float)[:2] - cube[:2], -0.03, 0.03)
@@ -140,25 +163,27 @@ def _bowl(variant: str | None, noise_std: float) -> SequenceExpert:
     def over_bowl(obs):
         return _at(*over_bowl_xy(obs), carry_z)
 
-    def lower(obs):
+    def lower(obs):  # cube bottom 2 cm above the 6 cm rim
         _, size = _cube(obs)
-        return _at(*over_bowl_xy(obs), 0.06 + size / 2 + release_clearance_m)
+        return _at(*over_bowl_xy(obs), 0.06 + size / 2 + 0.02)
 
     def retreat(obs):
         bowl = np.asarray(obs["bowl_pos"], float)
         return _at(bowl[0], bowl[1], carry_z)
 
     def missed_bowl(obs, ctx):
-        if not retry or ctx.jumps >= MAX_RETRIES or ctx.steps_in_motion < 10:
+        if not style.retry or ctx.jumps >= MAX_RETRIES or ctx.steps_in_motion < 10:
             return None
         cube, _ = _cube(obs)
         bowl = np.asarray(obs["bowl_pos"], float)
         return "above" if np.linalg.norm(cube[:2] - bowl[:2]) > 0.035 else None
 
+    motions.append(Motion("over_bowl", over_bowl, CLOSED, timeout_steps=80,
+                          tolerance_m=style.arrive_tolerance_m, jump=slipped))
+    if style.lower_before_release:
+        motions.append(Motion("lower", lower, CLOSED, timeout_steps=40, tolerance_m=0.008, jump=slipped))
     motions += [
-        Motion("over_bowl", over_bowl, CLOSED, timeout_steps=80, tolerance_m=0.01, jump=slipped),
-        Motion("lower", lower, CLOSED, timeout_steps=40, tolerance_m=0.008, jump=slipped),
-        Motion("release", None, OPEN, timeout_steps=6, min_steps=6),
+        Motion("release", over_bowl if style.release_on_the_move else None, OPEN, timeout_steps=6, min_steps=6),
         Motion("retreat", retreat, OPEN, timeout_steps=1000, tolerance_m=0.0, jump=missed_bowl),
     ]
     return SequenceExpert(motions, WaypointGains(kp_pos=5.0, max_lin_vel_m_s=0.15), noise_std)
@@ -217,7 +242,8 @@ VARIANTS: dict[str, dict[str | None, str]] = {
     "ur5_pick": {None: "above, descend to the cube centre, close, lift; re-grasp when the cube stays behind"},
     "ur5_bowl": {
         None: "pick with re-grasp, carry over the bowl, lower to 2 cm above the rim, release; retry if it missed",
-        "no_retry": "suboptimal (for REQ): grasp near the cube's top, no re-grasp or retry, release 8 cm above the rim",
+        "no_retry": "suboptimal (for REQ): grasp high on the cube, no re-grasp or retry, let go at carry height "
+                    "while still moving toward the bowl",
     },
     "ur5_push": {None: "approach behind the cube on its line to the target, push; back off and re-approach on drift"},
 }
