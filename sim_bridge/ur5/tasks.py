@@ -50,9 +50,9 @@ START_TOOL_HIGH_M = (0.6, 0.15, 0.25)
 class CameraPose:
     """Depth camera pose and intrinsics (robot base frame): looks at the table from opposite the robot."""
 
-    eye_m: tuple[float, float, float] = (1.2, 0.0, 0.75)
-    target_m: tuple[float, float, float] = (0.5, 0.0, 0.0)
-    fov_deg: float = 50.0
+    eye_m: tuple[float, float, float] = (1.0, 0.0, 0.7)
+    target_m: tuple[float, float, float] = (0.45, 0.0, 0.0)
+    fov_deg: float = 45.0
     near_m: float = 0.1
     far_m: float = 2.0
     eye_jitter_m: float = 0.05

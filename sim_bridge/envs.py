@@ -1,0 +1,94 @@
+"""Gymnasium environments over the UR5 tasks: `rrl/UR5Pick-v0`, `rrl/UR5Bowl-v0`, `rrl/UR5Push-v0`.
+
+    import gymnasium as gym
+    env = gym.make("sim_bridge.envs:rrl/UR5Pick-v0", obs_mode="depth+proprio")
+
+(the `module:` prefix makes gymnasium import this module, which registers the ids;
+`import sim_bridge.envs` does the same). `obs_mode`:
+
+- `state`: float32 (S,) full state (`task.spec.state` names it); no rendering, fastest.
+- `depth`: float32 (3, H, W) in [0, 1], the last 3 depth frames.
+- `depth+proprio`: dict {"depth": (3, H, W), "proprio": (8,)}.
+
+`reset(seed=s)` runs the task's episode `s` (the same seed always gives the same
+episode); `reset()` without a seed draws the next episode seed from the env's
+generator. Episodes end by success (terminated) or the task horizon (truncated).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sim_bridge import make_task
+from sim_bridge.task import CameraConfig
+
+OBS_MODES = ("state", "depth", "depth+proprio")
+
+ENV_IDS: dict[str, str] = {
+    "rrl/UR5Pick-v0": "ur5_pick",
+    "rrl/UR5Bowl-v0": "ur5_bowl",
+    "rrl/UR5Push-v0": "ur5_push",
+}
+"""Gymnasium id -> task name."""
+
+
+class TaskEnv(gym.Env):
+    """A `sim_bridge` Task as a gymnasium environment."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, task: str, obs_mode: str = "state", camera: CameraConfig | None = None):
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        self.obs_mode = obs_mode
+        if obs_mode != "state" and camera is None:
+            camera = CameraConfig()
+        self.task = make_task(task, camera=camera if obs_mode != "state" else None)
+        spec = self.task.spec
+        self.spec_task = spec
+        self.action_space = spaces.Box(np.asarray(spec.action_low, np.float32),
+                                       np.asarray(spec.action_high, np.float32), dtype=np.float32)
+        state = spaces.Box(-np.inf, np.inf, (spec.state.size,), np.float32)
+        if obs_mode == "state":
+            self.observation_space = state
+        else:
+            depth = spaces.Box(0.0, 1.0, (camera.history, camera.height_px, camera.width_px), np.float32)
+            if obs_mode == "depth":
+                self.observation_space = depth
+            else:
+                proprio = spaces.Box(-np.inf, np.inf, (spec.proprio.size,), np.float32)
+                self.observation_space = spaces.Dict({"depth": depth, "proprio": proprio})
+
+    def _convert(self, obs: dict[str, np.ndarray]) -> Any:
+        if self.obs_mode == "state":
+            return obs["state"]
+        if self.obs_mode == "depth":
+            return obs["depth"]
+        return {"depth": obs["depth"], "proprio": obs["proprio"]}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        episode_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
+        obs = self.task.reset(episode_seed)
+        return self._convert(obs), {"seed": episode_seed, "success": False}
+
+    def step(self, action):
+        step = self.task.step(np.asarray(action, np.float64))
+        return self._convert(step.obs), step.reward, step.terminated, step.truncated, step.info
+
+    def close(self) -> None:
+        self.task.close()
+
+
+def _register() -> None:
+    for env_id, task in ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="sim_bridge.envs:TaskEnv", kwargs={"task": task},
+                         disable_env_checker=True)
+
+
+_register()
