@@ -101,7 +101,8 @@ class PlainOnnxResidual:
         return self.model(x)
 
 
-def _needs_images(slot) -> bool:
+def needs_images(slot) -> bool:
+    """Whether a base or residual slot reads camera frames."""
     if hasattr(slot, "needs_images"):
         return bool(slot.needs_images)
     model = getattr(slot, "model", None)
@@ -188,7 +189,7 @@ class ControlCore:
 
     @property
     def needs_images(self) -> bool:
-        return _needs_images(self.base) or (self.residual is not None and _needs_images(self.residual))
+        return needs_images(self.base) or (self.residual is not None and needs_images(self.residual))
 
     def reset(self, seed: int) -> None:
         self.seed = seed

@@ -50,7 +50,7 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 from controllers.safety import SafetyConfig
 from rrl_ros import conversions as conv
 from rrl_ros.control_core import (
-    BASE_KINDS, ControlCore, SlotError, base_label, check_residual_fits, make_base, make_residual,
+    BASE_KINDS, ControlCore, SlotError, base_label, check_residual_fits, make_base, make_residual, needs_images,
 )
 from rrl_ros.metrics import LoopMetrics
 from rrl_ros.realtime import set_fifo_priority
@@ -155,11 +155,7 @@ class ControlNode(Node):
             base = make_base(kind, artifact, self.spec)
             label = base_label(kind, artifact)
             check_residual_fits(self.core.residual, label)
-            needs_images = getattr(base, "needs_images", None)
-            if needs_images is None:
-                artifact_spec = getattr(getattr(base, "model", None), "artifact", None)
-                needs_images = artifact_spec is not None and any(i.is_image for i in artifact_spec.inputs)
-            if needs_images and "image" not in self.latest:
+            if needs_images(base) and "image" not in self.latest:
                 raise SlotError(f"base {artifact} needs camera frames but none arrived on "
                                 f"{self.resolve_topic_name('camera/' + self.spec.camera)} (start the sim with camera_px > 0)")
         except SlotError as e:
