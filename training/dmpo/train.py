@@ -185,8 +185,12 @@ def train(
     actor = Actor(learner.policy, learner.generator)
     writer = _writer(out / "tb")
     eval_csv = out / "eval.csv"
-    if not eval_csv.exists():
+    if not eval_csv.exists() or not resume:
         eval_csv.write_text("frames,wall_s,success_rate,mean_steps_success,episodes\n")
+    else:  # evaluations made after the checkpoint are redone: drop them
+        lines = eval_csv.read_text().splitlines()
+        kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",")[0]) < frames]
+        eval_csv.write_text("\n".join(kept) + "\n")
     start = time.monotonic() - wall_offset
     bar = tqdm(total=config.frames, initial=frames, desc="dmpo", unit="frame", disable=not progress, smoothing=0.05)
 

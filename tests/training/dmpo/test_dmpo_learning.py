@@ -46,7 +46,8 @@ def test_run_resumes_from_its_checkpoint(tmp_path):
     learner = train(PointMassReach(), evaluate_point_mass, config(1200), tmp_path, np.zeros(4), np.ones(4), resume=True, progress=False)
     # the resumed run starts from the saved counters: it only adds the missing frames' updates
     assert learner.steps == pytest.approx(state["learner"]["steps"] + (1200 - state["frames"]), abs=30)
-    assert int(read_eval(tmp_path)[-1]["frames"]) >= 1200
+    frames = [int(r["frames"]) for r in read_eval(tmp_path)]
+    assert frames[-1] >= 1200 and frames == sorted(set(frames))  # no evaluation repeated after resuming
 
 
 def test_critic_update_reduces_td_loss_on_a_fixed_batch():
