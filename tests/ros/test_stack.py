@@ -54,33 +54,37 @@ def test_nan_residual_falls_back_to_the_base_and_is_counted(launch, plain_onnx, 
 
 
 def test_base_swap_mid_episode_takes_effect_at_the_next_tick(launch, listener, plain_onnx, tmp_path):
+    """Realtime stack: waypoint -> bc (a constant 'up' policy, whose episodes run to the 200-step horizon)
+    -> waypoint again, mid-episode; each change is applied at the first tick after it was accepted."""
     up = np.array([0.0, 0.0, 0.02, 0.0])
     bc_model = plain_onnx(tmp_path / "bc_up.onnx", S, up)
-    run = launch("clock_mode:=lockstep", "episodes:=200", "seed:=0", report=tmp_path / "r.json")
+    run = launch("clock_mode:=realtime", "episodes:=100", "seed:=0", report=tmp_path / "r.json")
     ear = listener({"/control/status": String})
-    ear.wait_for(lambda: len(ear.messages["/control/status"]) > 5, what="control status")
+    ear.wait_for(lambda: len(ear.messages["/control/status"]) > 3, what="control status")
     switch = [sys.executable, "-m", "rrl.cli", "switch", "--node", "/control", "--timeout", "20"]
-    bad = subprocess.run([*switch, "--base", "bc", "--artifact", str(tmp_path / "missing")], capture_output=True,
-                         text=True, cwd=ROOT, timeout=60)
+    sh = lambda *args: subprocess.run([*switch, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)  # noqa: E731
+    bad = sh("--base", "bc", "--artifact", str(tmp_path / "missing"))
     assert bad.returncode == 1 and "does not exist" in bad.stderr, bad.stderr
-    ok = subprocess.run([*switch, "--base", "bc", "--artifact", bc_model], capture_output=True, text=True, cwd=ROOT,
-                        timeout=60)
-    assert ok.returncode == 0, ok.stderr
-    ear.wait_for(lambda: any(s["base"].startswith("bc") for s in ear.json("/control/status")), what="bc ticks")
-    time.sleep(0.3)
+    needs_frames = sh("--base", "bc", "--artifact", depth_bc_artifact(SPEC, tmp_path / "bc_depth"))
+    assert needs_frames.returncode == 1 and "needs camera frames" in needs_frames.stderr, needs_frames.stderr
+    assert sh("--base", "bc", "--artifact", bc_model).returncode == 0
+    ear.wait_for(lambda: any(s["base"].startswith("bc") and s["step"] >= 3 for s in ear.json("/control/status")),
+                 what="bc ticks")
+    back = sh("--base", "waypoint")
+    assert back.returncode == 0, back.stderr
+    ear.wait_for(lambda: ear.json("/control/status")[-1]["base"] == "waypoint", what="waypoint again")
     run.stop()  # Ctrl-C: every node stops cleanly and still writes its report
     assert run.proc.returncode == 130, run.output
     report = run.report()
     assert all(n["exit_code"] == 0 for n in report["nodes"].values()), report["nodes"]
-    (swap,) = report["control"]["control"]["swaps"]
-    assert swap["tick"] == swap["accepted_after_tick"] + 1  # applied at the first tick after the change
-    statuses = sorted(ear.json("/control/status"), key=lambda s: s["tick"])
-    before = [s for s in statuses if s["tick"] < swap["tick"]]
-    after = [s for s in statuses if s["tick"] >= swap["tick"]]
-    assert before and after and all(s["base"] == "waypoint" for s in before)
-    assert all(s["base"] == f"bc:{bc_model}" for s in after)
-    np.testing.assert_allclose(after[0]["command"], up, atol=1e-6)
-    assert after[0]["step"] > 0  # mid-episode
+    to_bc, to_waypoint = report["control"]["control"]["swaps"]
+    statuses = {s["tick"]: s for s in ear.json("/control/status")}
+    for swap, name in ((to_bc, f"bc:{bc_model}"), (to_waypoint, "waypoint")):
+        assert swap["base"] == name and swap["tick"] == swap["accepted_after_tick"] + 1  # the next tick
+        assert statuses[swap["tick"] - 1]["base"] != name and statuses[swap["tick"]]["base"] == name
+    np.testing.assert_allclose(statuses[to_bc["tick"]]["command"], up, atol=1e-6)
+    assert statuses[to_waypoint["tick"]]["step"] > 0  # mid-episode: the bc episode runs to its horizon
+    assert statuses[to_waypoint["tick"]]["episode"] == statuses[to_waypoint["tick"] - 1]["episode"]
 
 
 def test_killed_control_node_holds_the_robot_and_fails_the_launch(launch, listener, tmp_path):
@@ -191,3 +195,21 @@ def test_image_bc_base_through_the_stack_matches_the_in_process_run(launch, tmp_
     assert np.ptp(np.array(commands)[:, 0]) > 1e-4  # the frames really steer the policy
     (sim,) = report["sim"].values()
     assert sim["trajectory_sha256"] == runner.summary()["trajectory_sha256"]
+
+
+def test_stale_observations_make_the_control_node_hold(launch, tmp_path):
+    """The sim hangs (SIGSTOP) for 0.6 s: the control node's watchdog publishes the hold command."""
+    run = launch("clock_mode:=realtime", "episodes:=100", "seed:=0", report=tmp_path / "r.json")
+    sim_pid = run.pid_of("sim_bridge")
+    deadline = time.monotonic() + 30
+    while not any("realtime clock" in line for line in run.lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    os.kill(sim_pid, signal.SIGSTOP)
+    time.sleep(0.6)
+    os.kill(sim_pid, signal.SIGCONT)
+    time.sleep(0.5)
+    run.stop()
+    control = run.report()["control"]["control"]
+    assert control["watchdog_holds"] >= 2 and control["safety"]["stale_holds"] >= 2, control
+    assert "holding the robot (zero velocity)" in run.output
