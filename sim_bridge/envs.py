@@ -27,6 +27,8 @@ from sim_bridge import make_task
 from sim_bridge.task import CameraConfig
 
 OBS_MODES = ("state", "depth", "depth+proprio")
+OBS_BOUND = 10.0
+"""Bound of the state and proprio boxes (positions in metres, velocities in m/s all stay far inside it)."""
 
 ENV_IDS: dict[str, str] = {
     "rrl/UR5Pick-v0": "ur5_pick",
@@ -52,7 +54,7 @@ class TaskEnv(gym.Env):
         self.spec_task = spec
         self.action_space = spaces.Box(np.asarray(spec.action_low, np.float32),
                                        np.asarray(spec.action_high, np.float32), dtype=np.float32)
-        state = spaces.Box(-np.inf, np.inf, (spec.state.size,), np.float32)
+        state = spaces.Box(-OBS_BOUND, OBS_BOUND, (spec.state.size,), np.float32)
         if obs_mode == "state":
             self.observation_space = state
         else:
@@ -60,7 +62,7 @@ class TaskEnv(gym.Env):
             if obs_mode == "depth":
                 self.observation_space = depth
             else:
-                proprio = spaces.Box(-np.inf, np.inf, (spec.proprio.size,), np.float32)
+                proprio = spaces.Box(-OBS_BOUND, OBS_BOUND, (spec.proprio.size,), np.float32)
                 self.observation_space = spaces.Dict({"depth": depth, "proprio": proprio})
 
     def _convert(self, obs: dict[str, np.ndarray]) -> Any:

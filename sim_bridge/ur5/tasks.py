@@ -114,6 +114,7 @@ class UR5Task(Task):
         self.robot.reset(rng.uniform(START_TOOL_LOW_M, START_TOOL_HIGH_M))
         self._seed, self._steps, self._clips = seed, 0, 0
         self._tool_pos, _ = self.robot.tool_pose()
+        self._joints = self.robot.joint_positions()
         self._opening = self.robot.opening_fraction()
         if self.camera is not None:
             self._setup_camera(np.random.default_rng([seed, 1]))
@@ -129,7 +130,8 @@ class UR5Task(Task):
         self._clips += clipped
         prev_pos, prev_opening = self._tool_pos, self._opening
         self._tool_pos, _ = self.robot.tool_pose()
-        self._opening = self.robot.opening_fraction()
+        self._joints = self.robot.joint_positions()
+        self._opening = self._joints[6:].sum() / (2 * model.FINGER_STROKE_M)
         obs = self._observe((self._tool_pos - prev_pos) * CONTROL_RATE_HZ, (self._opening - prev_opening) * CONTROL_RATE_HZ)
         success = self.is_success()
         return Step(obs=obs, reward=1.0 if success else 0.0, success=success, terminated=success,
@@ -158,7 +160,7 @@ class UR5Task(Task):
         obs = {
             "proprio": proprio,
             "state": np.concatenate([proprio, self._object_state()]).astype(np.float32),
-            "joint_pos_rad": self.robot.joint_positions(),
+            "joint_pos_rad": self._joints,
         }
         if self.camera is not None:
             frame = self.render_depth()

@@ -1,0 +1,193 @@
+"""Control steps per second of each simulated task, per observation mode, next to the raw physics ceiling.
+
+    .venv/bin/python bench/sim_throughput.py [--tasks ur5_pick ur5_bowl] [--state-steps 600] [--image-steps 100]
+
+For every task in `BENCH` it times `task.step` (one 10 Hz control step with its
+substeps, observation included) in each mode, with a fixed seeded sequence of
+random actions (episodes restart when they end; reset time is reported apart), and
+measures the raw ceiling in the same process: the bare physics work of one control
+step (for the UR5: `p.stepSimulation` x 24 on the same scene right after reset, no
+control, no observation), in blocks alternating with the state-mode steps. Prints one JSON object: per task and mode `steps_per_s`, and for
+state mode `fraction_of_raw` (target >= 0.7 for the UR5 tasks), plus a machine record.
+
+To add tasks (e.g. Adroit), add `BenchEntry`s to `BENCH`: a mode table
+(name -> CameraConfig or None) and a `raw_step` factory that returns a function
+doing one control step's worth of bare simulation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Callable
+
+import numpy as np
+
+from sim_bridge import make_task
+from sim_bridge.task import CameraConfig, Task
+
+
+def _ur5_raw_step(task: Task) -> Callable[[], None]:
+    import pybullet as p
+
+    from sim_bridge.ur5.robot import SUBSTEPS
+
+    client = task.client
+
+    def step() -> None:
+        for _ in range(SUBSTEPS):
+            p.stepSimulation(physicsClientId=client)
+
+    return step
+
+
+UR5_MODES: dict[str, CameraConfig | None] = {
+    "state": None,
+    "depth240": CameraConfig(240, 240),
+    "depth64": CameraConfig(64, 64),
+}
+
+
+@dataclass(frozen=True)
+class BenchEntry:
+    task: str
+    """Task name for `sim_bridge.make_task`."""
+    modes: dict[str, CameraConfig | None] = field(default_factory=dict)
+    """Observation modes: name -> camera (None = state only, no rendering)."""
+    raw_step: Callable[[Task], Callable[[], None]] | None = None
+    """Given a reset task, a function that does one control step of bare simulation (the ceiling)."""
+
+
+BENCH: dict[str, BenchEntry] = {
+    "ur5_pick": BenchEntry("ur5_pick", UR5_MODES, _ur5_raw_step),
+    "ur5_bowl": BenchEntry("ur5_bowl", UR5_MODES, _ur5_raw_step),
+    "ur5_push": BenchEntry("ur5_push", UR5_MODES, _ur5_raw_step),
+}
+
+
+def machine_record() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("pybullet", "mujoco", "numpy", "gymnasium"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
+            "load_avg_1min": os.getloadavg()[0], "versions": versions}
+
+
+class _ModeTimer:
+    """Times `task.step` on one task instance with seeded random actions, block by block."""
+
+    def __init__(self, name: str, camera: CameraConfig | None, seed: int):
+        self.task = make_task(name, camera=camera)
+        rng = np.random.default_rng(seed)
+        self.low, self.high = np.asarray(self.task.spec.action_low), np.asarray(self.task.spec.action_high)
+        self.rng, self.seed = rng, seed
+        self.steps, self.step_s, self.resets, self.reset_s = 0, 0.0, 0, 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        t0 = time.perf_counter()
+        self.task.reset(self.seed + self.resets)
+        self.reset_s += time.perf_counter() - t0
+        self.resets += 1
+
+    def run(self, steps: int) -> None:
+        actions = self.rng.uniform(self.low, self.high, size=(steps, self.low.size))
+        for action in actions:
+            t0 = time.perf_counter()
+            result = self.task.step(action)
+            self.step_s += time.perf_counter() - t0
+            self.steps += 1
+            if result.terminated or result.truncated:
+                self._reset()
+
+    def report(self) -> dict:
+        self.task.close()
+        return {"steps": self.steps, "steps_per_s": self.steps / self.step_s,
+                "ms_per_step": 1e3 * self.step_s / self.steps, "ms_per_reset": 1e3 * self.reset_s / self.resets}
+
+
+class _RawTimer:
+    """Times the bare simulation of one control step (the ceiling) on the task's scene."""
+
+    def __init__(self, entry: BenchEntry, seed: int):
+        self.task = make_task(entry.task)
+        self.task.reset(seed)
+        self.step = entry.raw_step(self.task)
+        self.steps, self.elapsed_s = 0, 0.0
+
+    def run(self, steps: int) -> None:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        self.elapsed_s += time.perf_counter() - t0
+        self.steps += steps
+
+    def report(self) -> dict:
+        self.task.close()
+        return {"steps": self.steps, "steps_per_s": self.steps / self.elapsed_s,
+                "ms_per_step": 1e3 * self.elapsed_s / self.steps}
+
+
+BLOCK_STEPS = 50
+"""State mode and the raw ceiling run in alternating blocks of this many steps, so that a machine shared with
+other work slows both alike."""
+
+
+def bench_task(entry: BenchEntry, state_steps: int, image_steps: int, seed: int) -> dict:
+    row: dict = {}
+    for mode, camera in entry.modes.items():
+        timer = _ModeTimer(entry.task, camera, seed)
+        if camera is None and entry.raw_step is not None:
+            raw = _RawTimer(entry, seed)
+            for _ in range(max(1, state_steps // BLOCK_STEPS)):
+                raw.run(BLOCK_STEPS)
+                timer.run(BLOCK_STEPS)
+            row["raw"] = raw.report()
+            row[mode] = timer.report()
+            row[mode]["fraction_of_raw"] = row[mode]["steps_per_s"] / row["raw"]["steps_per_s"]
+        else:
+            timer.run(state_steps if camera is None else image_steps)
+            row[mode] = timer.report()
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(BENCH), help=f"tasks to time; known: {list(BENCH)}")
+    parser.add_argument("--state-steps", type=int, default=600, help="control steps timed in state mode and raw")
+    parser.add_argument("--image-steps", type=int, default=100, help="control steps timed in each image mode")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    unknown = [t for t in args.tasks if t not in BENCH]
+    if unknown:
+        parser.error(f"unknown tasks {unknown}; known: {list(BENCH)}")
+    report: dict = {"benchmark": "sim_throughput", "unit": "control steps per second", "tasks": {}}
+    for name in args.tasks:
+        row = bench_task(BENCH[name], args.state_steps, args.image_steps, args.seed)
+        report["tasks"][name] = row
+        print(f"{name}: " + ", ".join(f"{m} {r['steps_per_s']:.0f}/s" for m, r in row.items()), file=sys.stderr)
+    report["machine"] = machine_record()
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
