@@ -195,6 +195,11 @@ class ControlNode(Node):
         if status["tick"] <= self.last_answered_tick:
             self.fresh.discard("status")  # a repeated observation (the sim resends until the first command)
             return
+        # stamped messages must be of this tick (the sim stamps joints and images with the status' time)
+        stamp = status["sim_time_ns"] if self.lockstep else status["stamp_ns"]
+        stamped = ["joints"] + (["image"] if "image" in self.required() else [])
+        if any(conv.time_ns(self.latest[key].header.stamp) != stamp for key in stamped):
+            return
         self.fresh.clear()
         if self.pending_base is not None:
             base, name, accepted_after_tick = self.pending_base

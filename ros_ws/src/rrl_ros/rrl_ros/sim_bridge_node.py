@@ -136,10 +136,13 @@ class SimBridgeNode(Node):
     # --- the loop ------------------------------------------------------------------------------
 
     def start(self, executor: SingleThreadedExecutor) -> None:
-        """Wait for the controller (its /command publisher and a /task/status subscriber), then run."""
+        """Wait for the controller (its /command publisher, a subscriber on every observation topic), then run."""
         deadline = time.monotonic() + float(self.p["startup_timeout_s"])
         while rclpy.ok() and time.monotonic() < deadline:
-            if self.count_publishers(self.resolve_topic_name("command")) > 0 and self.pub_status.get_subscription_count() > 0:
+            observed = [self.pub_joints, self.pub_proprio, self.pub_state, self.pub_status]
+            observed += [self.pub_image] if self.pub_image is not None else []
+            if self.count_publishers(self.resolve_topic_name("command")) > 0 and \
+                    all(pub.get_subscription_count() > 0 for pub in observed):
                 break
             executor.spin_once(timeout_sec=0.05)
         else:
