@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -200,6 +201,8 @@ class Supervisor:
                     reason += f"; node '{np_.label}' ended with {describe_exit(code)} on shutdown"
             return LaunchResult(exit_code, reason, nodes, collect_reports(self.report_dir))
         finally:
+            if all(np_.process.poll() is not None for np_ in self.procs):
+                shutil.rmtree(self.workdir, ignore_errors=True)  # parameter files and reports, read by now
             if in_main:
                 for s, h in previous.items():
                     signal.signal(s, h)
