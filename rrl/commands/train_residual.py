@@ -26,6 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="baseline: train the BC base's own output layer with DMPO, no base action (--base must be a bc artifact)")
     p.add_argument("--residual-scale", type=float, default=0.1, help="c of RRLfD eq. 6: residual = c * sigma(A) * z")
     p.add_argument("--init-std", type=float, default=d.init_std, help="initial policy std in normalised units (Sigma diagonal)")
+    p.add_argument("--init-log-temperature", type=float, default=d.init_log_temperature,
+                   help="initial softplus parameter of the E-step temperature eta (Acme: 10; lower starts learning sooner)")
+    p.add_argument("--init-log-alpha-mean", type=float, default=d.init_log_alpha_mean,
+                   help="initial softplus parameter of the mean-KL multiplier (Acme: 10)")
     p.add_argument("--eval-every", type=int, default=t.eval_every_frames, help="frames between evaluations on held-out seeds")
     p.add_argument("--eval-episodes", type=int, default=50, help="held-out episodes per periodic evaluation")
     p.add_argument("--final-eval-episodes", type=int, default=100, help="held-out episodes of the final base vs residual comparison")
@@ -60,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from training.dmpo.train import TrainConfig
 
     try:
-        learner = DMPOConfig(init_std=args.init_std, policy_lr=args.lr, critic_lr=args.lr)
+        learner = DMPOConfig(init_std=args.init_std, policy_lr=args.lr, critic_lr=args.lr,
+                             init_log_temperature=args.init_log_temperature, init_log_alpha_mean=args.init_log_alpha_mean)
         train = TrainConfig(frames=args.frames, batch_size=args.batch_size, n_step=args.n_step, min_replay=args.min_replay,
                             frames_per_update=args.frames_per_update, eval_every_frames=args.eval_every,
                             checkpoint_every_frames=args.checkpoint_every, seed=args.seed, torch_threads=args.threads,
