@@ -202,8 +202,12 @@ def compare_on_held_out(task_name: str, base: str, residual_dir: str, episodes: 
         task.close()
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False):
-    """The `rrl export` hook for `residual` runs: the latest checkpoint's policy -> a `residual` artifact."""
+def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False, base_name: str | None = None):
+    """The `rrl export` hook for `residual` runs: the latest checkpoint's policy -> a `residual` artifact.
+
+    The artifact names its base as trained (`waypoint[:VARIANT]`, or the base artifact's directory
+    name); `base_name` overrides that when the base artifact is shipped under another name.
+    """
     from sim_bridge import make_task
     from training.export import git_commit
 
@@ -228,5 +232,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False
     samples = observations[rng.choice(len(observations), size=min(512, len(observations)), replace=False)]
     provenance = {"training_config": config.to_dict(), "run": str(run_dir), "frames": state["frames"],
                   "learner_steps": state["learner"]["steps"], "git_commit_at_export": git_commit()}
-    base_name = config.base if config.base.startswith("waypoint") else Path(config.base).name
+    if base_name is None:
+        base_name = config.base if config.base.startswith("waypoint") else Path(config.base).name
     return export_residual(learner.policy, space, samples, base_name, out_dir, provenance, metrics={}, overwrite=overwrite)
