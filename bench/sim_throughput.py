@@ -7,7 +7,10 @@ substeps, observation included) in each mode, with a fixed seeded sequence of
 random actions (episodes restart when they end; reset time is reported apart), and
 measures the raw ceiling in the same process: the bare physics work of one control
 step (for the UR5: `p.stepSimulation` x 24 on the same scene right after reset, no
-control, no observation), in blocks alternating with the state-mode steps. Prints one JSON object: per task and mode `steps_per_s`, and for
+control, no observation), in blocks alternating with the state-mode steps. For state mode it
+also reports the share of the step spent inside the physics engine
+(`physics_fraction_of_step`) and the remaining per-step overhead: a moving arm in
+contact costs the engine more than the resting scene of the ceiling. Prints one JSON object: per task and mode `steps_per_s`, and for
 state mode `fraction_of_raw` (target >= 0.7 for the UR5 tasks), plus a machine record.
 
 To add tasks (e.g. Adroit), add `BenchEntry`s to `BENCH`: a mode table
@@ -18,6 +21,7 @@ doing one control step's worth of bare simulation.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -25,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Callable
+from typing import Callable, ContextManager, Iterator
 
 import numpy as np
 
@@ -47,6 +51,32 @@ def _ur5_raw_step(task: Task) -> Callable[[], None]:
     return step
 
 
+@contextlib.contextmanager
+def _ur5_physics_timer() -> Iterator[list[float]]:
+    """Accumulate the seconds spent inside `p.stepSimulation` by the UR5 robot (patched module attribute)."""
+    import pybullet
+
+    from sim_bridge.ur5 import robot
+
+    spent = [0.0]
+
+    class TimedPyBullet:
+        def __getattr__(self, name):
+            return getattr(pybullet, name)
+
+        @staticmethod
+        def stepSimulation(*args, **kwargs):
+            t0 = time.perf_counter()
+            pybullet.stepSimulation(*args, **kwargs)
+            spent[0] += time.perf_counter() - t0
+
+    robot.p = TimedPyBullet()
+    try:
+        yield spent
+    finally:
+        robot.p = pybullet
+
+
 UR5_MODES: dict[str, CameraConfig | None] = {
     "state": None,
     "depth240": CameraConfig(240, 240),
@@ -62,12 +92,14 @@ class BenchEntry:
     """Observation modes: name -> camera (None = state only, no rendering)."""
     raw_step: Callable[[Task], Callable[[], None]] | None = None
     """Given a reset task, a function that does one control step of bare simulation (the ceiling)."""
+    physics_timer: Callable[[], ContextManager[list[float]]] | None = None
+    """Context manager accumulating the seconds spent in the physics engine during state-mode steps."""
 
 
 BENCH: dict[str, BenchEntry] = {
-    "ur5_pick": BenchEntry("ur5_pick", UR5_MODES, _ur5_raw_step),
-    "ur5_bowl": BenchEntry("ur5_bowl", UR5_MODES, _ur5_raw_step),
-    "ur5_push": BenchEntry("ur5_push", UR5_MODES, _ur5_raw_step),
+    "ur5_pick": BenchEntry("ur5_pick", UR5_MODES, _ur5_raw_step, _ur5_physics_timer),
+    "ur5_bowl": BenchEntry("ur5_bowl", UR5_MODES, _ur5_raw_step, _ur5_physics_timer),
+    "ur5_push": BenchEntry("ur5_push", UR5_MODES, _ur5_raw_step, _ur5_physics_timer),
 }
 
 
@@ -157,12 +189,19 @@ def bench_task(entry: BenchEntry, state_steps: int, image_steps: int, seed: int)
         timer = _ModeTimer(entry.task, camera, seed)
         if camera is None and entry.raw_step is not None:
             raw = _RawTimer(entry, seed)
-            for _ in range(max(1, state_steps // BLOCK_STEPS)):
-                raw.run(BLOCK_STEPS)
-                timer.run(BLOCK_STEPS)
+            probe = entry.physics_timer() if entry.physics_timer is not None else contextlib.nullcontext([0.0])
+            with probe as physics_s:
+                for _ in range(max(1, state_steps // BLOCK_STEPS)):
+                    raw.run(BLOCK_STEPS)
+                    timer.run(BLOCK_STEPS)
             row["raw"] = raw.report()
             row[mode] = timer.report()
             row[mode]["fraction_of_raw"] = row[mode]["steps_per_s"] / row["raw"]["steps_per_s"]
+            if entry.physics_timer is not None:
+                # Physics share of the state steps themselves: the moving arm and its contacts cost more
+                # engine time than the resting scene of the raw ceiling; the rest is our per-step overhead.
+                row[mode]["physics_fraction_of_step"] = physics_s[0] / timer.step_s
+                row[mode]["overhead_ms_per_step"] = 1e3 * (timer.step_s - physics_s[0]) / timer.steps
         else:
             timer.run(state_steps if camera is None else image_steps)
             row[mode] = timer.report()
