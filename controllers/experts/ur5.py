@@ -135,6 +135,9 @@ class BowlStyle:
     """Keep driving toward the bowl centre while the gripper opens (the cube leaves with the tool's speed)."""
 
 
+# no_retry measured (`rrl expert --task ur5_bowl --variant no_retry --episodes N --seed S --json`):
+# 0.31 over seeds 1_000_000..1_000_099, 0.415 over seeds 0..199. Its success is steep in
+# arrive_tolerance_m (0.08 -> 0.70, 0.10 -> 0.56, 0.11 -> 0.22 over 100-200 seeds).
 BOWL_STYLES: dict[str | None, BowlStyle] = {
     None: BowlStyle(),
     "no_retry": BowlStyle(retry=False, grasp_fraction=0.3, aim_cube=False, arrive_tolerance_m=0.105,

@@ -148,7 +148,10 @@ class UR5Task(Task):
             self.client = None
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: pybullet may already be gone
+            pass
 
     # --- observation ---------------------------------------------------------------------------
     def _observe(self, tool_vel: np.ndarray, gripper_vel: float) -> Observation:
