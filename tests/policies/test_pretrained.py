@@ -33,4 +33,4 @@ def test_shipped_artifact_is_valid_and_acts(directory):
 
 
 def test_pretrained_artifacts_are_shipped():
-    assert {p.name for p in ARTIFACTS} >= {"bc_ur5_pick"}
+    assert {p.name for p in ARTIFACTS} >= {"bc_ur5_pick", "bc_ur5_bowl", "bc_ur5_push"}
