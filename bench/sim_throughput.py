@@ -1,10 +1,11 @@
 """Control steps per second of each simulated task, per observation mode, next to the raw physics ceiling.
 
     .venv/bin/python bench/sim_throughput.py [--tasks ur5_pick ur5_bowl] [--state-steps 600] [--image-steps 100]
+                                             [--policy random|expert]
 
 For every task in `BENCH` it times `task.step` (one 10 Hz control step with its
 substeps, observation included) in each mode, with a fixed seeded sequence of
-random actions (episodes restart when they end; reset time is reported apart), and
+random actions or the task's expert (`--policy expert`, its own time not counted) (episodes restart when they end; reset time is reported apart), and
 measures the raw ceiling in the same process: the bare physics work of one control
 step (for the UR5: `p.stepSimulation` x 24 on the same scene right after reset, no
 control, no observation), in blocks alternating with the state-mode steps. For state mode it
@@ -126,8 +127,13 @@ def machine_record() -> dict:
 class _ModeTimer:
     """Times `task.step` on one task instance with seeded random actions, block by block."""
 
-    def __init__(self, name: str, camera: CameraConfig | None, seed: int):
+    def __init__(self, name: str, camera: CameraConfig | None, seed: int, policy: str = "random"):
         self.task = make_task(name, camera=camera)
+        self.expert = None
+        if policy == "expert":
+            from controllers.experts import make_expert
+
+            self.expert = make_expert(name)
         rng = np.random.default_rng(seed)
         self.low, self.high = np.asarray(self.task.spec.action_low), np.asarray(self.task.spec.action_high)
         self.rng, self.seed = rng, seed
@@ -136,16 +142,21 @@ class _ModeTimer:
 
     def _reset(self) -> None:
         t0 = time.perf_counter()
-        self.task.reset(self.seed + self.resets)
+        self.obs = self.task.reset(self.seed + self.resets)
         self.reset_s += time.perf_counter() - t0
+        if self.expert is not None:
+            self.expert.reset(self.seed + self.resets)
         self.resets += 1
 
     def run(self, steps: int) -> None:
         actions = self.rng.uniform(self.low, self.high, size=(steps, self.low.size))
         for action in actions:
+            if self.expert is not None:  # not timed: only the simulation step is
+                action = self.expert.act(self.task.spec.state.unpack(self.obs["state"]))
             t0 = time.perf_counter()
             result = self.task.step(action)
             self.step_s += time.perf_counter() - t0
+            self.obs = result.obs
             self.steps += 1
             if result.terminated or result.truncated:
                 self._reset()
@@ -183,10 +194,10 @@ BLOCK_STEPS = 50
 other work slows both alike."""
 
 
-def bench_task(entry: BenchEntry, state_steps: int, image_steps: int, seed: int) -> dict:
+def bench_task(entry: BenchEntry, state_steps: int, image_steps: int, seed: int, policy: str) -> dict:
     row: dict = {}
     for mode, camera in entry.modes.items():
-        timer = _ModeTimer(entry.task, camera, seed)
+        timer = _ModeTimer(entry.task, camera, seed, policy)
         if camera is None and entry.raw_step is not None:
             raw = _RawTimer(entry, seed)
             probe = entry.physics_timer() if entry.physics_timer is not None else contextlib.nullcontext([0.0])
@@ -214,13 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-steps", type=int, default=600, help="control steps timed in state mode and raw")
     parser.add_argument("--image-steps", type=int, default=100, help="control steps timed in each image mode")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--policy", choices=("random", "expert"), default="random",
+                        help="actions: seeded uniform random, or the task's scripted expert (not timed)")
     args = parser.parse_args(argv)
     unknown = [t for t in args.tasks if t not in BENCH]
     if unknown:
         parser.error(f"unknown tasks {unknown}; known: {list(BENCH)}")
-    report: dict = {"benchmark": "sim_throughput", "unit": "control steps per second", "tasks": {}}
+    report: dict = {"benchmark": "sim_throughput", "unit": "control steps per second", "policy": args.policy,
+                    "tasks": {}}
     for name in args.tasks:
-        row = bench_task(BENCH[name], args.state_steps, args.image_steps, args.seed)
+        row = bench_task(BENCH[name], args.state_steps, args.image_steps, args.seed, args.policy)
         report["tasks"][name] = row
         print(f"{name}: " + ", ".join(f"{m} {r['steps_per_s']:.0f}/s" for m, r in row.items()), file=sys.stderr)
     report["machine"] = machine_record()

@@ -57,7 +57,6 @@ class SequenceExpert:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         self.sequencer = MotionSequencer(motions, WaypointController(gains), _tool_pose)
         self.noise_std = noise_std
-        self.max_vel = gains.max_lin_vel_m_s
         self._rng = np.random.default_rng(0)
 
     def reset(self, seed: int) -> None:
@@ -136,7 +135,7 @@ class BowlStyle:
 
 
 # no_retry measured (`rrl expert --task ur5_bowl --variant no_retry --episodes N --seed S --json`):
-# 0.31 over seeds 1_000_000..1_000_099, 0.415 over seeds 0..199. Its success is steep in
+# 0.29 over seeds 1_000_000..1_000_099, 0.405 over seeds 0..199. Its success is steep in
 # arrive_tolerance_m (0.08 -> 0.70, 0.10 -> 0.56, 0.11 -> 0.22 over 100-200 seeds).
 BOWL_STYLES: dict[str | None, BowlStyle] = {
     None: BowlStyle(),

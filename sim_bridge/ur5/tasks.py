@@ -41,6 +41,9 @@ CUBE_FRICTION = 0.8
 CUBE_DENSITY_KG_M3 = 600.0
 """Wood-like cubes: 16 g (3 cm, clipped up to 30 g) .. 307 g (8 cm)."""
 
+SOLVER_ITERATIONS = 50
+"""PyBullet constraint-solver iterations per physics step (PyBullet's default 50)."""
+
 START_TOOL_LOW_M = (0.35, -0.15, 0.15)
 START_TOOL_HIGH_M = (0.6, 0.15, 0.25)
 """Start tool position range (robot base frame)."""
@@ -106,7 +109,8 @@ class UR5Task(Task):
         c = self.client
         p.resetSimulation(physicsClientId=c)
         p.setGravity(0, 0, -9.81, physicsClientId=c)
-        p.setTimeStep(1.0 / PHYSICS_RATE_HZ, physicsClientId=c)
+        p.setPhysicsEngineParameter(fixedTimeStep=1.0 / PHYSICS_RATE_HZ, numSolverIterations=SOLVER_ITERATIONS,
+                                    physicsClientId=c)
         table = p.createMultiBody(0, p.createCollisionShape(p.GEOM_PLANE, physicsClientId=c), physicsClientId=c)
         p.changeDynamics(table, -1, lateralFriction=TABLE_FRICTION, physicsClientId=c)
         self.robot = UR5Robot(c, self.workspace)
