@@ -27,6 +27,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -55,6 +57,34 @@ def rrl_json(argv: list[str]) -> dict:
     return json.loads([line for line in out.getvalue().splitlines() if line.startswith("{")][-1])
 
 
+def plot(points: list[dict], tasks: list[str], episodes: int, obs: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    all_x = sorted({p["demos"] for p in points})
+    for task in tasks:
+        xs = sorted({p["demos"] for p in points if p["task"] == task})
+        ys = [float(np.mean([p["success_rate"] for p in points if p["task"] == task and p["demos"] == x])) for x in xs]
+        ax.plot(xs, ys, marker="o", label=task)
+    ax.set_xscale("log")
+    ax.set_xticks(all_x)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("demonstrations")
+    ax.set_ylabel(f"BC success ({episodes} held-out seeds)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"BC ({obs}) vs number of demos")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=["ur5_pick", "ur5_bowl", "ur5_push"])
@@ -66,7 +96,12 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=1, help="training seeds per point (mean reported)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "bc_vs_demos.png"), help="PNG to write")
     ap.add_argument("--work", default=None, help="directory for bags/runs (default: a temporary one)")
+    ap.add_argument("--replot", default=None, metavar="JSON", help="only redraw the PNG from a previous run's JSON output")
     args = ap.parse_args()
+    if args.replot:
+        previous = json.loads(Path(args.replot).read_text())
+        plot(previous["points"], sorted({p["task"] for p in previous["points"]}), previous["episodes"], previous["obs"], Path(args.out))
+        return 0
 
     images = args.obs.startswith("depth")
     points = []
@@ -92,28 +127,8 @@ def main() -> int:
                                    "mean_steps_success": res["mean_steps_success"], "train_s": round(train_s, 1)})
                 print(f"{task} N={n}: success {sum(rates) / len(rates):.2f}", flush=True)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for task in args.tasks:
-        xs = sorted({p["demos"] for p in points if p["task"] == task})
-        ys = [sum(p["success_rate"] for p in points if p["task"] == task and p["demos"] == x)
-              / max(1, sum(1 for p in points if p["task"] == task and p["demos"] == x)) for x in xs]
-        ax.plot(xs, ys, marker="o", label=task)
-    ax.set_xscale("log")
-    ax.set_xlabel("demonstrations")
-    ax.set_ylabel(f"BC success ({args.episodes} held-out seeds)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"BC ({args.obs}) vs number of demos")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    plot(points, args.tasks, args.episodes, args.obs, out)
     print(json.dumps({"bench": "bc_vs_demos", "obs": args.obs, "episodes": args.episodes, "epochs": args.epochs,
                       "points": points, "plot": str(out), "wall_s": round(time.monotonic() - start, 1),
                       "machine": machine()}))
