@@ -30,6 +30,10 @@ EXPERTS: dict[str, tuple[str, str]] = {
     "ur5_pick": ("controllers.experts.ur5", "pick_expert"),
     "ur5_bowl": ("controllers.experts.ur5", "bowl_expert"),
     "ur5_push": ("controllers.experts.ur5", "push_expert"),
+    "adroit_door": ("controllers.experts.adroit", "door_expert"),
+    "adroit_hammer": ("controllers.experts.adroit", "hammer_expert"),
+    "adroit_pen": ("controllers.experts.adroit", "pen_expert"),
+    "adroit_relocate": ("controllers.experts.adroit", "relocate_expert"),
 }
 
 

@@ -11,9 +11,12 @@ units* (metres for the arm slides, radians for every hinge), held for
 `ENV_STEPS_PER_CONTROL` = 10 environment steps of 0.01 s (each 5 MuJoCo steps
 of 0.002 s): 0.1 s, i.e. 10 Hz. The action layout is `arm` (the arm joints the
 task has: door 4, hammer 2, relocate 6, pen none), `wrist` (2) and `fingers`
-(22); its limits are the actuators' control ranges. The environment's native
-[-1, 1] action is `(a - mean) / half_range` of the control range; the wrapper
-does that conversion.
+(22); its limits are the joint ranges (within what the actuators can reach).
+The models' position actuators settle at `q = ctrl * gain / -bias` (a factor
+2.5 for the arm joints, 1 for wrist and fingers), so the wrapper converts a
+joint target to `ctrl = q * (-bias / gain)` and then to the environment's native
+[-1, 1] action `(ctrl - mean) / half_range` of the control range. Under gravity
+and contact the joints settle near, not exactly at, their targets.
 
 Horizons (seconds at 10 Hz): door 10 s, hammer 12 s, pen 5 s, relocate 10 s
 (`HORIZON_S`).
@@ -154,6 +157,12 @@ class AdroitTask(Task):
         ctrl_range = m.actuator_ctrlrange.copy()
         self._act_mean = ctrl_range.mean(axis=1)
         self._act_half_range = 0.5 * (ctrl_range[:, 1] - ctrl_range[:, 0])
+        # Position actuators here are force = gain * ctrl + bias * q, so they settle at
+        # q = ctrl * gain / -bias (2.5 for the arm, 1 for wrist and fingers): ctrl = q * ctrl_per_rad.
+        self._ctrl_per_unit = -m.actuator_biasprm[:, 1] / m.actuator_gainprm[:, 0]
+        joint_range = m.jnt_range[m.actuator_trnid[:, 0]]
+        target_low = np.maximum(joint_range[:, 0], ctrl_range[:, 0] / self._ctrl_per_unit)
+        target_high = np.minimum(joint_range[:, 1], ctrl_range[:, 1] / self._ctrl_per_unit)
 
         horizon_s = HORIZON_S[self.name] if horizon_s is None else horizon_s
         if horizon_s <= 0:
@@ -167,7 +176,7 @@ class AdroitTask(Task):
         self.spec = TaskSpec(
             name=self.name, robot="adroit", control_rate_hz=CONTROL_RATE_HZ,
             max_steps=int(round(horizon_s * CONTROL_RATE_HZ)), action=Layout(action_fields),
-            action_low=tuple(ctrl_range[:, 0]), action_high=tuple(ctrl_range[:, 1]),
+            action_low=tuple(target_low), action_high=tuple(target_high),
             proprio=proprio, state=state, camera="rgb", joint_names=tuple(robot),
         )
         self.camera = camera
@@ -213,7 +222,7 @@ class AdroitTask(Task):
         if self._done:
             raise RuntimeError(f"{self.name}: step() after the episode ended; call reset(seed) first")
         target = self.spec.clip_action(action)
-        native = (target - self._act_mean) / self._act_half_range  # the environment's [-1, 1] action
+        native = (target * self._ctrl_per_unit - self._act_mean) / self._act_half_range  # the env's [-1, 1] action
         env_success = False
         for _ in range(ENV_STEPS_PER_CONTROL):
             self._env_obs, _, _, _, env_info = self.env.step(native)

@@ -1,0 +1,280 @@
+"""Suboptimal experts for the Adroit hand tasks, composed of waypoint motions (REQ recipe).
+
+Following REQ (Jeong et al. 2020, Sec. 4 and App. A): an expert is a sequence of
+motions, each a (hand command, target frame, optional primitive, optional jump
+function) tuple run by `MotionSequencer`. Here the hand command is a named
+posture of the 22 finger joints (open, pre-grasp, power grasp, pinch, hook),
+ramped in joint space with `interpolate_posture` when a motion starts, plus
+fixed targets for the wrist and the arm joints that the Cartesian law does not
+drive. The arm tracks the palm target with the waypoint P-law
+`psi_p = K_p (p_d - p_t)`; the Cartesian velocity is mapped to arm joint
+velocities with damped least squares on the palm Jacobian the task reports
+(`palm_jac`), integrated into the joint position target the task's position
+servos track (with the lead over the measured joint position capped, so a
+blocked arm does not wind up). Jump functions send the sequence back to an
+earlier motion when the object slipped or the door did not move (retries).
+
+Action layout (see `sim_bridge.adroit.tasks`): position targets in joint units,
+`[arm (n_arm), wrist (2), fingers (22)]`. The experts read only named full state
+(`spec.state.unpack(obs["state"])`); no simulator is imported here.
+
+These experts are deliberately simple ("suboptimal"): fixed postures, no force
+control, no in-hand manipulation. Pen has no arm; its expert tilts the wrist
+toward the goal axis and holds the pen (see `pen_expert`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from controllers.waypoint import (
+    Motion, MotionContext, MotionSequencer, NamedObs, Target, WaypointController, WaypointGains,
+    interpolate_posture,
+)
+
+FINGER_JOINTS = (
+    "FFJ3", "FFJ2", "FFJ1", "FFJ0", "MFJ3", "MFJ2", "MFJ1", "MFJ0", "RFJ3", "RFJ2", "RFJ1", "RFJ0",
+    "LFJ4", "LFJ3", "LFJ2", "LFJ1", "LFJ0", "THJ4", "THJ3", "THJ2", "THJ1", "THJ0",
+)
+"""The 22 finger joints in action order (MCP abduction J3, flexion J2/J1/J0; little-finger CMC J4; thumb J4..J0)."""
+
+
+def posture(flex_rad: float = 0.0, **joints: float) -> np.ndarray:
+    """A finger posture (22,) in radians: every finger flexion joint (J2, J1, J0) at `flex_rad`, then overrides."""
+    values = {name: (flex_rad if name[:2] in ("FF", "MF", "RF", "LF") and name[-1] in "210" else 0.0)
+              for name in FINGER_JOINTS}
+    for name, value in joints.items():
+        if name not in values:
+            raise KeyError(f"unknown finger joint {name!r}; known: {FINGER_JOINTS}")
+        values[name] = value
+    return np.array([values[name] for name in FINGER_JOINTS])
+
+
+POSTURES: dict[str, np.ndarray] = {
+    "open": posture(0.0),
+    "pregrasp": posture(0.3, THJ4=0.9, THJ3=0.6, THJ1=0.2, THJ0=-0.3),
+    "power": posture(1.3, LFJ4=0.3, THJ4=1.0, THJ3=1.2, THJ2=0.2, THJ1=0.5, THJ0=-0.6),
+    "pinch": posture(0.0, FFJ2=1.0, FFJ1=0.9, FFJ0=0.6, MFJ2=0.9, MFJ1=0.8, MFJ0=0.5,
+                     THJ4=1.0, THJ3=1.1, THJ2=0.2, THJ1=0.4, THJ0=-0.5),
+    "hook": posture(1.4, THJ4=0.5, THJ3=0.3),
+}
+"""Named hand postures used by the experts (finger joint targets, rad)."""
+
+
+@dataclass(frozen=True)
+class HandCommand:
+    """What a motion holds besides the palm target: a posture and fixed joint targets."""
+
+    posture: str
+    """Key of `POSTURES`."""
+    joints: dict[int, float] = field(default_factory=dict)
+    """Fixed targets for action dimensions the Cartesian law does not drive (index in the action -> value)."""
+
+
+@dataclass(frozen=True)
+class ArmMapping:
+    """How Cartesian palm velocities become arm joint position targets."""
+
+    translation_joints: tuple[int, ...]
+    """Arm joints (indices into the arm block) that the palm P-law drives; the others hold their HandCommand value or 0."""
+    damping: float = 0.02
+    """Damped-least-squares damping lambda (m) on the palm Jacobian."""
+    max_lead: float = 0.3
+    """Cap on |target - measured| per arm joint (m or rad): anti-windup when the arm is blocked."""
+    ramp_steps: int = 5
+    """Control steps over which a posture change is ramped."""
+
+
+class HandMotionExpert:
+    """Runs a motion sequence on an Adroit hand: palm waypoints for the arm, ramped postures for the fingers."""
+
+    def __init__(self, motions: list[Motion], mapping: ArmMapping, n_arm: int, gains: WaypointGains,
+                 noise_std: float = 0.0, wrist_rad: tuple[float, float] = (0.0, 0.0)):
+        for m in motions:
+            if not isinstance(m.gripper, HandCommand) or m.gripper.posture not in POSTURES:
+                raise ValueError(f"motion {m.name!r}: gripper must be a HandCommand with a posture in {sorted(POSTURES)}")
+        self.sequencer = MotionSequencer(motions, WaypointController(gains), pose=lambda o: (o["palm_pos_m"], None))
+        self.mapping = mapping
+        self.n_arm = n_arm
+        self.noise_std = noise_std
+        self.wrist_rad = np.asarray(wrist_rad, dtype=np.float64)
+        self.reset(0)
+
+    def reset(self, seed: int) -> None:
+        self.sequencer.reset()
+        self.rng = np.random.default_rng([int(seed), 8])
+        self._arm_target: np.ndarray | None = None
+        self._fingers: np.ndarray | None = None
+        self._ramp_start: np.ndarray | None = None
+        self._motion = ""
+
+    @property
+    def ctx(self) -> MotionContext:
+        return self.sequencer.ctx
+
+    def act(self, obs: NamedObs) -> np.ndarray:
+        n_arm = self.n_arm
+        q = np.asarray(obs["joint_pos_rad"], dtype=np.float64)
+        if self._fingers is None:
+            self._fingers = q[n_arm + 2:n_arm + 24].copy()
+            self._arm_target = q[:n_arm].copy()
+        cmd = self.sequencer.act(obs)
+        hand: HandCommand = cmd.gripper
+        if cmd.motion != self._motion:
+            self._motion, self._ramp_start = cmd.motion, self._fingers.copy()
+        self._fingers = interpolate_posture(self._ramp_start, POSTURES[hand.posture],
+                                            self.ctx.steps_in_motion, self.mapping.ramp_steps)
+        action = np.concatenate([np.zeros(n_arm), self.wrist_rad, self._fingers])
+        if n_arm:
+            lin = np.asarray(cmd.lin_vel_m_s, dtype=np.float64)
+            if self.noise_std > 0:
+                lin = lin + self.rng.normal(0.0, self.noise_std, size=3)
+            idx = np.asarray(self.mapping.translation_joints)
+            jac = np.asarray(obs["palm_jac"], dtype=np.float64).reshape(3, n_arm)[:, idx]
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + self.mapping.damping ** 2 * np.eye(3), lin)
+            target = self._arm_target.copy()
+            target[idx] += dq * 0.1  # one control period, 0.1 s
+            lead = self.mapping.max_lead
+            target[idx] = np.clip(target[idx], q[idx] - lead, q[idx] + lead)
+            for j in range(n_arm):
+                if j not in idx:
+                    target[j] = hand.joints.get(j, 0.0)
+            self._arm_target = target
+            action[:n_arm] = target
+        for j, value in hand.joints.items():
+            if j >= n_arm:
+                action[j] = value
+        return action
+
+
+# --- task experts ------------------------------------------------------------------------------
+
+def _offset(field_name: str, offset_m) -> callable:
+    offset = np.asarray(offset_m, dtype=np.float64)
+    return lambda o: Target(np.asarray(o[field_name], dtype=np.float64) + offset)
+
+
+def relocate_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotionExpert:
+    """Relocate: above the ball (open), down (pre-grasp), power grasp, lift, carry to the target, hold.
+
+    Jump: while lifting or carrying, if the ball is more than 8 cm from the palm (dropped),
+    go back to "above" (at most 3 retries).
+    """
+    def dropped(o: NamedObs, ctx: MotionContext) -> str | None:
+        far = np.linalg.norm(np.asarray(o["ball_pos_m"]) - np.asarray(o["palm_pos_m"])) > 0.08
+        return "above" if far and ctx.jumps < 3 and ctx.steps_in_motion > 2 else None
+
+    grasp_offset = np.array([0.0, -0.03, 0.035])
+    motions = [
+        Motion("above", _offset("ball_pos_m", grasp_offset + [0, 0, 0.06]), HandCommand("open"), timeout_steps=25,
+               tolerance_m=0.02),
+        Motion("down", _offset("ball_pos_m", grasp_offset), HandCommand("pregrasp"), timeout_steps=20,
+               tolerance_m=0.01),
+        Motion("grasp", None, HandCommand("power"), timeout_steps=8, min_steps=8),
+        Motion("lift", _offset("ball_pos_m", grasp_offset + [0, 0, 0.12]), HandCommand("power"), timeout_steps=10,
+               tolerance_m=0.02, jump=dropped),
+        Motion("carry", lambda o: Target(np.asarray(o["target_pos_m"], float) + (np.asarray(o["palm_pos_m"], float)
+                                                                                  - np.asarray(o["ball_pos_m"], float))),
+               HandCommand("power"), timeout_steps=40, tolerance_m=0.01, jump=dropped),
+        Motion("hold", None, HandCommand("power"), timeout_steps=200),
+    ]
+    return HandMotionExpert(motions, ArmMapping(translation_joints=(0, 1, 2, 3)), n_arm=6,
+                            gains=WaypointGains(kp_pos=2.5, max_lin_vel_m_s=0.25), noise_std=noise_std)
+
+
+def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotionExpert:
+    """Door: in front of the handle (open hand), onto it, hook the fingers, press the lever down, pull back.
+
+    Jump: while pulling, if the latch is still closed (< 0.3 rad) after 10 steps, start over
+    from "front" (at most 3 retries).
+    """
+    def latch_stuck(o: NamedObs, ctx: MotionContext) -> str | None:
+        stuck = float(np.asarray(o["latch_rad"])[0]) < 0.3 and ctx.steps_in_motion > 10
+        return "front" if stuck and ctx.jumps < 3 else None
+
+    motions = [
+        Motion("front", _offset("handle_pos_m", [0.0, -0.10, 0.0]), HandCommand("open"), timeout_steps=25,
+               tolerance_m=0.02),
+        Motion("onto", _offset("handle_pos_m", [0.0, -0.03, 0.0]), HandCommand("pregrasp"), timeout_steps=15,
+               tolerance_m=0.01),
+        Motion("hook", None, HandCommand("hook"), timeout_steps=6, min_steps=6),
+        Motion("press", _offset("handle_pos_m", [0.0, -0.03, -0.06]), HandCommand("hook"), timeout_steps=10,
+               tolerance_m=0.01),
+        Motion("pull", _offset("handle_pos_m", [0.0, -0.15, 0.0]), HandCommand("hook"), timeout_steps=40,
+               tolerance_m=0.005, jump=latch_stuck),
+        Motion("hold", None, HandCommand("hook"), timeout_steps=200),
+    ]
+    return HandMotionExpert(motions, ArmMapping(translation_joints=(0, 1, 2)), n_arm=4,
+                            gains=WaypointGains(kp_pos=2.5, max_lin_vel_m_s=0.25), noise_std=noise_std)
+
+
+def hammer_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotionExpert:
+    """Hammer: onto the handle (pre-grasp), power grasp, lift, swing the head toward the nail, strike, repeat.
+
+    The hammer arm has only two joints (ARRx, ARRy): the palm moves in a sphere patch, so
+    targets are reached approximately. Jump: if the hammer is more than 10 cm from the palm
+    (dropped) go back to "onto" (at most 2 retries); "strike" loops back to "raise" until
+    the horizon (repeated blows).
+    """
+    def dropped(o: NamedObs, ctx: MotionContext) -> str | None:
+        far = np.linalg.norm(np.asarray(o["hammer_pos_m"]) - np.asarray(o["palm_pos_m"])) > 0.10
+        return "onto" if far and ctx.jumps < 2 and ctx.steps_in_motion > 2 else None
+
+    def again(o: NamedObs, ctx: MotionContext) -> str | None:
+        return "raise" if ctx.steps_in_motion >= 6 else None
+
+    def head_to_nail(dz_m: float):
+        def target(o: NamedObs) -> Target:
+            palm, head = np.asarray(o["palm_pos_m"], float), np.asarray(o["hammer_head_pos_m"], float)
+            nail = np.asarray(o["nail_pos_m"], float)
+            return Target(nail + (palm - head) + np.array([0.0, 0.0, dz_m]))
+        return target
+
+    motions = [
+        Motion("onto", _offset("hammer_pos_m", [0.0, 0.0, 0.05]), HandCommand("pregrasp"), timeout_steps=15,
+               tolerance_m=0.01),
+        Motion("grasp", None, HandCommand("power"), timeout_steps=8, min_steps=8),
+        Motion("lift", _offset("hammer_pos_m", [0.0, 0.0, 0.15]), HandCommand("power"), timeout_steps=10,
+               tolerance_m=0.02, jump=dropped),
+        Motion("raise", head_to_nail(0.08), HandCommand("power"), timeout_steps=10, tolerance_m=0.02, jump=dropped),
+        Motion("strike", head_to_nail(-0.05), HandCommand("power"), timeout_steps=8, tolerance_m=0.0, jump=again),
+    ]
+    return HandMotionExpert(motions, ArmMapping(translation_joints=(0, 1)), n_arm=2,
+                            gains=WaypointGains(kp_pos=3.0, max_lin_vel_m_s=0.4), noise_std=noise_std)
+
+
+def pen_expert(variant: str | None = None, noise_std: float = 0.0) -> "PenExpert":
+    """Pen: hold the pen on the flat hand and tilt the wrist toward the goal axis (no in-hand reorientation)."""
+    return PenExpert(noise_std=noise_std)
+
+
+class PenExpert:
+    """Wrist-only primitive: rotate the palm (WRJ1, WRJ0) by the pen-to-goal axis error, fingers open.
+
+    The pen task has no arm; a waypoint law on the pen axis drives the two wrist joints
+    (error components mapped to joint increments with fixed signs), the fingers hold the
+    open posture so the pen lies on the palm. Succeeds only when the goal axis is within
+    the wrist's reach of the initial one: the paper's answer (a learned reorientation
+    primitive) is not part of this expert.
+    """
+
+    gain = 0.5
+    """Wrist increment (rad) per unit of axis error per step."""
+
+    def __init__(self, noise_std: float = 0.0):
+        self.noise_std = noise_std
+        self.reset(0)
+
+    def reset(self, seed: int) -> None:
+        self.rng = np.random.default_rng([int(seed), 9])
+        self._wrist = np.zeros(2)
+
+    def act(self, obs: NamedObs) -> np.ndarray:
+        err = np.asarray(obs["target_dir"], float) - np.asarray(obs["pen_dir"], float)
+        step = self.gain * np.array([-err[2], err[1]])
+        if self.noise_std > 0:
+            step = step + self.rng.normal(0.0, self.noise_std, size=2)
+        self._wrist = np.clip(self._wrist + 0.1 * step, [-0.52, -0.78], [0.17, 0.6])
+        return np.concatenate([self._wrist, POSTURES["open"]])
