@@ -158,3 +158,20 @@ def test_finetune_policy_starts_as_the_bc_policy(pick, tmp_path):
     # the BC policy (ONNX, through the runtime) and the fine-tuning policy at initialisation act alike
     assert_runtime_matches(task, ComposedPolicy(task.spec, bc), lambda obs, base_out: limits.clip(
         composer.compose(u, mean(space.vector(obs, base_out)))), seed=1_000_004)
+
+
+def test_scratch_and_finetune_action_maps(pick):
+    task, _, stats = pick
+    spec = task.spec
+    scratch = ResidualSpace(spec, ("state",), stats, residual_scale=1.0, mode="scratch")
+    limits, composer, u = scratch.limits, scratch.composer(), scratch.constant_u()
+    np.testing.assert_allclose(limits.clip(composer.compose(u, np.zeros(4))), [0, 0, 0, 0])  # gripper 0.5 is not > 0.5
+    np.testing.assert_allclose(limits.clip(composer.compose(u, [1, -1, 0.5, 0.01])), [0.15, -0.15, 0.075, 1.0])
+    finetune = ResidualSpace(spec, ("features",), stats, residual_scale=1.0, mode="finetune")
+    u, composer = finetune.constant_u(), finetune.composer()
+    mean, std = np.asarray(stats["action"].mean), np.asarray(stats["action"].std)
+    z = np.array([0.5, -0.2, 0.1, -3.0])  # a normalised BC output with a negative gripper logit
+    np.testing.assert_allclose(limits.clip(composer.compose(u, z))[:3], np.clip(mean + std * z, -0.15, 0.15)[:3])
+    assert limits.clip(composer.compose(u, z))[3] == 0.0 and limits.clip(composer.compose(u, -z))[3] == 1.0
+    with pytest.raises(ValueError, match="mode"):
+        ResidualSpace(spec, ("state",), stats, residual_scale=1.0, mode="bogus")
