@@ -85,6 +85,27 @@ UR5_MODES: dict[str, CameraConfig | None] = {
 }
 
 
+def _adroit_raw_step(task: Task) -> Callable[[], None]:
+    """Bare MuJoCo stepping of one Adroit control step: 10 env steps x 5 substeps of 0.002 s, no env code."""
+    import mujoco
+
+    from sim_bridge.adroit.tasks import ENV_STEPS_PER_CONTROL
+
+    model, data, substeps = task.model, task.data, ENV_STEPS_PER_CONTROL * task.env.frame_skip
+
+    def step() -> None:
+        mujoco.mj_step(model, data, nstep=substeps)
+
+    return step
+
+
+ADROIT_MODES: dict[str, CameraConfig | None] = {
+    "state": None,
+    "rgb240": CameraConfig(240, 240),
+    "rgb84": CameraConfig(84, 84),
+}
+
+
 @dataclass(frozen=True)
 class BenchEntry:
     task: str
@@ -101,6 +122,10 @@ BENCH: dict[str, BenchEntry] = {
     "ur5_pick": BenchEntry("ur5_pick", UR5_MODES, _ur5_raw_step, _ur5_physics_timer),
     "ur5_bowl": BenchEntry("ur5_bowl", UR5_MODES, _ur5_raw_step, _ur5_physics_timer),
     "ur5_push": BenchEntry("ur5_push", UR5_MODES, _ur5_raw_step, _ur5_physics_timer),
+    "adroit_door": BenchEntry("adroit_door", ADROIT_MODES, _adroit_raw_step),
+    "adroit_hammer": BenchEntry("adroit_hammer", ADROIT_MODES, _adroit_raw_step),
+    "adroit_pen": BenchEntry("adroit_pen", ADROIT_MODES, _adroit_raw_step),
+    "adroit_relocate": BenchEntry("adroit_relocate", ADROIT_MODES, _adroit_raw_step),
 }
 
 

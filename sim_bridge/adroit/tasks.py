@@ -107,10 +107,13 @@ def make_renderer(model: mujoco.MjModel, camera: CameraConfig) -> mujoco.Rendere
     try:
         return mujoco.Renderer(model, camera.height_px, camera.width_px)
     except Exception as exc:  # MuJoCo raises plain Exception/FatalError types depending on the backend
+        # MuJoCo fixes its GL backend when first imported: import sim_bridge.adroit (or set
+        # MUJOCO_GL=egl) before anything imports mujoco, or rendering falls back to GLFW.
         raise RenderingUnavailable(
-            f"MuJoCo offscreen rendering is unavailable (MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): {exc}. "
-            "Install EGL (`apt-get install -y libegl1`, or `make install` as root) or make the task "
-            "without a camera (camera=None) for the state-only modes."
+            f"MuJoCo offscreen rendering is unavailable (MUJOCO_GL={os.environ.get('MUJOCO_GL')!r} when mujoco was "
+            f"first imported?): {exc}. Install EGL (`apt-get install -y libegl1`, or `make install` as root), set "
+            "MUJOCO_GL=egl before mujoco is imported, or make the task without a camera (camera=None) for the "
+            "state-only modes."
         ) from exc
 
 
