@@ -11,6 +11,10 @@ install: $(STAMP)
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml ros_ws/src/rrl_ros/setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# MuJoCo offscreen rendering (Adroit RGB) needs EGL: install libegl1 when missing and we are root.
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1'; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libegl1; \
+	  else echo "note: libEGL.so.1 missing and not root: Adroit image modes will be unavailable"; fi; fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
