@@ -1,5 +1,6 @@
 """Every shipped artifact under policies/pretrained/ loads against its task (sha256, ONNX graph, task spec),
-records its measured success, and acts on a real observation of its task with a finite action within the limits."""
+records its measured success, and acts on a real observation of its task with a finite action within the limits.
+A residual artifact acts on top of the base it was trained on (shipped beside it, or the waypoint expert)."""
 
 from pathlib import Path
 
@@ -16,12 +17,17 @@ ARTIFACTS = sorted(p.parent for p in PRETRAINED.glob("*/policy.yaml"))
 
 @pytest.mark.parametrize("directory", ARTIFACTS, ids=[p.name for p in ARTIFACTS])
 def test_shipped_artifact_is_valid_and_acts(directory):
-    task_name = load_artifact(directory, check_graph=False).task
-    with make_task(task_name, camera=camera_for_artifacts(directory)) as task:
+    header = load_artifact(directory, check_graph=False)
+    if header.kind == "residual":
+        base = header.base if header.base.startswith("waypoint") else str(PRETRAINED / header.base)
+        residual = str(directory)
+    else:
+        base, residual = str(directory), None
+    with make_task(header.task, camera=camera_for_artifacts(base, residual)) as task:
         artifact = load_artifact(directory, task.spec)
         assert {"success_rate", "episodes"} <= set(artifact.metrics), "measured success missing from policy.yaml"
         assert artifact.metrics["episodes"] >= 100
-        policy = load_policy(task.spec, str(directory))
+        policy = load_policy(task.spec, base, residual)
         obs = task.reset(1_000_000)
         policy.reset(1_000_000)
         for _ in range(3):
