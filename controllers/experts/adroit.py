@@ -166,11 +166,11 @@ def relocate_expert(variant: str | None = None, noise_std: float = 0.0) -> HandM
         far = np.linalg.norm(np.asarray(o["ball_pos_m"]) - np.asarray(o["palm_pos_m"])) > 0.08
         return "above" if far and ctx.jumps < 3 and ctx.steps_in_motion > 2 else None
 
-    grasp_offset = np.array([0.0, -0.03, 0.035])
+    grasp_offset = np.array([0.0, 0.0, 0.03])
     motions = [
         Motion("above", _offset("ball_pos_m", grasp_offset + [0, 0, 0.06]), HandCommand("open"), timeout_steps=25,
                tolerance_m=0.02),
-        Motion("down", _offset("ball_pos_m", grasp_offset), HandCommand("pregrasp"), timeout_steps=20,
+        Motion("down", _offset("ball_pos_m", grasp_offset), HandCommand("open"), timeout_steps=20,
                tolerance_m=0.01),
         Motion("grasp", None, HandCommand("power"), timeout_steps=8, min_steps=8),
         Motion("lift", _offset("ball_pos_m", grasp_offset + [0, 0, 0.12]), HandCommand("power"), timeout_steps=10,
@@ -180,19 +180,20 @@ def relocate_expert(variant: str | None = None, noise_std: float = 0.0) -> HandM
                HandCommand("power"), timeout_steps=40, tolerance_m=0.01, jump=dropped),
         Motion("hold", None, HandCommand("power"), timeout_steps=200),
     ]
-    return HandMotionExpert(motions, ArmMapping(translation_joints=(0, 1, 2, 3)), n_arm=6,
+    return HandMotionExpert(motions, ArmMapping(translation_joints=(0, 2, 3)), n_arm=6,
                             gains=WaypointGains(kp_pos=2.5, max_lin_vel_m_s=0.25), noise_std=noise_std)
 
 
 def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotionExpert:
     """Door: in front of the handle (open hand), onto it, hook the fingers, press the lever down, pull back.
 
-    Jump: while pulling, if the latch is still closed (< 0.3 rad) after 10 steps, start over
-    from "front" (at most 3 retries).
+    Jump: while pulling, if the latch is still closed (< 0.3 rad) after 10 steps or the hand
+    slipped off the handle (> 12 cm), start over from "front" (at most 4 retries).
     """
     def latch_stuck(o: NamedObs, ctx: MotionContext) -> str | None:
         stuck = float(np.asarray(o["latch_rad"])[0]) < 0.3 and ctx.steps_in_motion > 10
-        return "front" if stuck and ctx.jumps < 3 else None
+        slipped = np.linalg.norm(np.asarray(o["handle_pos_m"]) - np.asarray(o["palm_pos_m"])) > 0.12
+        return "front" if (stuck or slipped) and ctx.jumps < 4 else None
 
     motions = [
         Motion("front", _offset("handle_pos_m", [0.0, -0.10, 0.0]), HandCommand("open"), timeout_steps=25,
@@ -202,7 +203,7 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
         Motion("hook", None, HandCommand("hook"), timeout_steps=6, min_steps=6),
         Motion("press", _offset("handle_pos_m", [0.0, -0.03, -0.06]), HandCommand("hook"), timeout_steps=10,
                tolerance_m=0.01),
-        Motion("pull", _offset("handle_pos_m", [0.0, -0.15, 0.0]), HandCommand("hook"), timeout_steps=40,
+        Motion("pull", _offset("handle_pos_m", [0.0, -0.05, -0.03]), HandCommand("hook"), timeout_steps=60,
                tolerance_m=0.005, jump=latch_stuck),
         Motion("hold", None, HandCommand("hook"), timeout_steps=200),
     ]
