@@ -10,7 +10,7 @@ Every command the control node publishes goes through `SafetyLayer.filter`:
    base action `u` is used instead and `nonfinite_fallbacks` counts it; if `u`
    itself is non-finite the robot is held and `nonfinite_holds` counts it;
 3. limits: the action is clipped to the task limits and binary fields are
-   thresholded at 0.5 (the same rule as `TaskSpec.clip_action`).
+   thresholded at 0.5 (`TaskSpec.clip_action` delegates here).
 
 The same rules run in tests, in the bench and in the ROS node.
 """
@@ -61,7 +61,7 @@ class ActionLimits:
         return np.asarray(self.binary, dtype=bool)
 
     def clip(self, action: np.ndarray) -> np.ndarray:
-        """Clip to [low, high]; binary dimensions become 1.0 if > 0.5 else 0.0 (as `TaskSpec.clip_action`)."""
+        """Clip to [low, high]; binary dimensions become 1.0 if > 0.5 else 0.0 (`TaskSpec.clip_action` delegates here)."""
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if action.size != self.size:
             raise ValueError(f"action has {action.size} dims, limits have {self.size}")

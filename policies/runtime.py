@@ -25,7 +25,6 @@ from typing import Protocol
 import numpy as np
 
 from controllers.residual import ResidualComposer
-from controllers.safety import ActionLimits
 from policies.artifact import ArtifactError, PolicyArtifact, load_artifact
 from policies.onnx_runtime import OnnxSession
 from sim_bridge.spec import TaskSpec
@@ -224,7 +223,7 @@ class ComposedPolicy:
         self.spec = spec
         self.base = base
         self.residual = residual
-        self.limits = ActionLimits.from_spec(spec)
+        self.limits = spec.action_limits
         self.composer = ResidualComposer(self.limits, scale=tuple(residual.scale) if residual is not None else 1.0)
         self.last_base: BaseOutput | None = None
         self.last_residual_mean: np.ndarray | None = None

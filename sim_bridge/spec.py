@@ -12,9 +12,12 @@ without pulling in a simulator.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Mapping
 
 import numpy as np
+
+from controllers.safety import ActionLimits
 
 
 @dataclass(frozen=True)
@@ -124,13 +127,14 @@ class TaskSpec:
     def camera_channels(self) -> int:
         return 1 if self.camera == "depth" else 3
 
+    @cached_property
+    def action_limits(self) -> ActionLimits:
+        """The task's action limits in the form the safety layer uses (one clipping rule everywhere)."""
+        return ActionLimits.from_spec(self)
+
     def clip_action(self, action: np.ndarray) -> np.ndarray:
         """Clip an action to the task limits; binary fields are thresholded at 0.5 to {0, 1}."""
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if action.size != self.action.size:
             raise ValueError(f"{self.name}: action has {action.size} dims, expected {self.action.size} {self.action.labels()}")
-        out = np.clip(action, self.action_low, self.action_high)
-        slices = self.action.slices()
-        for name in self.binary_action_fields:
-            out[slices[name]] = (action[slices[name]] > 0.5).astype(np.float64)
-        return out
+        return self.action_limits.clip(action)
