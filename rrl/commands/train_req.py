@@ -18,15 +18,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=["rlfse", "rlfd"], default="rlfse",
                    help="exploration: rlfse (intertwining 0.5, expert 0.75) or rlfd (expert episodes 0.25)")
     p.add_argument("--algo", choices=["req", "crr"], default="req", help="req (REQ operator) or crr (TD(0) operator)")
-    p.add_argument("--residual", action="store_true", help="learn a residual on top of the expert instead of a full policy")
-    p.add_argument("--residual-scale", type=float, default=0.5, help="residual range as a fraction of the action half-range")
+    # options below default to None: unset, they keep the --config file's value (or the TrainConfig default)
+    p.add_argument("--residual", action="store_true", default=None,
+                   help="learn a residual on top of the expert instead of a full policy")
+    p.add_argument("--residual-scale", type=float, default=None, help="residual range as a fraction of the action half-range")
     p.add_argument("--expert-variant", default=None, help="expert variant, e.g. no_retry")
-    p.add_argument("--expert-noise-std", type=float, default=0.0, help="Gaussian noise on the expert's linear velocity, m/s")
-    p.add_argument("--acting", choices=["prior", "importance"], default="prior",
+    p.add_argument("--expert-noise-std", type=float, default=None, help="Gaussian noise on the expert's linear velocity, m/s")
+    p.add_argument("--acting", choices=["prior", "importance"], default=None,
                    help="act with the prior (mean at evaluation) or the importance-sampled policy softmax(Q/eta)")
     p.add_argument("--frames", type=int, required=True, help="environment steps to collect")
     p.add_argument("--out", required=True, help="run directory (checkpoints, TensorBoard, final.pt)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None)
     p.add_argument("--config", default=None, help="YAML file with TrainConfig fields (learner: {...}); flags override task/mode/algo/frames")
     p.add_argument("--eval-every", type=int, default=None, help="frames between evaluations")
     p.add_argument("--eval-episodes", type=int, default=None, help="held-out episodes per evaluation")
@@ -45,12 +47,14 @@ def run(args: argparse.Namespace) -> int:
     base = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     learner = dict(base.get("learner", {}))
     learner["operator"] = "req" if args.algo == "req" else "td0"
-    learner["acting"] = args.acting
+    if args.acting is not None:
+        learner["acting"] = args.acting
     if args.mode == "rlfd":
         learner["expert_action_improvement"] = False
-    cfg = {**base, "task": args.task, "mode": args.mode, "residual": args.residual, "residual_scale": args.residual_scale,
-           "expert_variant": args.expert_variant, "expert_noise_std": args.expert_noise_std, "frames": args.frames,
-           "seed": args.seed, "learner": learner}
+    cfg = {**base, "task": args.task, "mode": args.mode, "frames": args.frames, "learner": learner}
+    for key in ("residual", "residual_scale", "expert_variant", "expert_noise_std", "seed"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
     if args.eval_every is not None:
         cfg["eval_every_frames"] = args.eval_every
     if args.eval_episodes is not None:

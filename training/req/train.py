@@ -275,13 +275,17 @@ def train(config: TrainConfig, out_dir: str | Path, env_factory: Callable[[Train
 
 
 def load_learner(run_dir: str | Path) -> tuple[TrainConfig, REQLearner]:
-    """The trained learner of a finished run (`final.pt`)."""
-    path = Path(run_dir) / "final.pt"
+    """The trained learner of a run: `final.pt`, or the latest `checkpoint.pt` of an interrupted run."""
+    run_dir = Path(run_dir)
+    path = run_dir / "final.pt"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: the run has not finished (train it to the end first)")
+        path = run_dir / "checkpoint.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir}: neither final.pt nor checkpoint.pt (not a `rrl train req` run?)")
     state = torch.load(path, weights_only=False)
     config = TrainConfig.from_dict(state["config"])
-    learner = REQLearner(state["obs_dim"], state["action_dim"], config.learner, seed=config.seed)
+    prior = state["learner"]["prior"]
+    obs_dim, action_dim = prior["normalizer.mean"].shape[0], prior["mean_head.weight"].shape[0]
+    learner = REQLearner(obs_dim, action_dim, config.learner, seed=config.seed)
     learner.load_state_dict(state["learner"])
     return config, learner
-
