@@ -195,6 +195,11 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
         slipped = np.linalg.norm(np.asarray(o["handle_pos_m"]) - np.asarray(o["palm_pos_m"])) > 0.12
         return "front" if (stuck or slipped) and ctx.jumps < 4 else None
 
+    def pull_target(o: NamedObs) -> Target:
+        """6 cm from the handle along the door's swing: the pull direction -y turned by the hinge angle."""
+        theta = float(np.asarray(o["door_hinge_rad"])[0])
+        return Target(np.asarray(o["handle_pos_m"], float) + 0.06 * np.array([-np.sin(theta), -np.cos(theta), 0.0]))
+
     motions = [
         Motion("front", _offset("handle_pos_m", [0.0, -0.10, 0.0]), HandCommand("open"), timeout_steps=25,
                tolerance_m=0.02),
@@ -203,11 +208,11 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
         Motion("hook", None, HandCommand("hook"), timeout_steps=6, min_steps=6),
         Motion("press", _offset("handle_pos_m", [0.0, -0.03, -0.06]), HandCommand("hook"), timeout_steps=10,
                tolerance_m=0.01),
-        Motion("pull", _offset("handle_pos_m", [0.0, -0.05, -0.03]), HandCommand("hook"), timeout_steps=60,
+        Motion("pull", pull_target, HandCommand("hook"), timeout_steps=60,
                tolerance_m=0.005, jump=latch_stuck),
         Motion("hold", None, HandCommand("hook"), timeout_steps=200),
     ]
-    return HandMotionExpert(motions, ArmMapping(translation_joints=(0, 1, 2)), n_arm=4,
+    return HandMotionExpert(motions, ArmMapping(translation_joints=(0, 1, 2), max_lead=0.2), n_arm=4,
                             gains=WaypointGains(kp_pos=2.5, max_lin_vel_m_s=0.25), noise_std=noise_std)
 
 
