@@ -55,7 +55,7 @@ def posture(flex_rad: float = 0.0, **joints: float) -> np.ndarray:
 POSTURES: dict[str, np.ndarray] = {
     "open": posture(0.0),
     "pregrasp": posture(0.3, THJ4=0.9, THJ3=0.6, THJ1=0.2, THJ0=-0.3),
-    "power": posture(1.3, LFJ4=0.3, THJ4=1.0, THJ3=1.2, THJ2=0.2, THJ1=0.5, THJ0=-0.6),
+    "power": posture(1.2, LFJ4=0.3, THJ4=0.3, THJ3=1.3, THJ2=0.2, THJ1=0.5, THJ0=-0.3),
     "pinch": posture(0.0, FFJ2=1.0, FFJ1=0.9, FFJ0=0.6, MFJ2=0.9, MFJ1=0.8, MFJ0=0.5,
                      THJ4=1.0, THJ3=1.1, THJ2=0.2, THJ1=0.4, THJ0=-0.5),
     "hook": posture(1.4, THJ4=0.5, THJ3=0.3),
@@ -166,7 +166,7 @@ def relocate_expert(variant: str | None = None, noise_std: float = 0.0) -> HandM
         far = np.linalg.norm(np.asarray(o["ball_pos_m"]) - np.asarray(o["palm_pos_m"])) > 0.08
         return "above" if far and ctx.jumps < 3 and ctx.steps_in_motion > 2 else None
 
-    grasp_offset = np.array([0.0, 0.0, 0.03])
+    grasp_offset = np.array([0.0, -0.01, 0.015])  # palm low on the ball: the fingers close below its equator
     motions = [
         Motion("above", _offset("ball_pos_m", grasp_offset + [0, 0, 0.06]), HandCommand("open"), timeout_steps=25,
                tolerance_m=0.02),
