@@ -157,7 +157,7 @@ def _offset(field_name: str, offset_m) -> callable:
 
 
 def relocate_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotionExpert:
-    """Relocate: above the ball (open), down (pre-grasp), power grasp, lift, carry to the target, hold.
+    """Relocate: above the ball, down (open hand, palm low on the ball), power grasp, lift, carry the ball to the target, hold.
 
     Jump: while lifting or carrying, if the ball is more than 8 cm from the palm (dropped),
     go back to "above" (at most 3 retries).
