@@ -71,6 +71,8 @@ class HandCommand:
     """Key of `POSTURES`."""
     joints: dict[int, float] = field(default_factory=dict)
     """Fixed targets for action dimensions the Cartesian law does not drive (index in the action -> value)."""
+    speed: float = 1.0
+    """Factor on the P-law's Cartesian palm velocity (gain and cap) during this motion: > 1 for free-space moves."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class HandMotionExpert:
                                             self.ctx.steps_in_motion, self.mapping.ramp_steps)
         action = np.concatenate([np.zeros(n_arm), self.wrist_rad, self._fingers])
         if n_arm:
-            lin = np.asarray(cmd.lin_vel_m_s, dtype=np.float64)
+            lin = hand.speed * np.asarray(cmd.lin_vel_m_s, dtype=np.float64)
             if self.noise_std > 0:
                 lin = lin + self.rng.normal(0.0, self.noise_std, size=3)
             idx = np.asarray(self.mapping.translation_joints)
@@ -184,6 +186,46 @@ def relocate_expert(variant: str | None = None, noise_std: float = 0.0) -> HandM
                             gains=WaypointGains(kp_pos=2.5, max_lin_vel_m_s=0.25), noise_std=noise_std)
 
 
+DOOR_HANDLE_TO_HINGE_X_M = -0.46
+"""Door model: x of the latch axis relative to the door hinge axis (door frame), less the handle lever (m)."""
+DOOR_HANDLE_ARM_M = 0.15
+"""Door model: the handle site's distance from the latch axis along the lever (m)."""
+DOOR_GRIP_ARM_M = 0.09
+"""Where the pull grips the lever: distance from the latch axis (m), inside the handle site."""
+DOOR_PALM_BEHIND_M = 0.03
+"""While pulling, the palm sits this far behind the lever (toward the door face, door frame +y) (m)."""
+DOOR_HANDLE_Y_M = -0.15
+"""Door model: y of the handle site relative to the hinge axis (door frame, toward the hand) (m)."""
+DOOR_UNLATCHED_RAD = 1.3
+"""Latch angle (rad) past which the bolt clears the frame post and the door swings free."""
+DOOR_PULL_LEAD_RAD = 0.1
+"""How far ahead along the door's swing (hinge angle, rad) the pull target leads the handle."""
+
+DOOR_KP = 2.5
+DOOR_VMAX = 0.25
+DOOR_FREE_SPEED = 2.0
+DOOR_AJAR_RAD = 0.25
+"""Hinge angle (rad) past which the expert lets go of the lever and sweeps the door open from behind."""
+DOOR_BACK_XY_M = (-0.35, -0.30)
+"""Waypoint straight back from the lever, clear of the door (hinge frame, m)."""
+DOOR_AROUND_XY_M = (-0.72, -0.20)
+"""Waypoint beyond the door's free edge, in front of it (hinge frame, m)."""
+DOOR_PAST_XY_M = (-0.72, 0.10)
+"""Waypoint beyond the door's free edge, level with its back (hinge frame, m)."""
+DOOR_BEHIND_XY_M = (-0.52, 0.12)
+"""Waypoint behind the door near its free edge (hinge frame, m)."""
+DOOR_PUSH_XY_M = (-0.48, 0.10)
+"""Where the palm pushes the door's back while sweeping (hinge frame, m)."""
+DOOR_PUSH_LEAD_RAD = 0.5
+"""How far ahead along the swing (rad) the sweeping palm's target leads the door."""
+
+
+def _rot2(angle_rad: float) -> np.ndarray:
+    """2-D rotation matrix about z."""
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    return np.array([[c, -s], [s, c]])
+
+
 def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotionExpert:
     """Door: in front of the handle (open hand), onto it, hook the fingers, press the lever down, pull back.
 
@@ -193,12 +235,52 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
     def latch_stuck(o: NamedObs, ctx: MotionContext) -> str | None:
         stuck = float(np.asarray(o["latch_rad"])[0]) < 0.3 and ctx.steps_in_motion > 10
         slipped = np.linalg.norm(np.asarray(o["handle_pos_m"]) - np.asarray(o["palm_pos_m"])) > 0.12
-        return "front" if (stuck or slipped) and ctx.jumps < 4 else None
+        return "front" if (stuck or slipped) and ctx.jumps < 8 else None
+
+    def unlatched(o: NamedObs, ctx: MotionContext) -> str | None:
+        return "pull" if float(np.asarray(o["latch_rad"])[0]) > DOOR_UNLATCHED_RAD else None
 
     def pull_target(o: NamedObs) -> Target:
-        """6 cm from the handle along the door's swing: the pull direction -y turned by the hinge angle."""
+        """The handle turned further about the door hinge by `DOOR_PULL_LEAD_RAD`: the target follows the door's arc."""
         theta = float(np.asarray(o["door_hinge_rad"])[0])
-        return Target(np.asarray(o["handle_pos_m"], float) + 0.06 * np.array([-np.sin(theta), -np.cos(theta), 0.0]))
+        phi = float(np.asarray(o["latch_rad"])[0])
+        handle = np.asarray(o["handle_pos_m"], float)
+        # handle relative to the hinge axis in the door frame (latch turned by phi about the door's y axis)
+        rel = np.array([DOOR_HANDLE_TO_HINGE_X_M + DOOR_HANDLE_ARM_M * np.cos(phi), DOOR_HANDLE_Y_M])
+        hinge = handle[:2] - _rot2(theta) @ rel
+        # grip the lever nearer its axis than the handle site, so the fingers do not slide off its end
+        grip = rel + (DOOR_GRIP_ARM_M - DOOR_HANDLE_ARM_M) * np.array([np.cos(phi), 0.0]) + [0.0, DOOR_PALM_BEHIND_M]
+        ahead = hinge + _rot2(theta + DOOR_PULL_LEAD_RAD) @ grip
+        z = handle[2] + (DOOR_HANDLE_ARM_M - DOOR_GRIP_ARM_M) * np.sin(phi)
+        return Target(np.array([ahead[0], ahead[1], z]))
+
+    def hinge_xy(o: NamedObs) -> tuple[np.ndarray, float, float]:
+        """The hinge axis (world x, y) from the handle, the hinge angle and the latch angle."""
+        theta = float(np.asarray(o["door_hinge_rad"])[0])
+        phi = float(np.asarray(o["latch_rad"])[0])
+        rel = np.array([DOOR_HANDLE_TO_HINGE_X_M + DOOR_HANDLE_ARM_M * np.cos(phi), DOOR_HANDLE_Y_M])
+        return np.asarray(o["handle_pos_m"], float)[:2] - _rot2(theta) @ rel, theta, phi
+
+    def door_point(xy_m, lead_rad: float = 0.0):
+        """A point fixed to the door (hinge frame: x along the door away from the hinge, y toward its back), at latch-axis height."""
+        def target(o: NamedObs) -> Target:
+            hinge, theta, phi = hinge_xy(o)
+            xy = hinge + _rot2(theta + lead_rad) @ np.asarray(xy_m, float)
+            z = float(np.asarray(o["handle_pos_m"])[2]) + DOOR_HANDLE_ARM_M * np.sin(phi)
+            return Target(np.array([xy[0], xy[1], z]))
+        return target
+
+    def ajar(o: NamedObs, ctx: MotionContext) -> str | None:
+        if float(np.asarray(o["door_hinge_rad"])[0]) > DOOR_AJAR_RAD:
+            return "back"
+        return latch_stuck(o, ctx)
+
+    def fell_in_front(o: NamedObs, ctx: MotionContext) -> str | None:
+        """The palm ended up in front of the door face again: go around its edge again."""
+        hinge, theta, _ = hinge_xy(o)
+        palm = _rot2(-theta) @ (np.asarray(o["palm_pos_m"], float)[:2] - hinge)
+        in_front = palm[1] < 0.0 and palm[0] > DOOR_BEHIND_XY_M[0]
+        return "around" if in_front and ctx.steps_in_motion > 3 and ctx.jumps < 12 else None
 
     motions = [
         Motion("front", _offset("handle_pos_m", [0.0, -0.10, 0.0]), HandCommand("open"), timeout_steps=25,
@@ -206,14 +288,19 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
         Motion("onto", _offset("handle_pos_m", [0.0, -0.03, 0.0]), HandCommand("pregrasp"), timeout_steps=15,
                tolerance_m=0.01),
         Motion("hook", None, HandCommand("hook"), timeout_steps=6, min_steps=6),
-        Motion("press", _offset("handle_pos_m", [0.0, -0.03, -0.06]), HandCommand("hook"), timeout_steps=10,
-               tolerance_m=0.01),
+        Motion("press", _offset("handle_pos_m", [0.0, -0.03, -0.06]), HandCommand("hook"), timeout_steps=20,
+               tolerance_m=0.0, jump=unlatched),
         Motion("pull", pull_target, HandCommand("hook"), timeout_steps=60,
-               tolerance_m=0.005, jump=latch_stuck),
-        Motion("hold", None, HandCommand("hook"), timeout_steps=200),
+               tolerance_m=0.0, jump=ajar),
+        Motion("back", door_point(DOOR_BACK_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=10, tolerance_m=0.05),
+        Motion("around", door_point(DOOR_AROUND_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=15, tolerance_m=0.05),
+        Motion("past", door_point(DOOR_PAST_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=15, tolerance_m=0.05),
+        Motion("behind", door_point(DOOR_BEHIND_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=5, tolerance_m=0.05),
+        Motion("sweep", door_point(DOOR_PUSH_XY_M, DOOR_PUSH_LEAD_RAD), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=200,
+               tolerance_m=0.0, jump=fell_in_front),
     ]
     return HandMotionExpert(motions, ArmMapping(translation_joints=(0, 1, 2), max_lead=0.2), n_arm=4,
-                            gains=WaypointGains(kp_pos=2.5, max_lin_vel_m_s=0.25), noise_std=noise_std)
+                            gains=WaypointGains(kp_pos=DOOR_KP, max_lin_vel_m_s=DOOR_VMAX), noise_std=noise_std)
 
 
 def hammer_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotionExpert:
