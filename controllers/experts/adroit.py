@@ -199,12 +199,20 @@ DOOR_HANDLE_Y_M = -0.15
 DOOR_UNLATCHED_RAD = 1.3
 """Latch angle (rad) past which the bolt clears the frame post and the door swings free."""
 DOOR_PULL_LEAD_RAD = 0.1
+DOOR_PRESS_LEAD_RAD = 0.4
+DOOR_PRESS_ARM_M = 0.15
+DOOR_PRESS_FRONT_M = -0.03
+DOOR_SLIP_M = 0.10
+DOOR_ARC = 0
+DOOR_FRONT_SPEED = 1.5
+DOOR_ONTO_OFFSET_M = (0.0, -0.01, 0.0)
+DOOR_PRESS_OFFSET_M = (0.0, -0.03, -0.06)
 """How far ahead along the door's swing (hinge angle, rad) the pull target leads the handle."""
 
 DOOR_KP = 2.5
 DOOR_VMAX = 0.25
 DOOR_FREE_SPEED = 2.0
-DOOR_AJAR_RAD = 0.25
+DOOR_AJAR_RAD = 0.15
 """Hinge angle (rad) past which the expert lets go of the lever and sweeps the door open from behind."""
 DOOR_BACK_XY_M = (-0.35, -0.30)
 """Waypoint straight back from the lever, clear of the door (hinge frame, m)."""
@@ -238,7 +246,21 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
         return "front" if (stuck or slipped) and ctx.jumps < 8 else None
 
     def unlatched(o: NamedObs, ctx: MotionContext) -> str | None:
-        return "pull" if float(np.asarray(o["latch_rad"])[0]) > DOOR_UNLATCHED_RAD else None
+        if float(np.asarray(o["latch_rad"])[0]) > DOOR_UNLATCHED_RAD:
+            return "pull"
+        slipped = np.linalg.norm(np.asarray(o["handle_pos_m"]) - np.asarray(o["palm_pos_m"])) > DOOR_SLIP_M
+        return "front" if slipped and ctx.jumps < 8 else None
+
+    def press_target(o: NamedObs) -> Target:
+        """A point on the lever turned `DOOR_PRESS_LEAD_RAD` further about the latch axis: the palm follows the lever's arc."""
+        theta = float(np.asarray(o["door_hinge_rad"])[0])
+        phi = float(np.asarray(o["latch_rad"])[0])
+        ex, ey = _rot2(theta) @ [1.0, 0.0], _rot2(theta) @ [0.0, 1.0]
+        handle = np.asarray(o["handle_pos_m"], float)
+        axis = handle - np.array([*(DOOR_HANDLE_ARM_M * np.cos(phi) * ex), -DOOR_HANDLE_ARM_M * np.sin(phi)])
+        ahead = phi + DOOR_PRESS_LEAD_RAD
+        r = DOOR_PRESS_ARM_M
+        return Target(axis + np.array([*(r * np.cos(ahead) * ex + DOOR_PRESS_FRONT_M * ey), -r * np.sin(ahead)]))
 
     def pull_target(o: NamedObs) -> Target:
         """The handle turned further about the door hinge by `DOOR_PULL_LEAD_RAD`: the target follows the door's arc."""
@@ -283,12 +305,12 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
         return "around" if in_front and ctx.steps_in_motion > 3 and ctx.jumps < 12 else None
 
     motions = [
-        Motion("front", _offset("handle_pos_m", [0.0, -0.10, 0.0]), HandCommand("open"), timeout_steps=25,
+        Motion("front", _offset("handle_pos_m", [0.0, -0.10, 0.0]), HandCommand("open", speed=DOOR_FRONT_SPEED), timeout_steps=25,
                tolerance_m=0.02),
-        Motion("onto", _offset("handle_pos_m", [0.0, -0.03, 0.0]), HandCommand("pregrasp"), timeout_steps=15,
+        Motion("onto", _offset("handle_pos_m", DOOR_ONTO_OFFSET_M), HandCommand("pregrasp"), timeout_steps=15,
                tolerance_m=0.01),
         Motion("hook", None, HandCommand("hook"), timeout_steps=6, min_steps=6),
-        Motion("press", _offset("handle_pos_m", [0.0, -0.03, -0.06]), HandCommand("hook"), timeout_steps=20,
+        Motion("press", press_target if DOOR_ARC else _offset("handle_pos_m", DOOR_PRESS_OFFSET_M), HandCommand("hook"), timeout_steps=25,
                tolerance_m=0.0, jump=unlatched),
         Motion("pull", pull_target, HandCommand("hook"), timeout_steps=60,
                tolerance_m=0.0, jump=ajar),
