@@ -204,9 +204,10 @@ DOOR_PRESS_ARM_M = 0.15
 DOOR_PRESS_FRONT_M = -0.03
 DOOR_SLIP_M = 0.10
 DOOR_ARC = 0
+DOOR_SWEEP_SPEED = 3.0
 DOOR_FRONT_SPEED = 1.5
 DOOR_ONTO_OFFSET_M = (0.0, -0.01, 0.0)
-DOOR_PRESS_OFFSET_M = (0.0, -0.03, -0.06)
+DOOR_PRESS_OFFSET_M = (0.0, -0.02, -0.08)
 """How far ahead along the door's swing (hinge angle, rad) the pull target leads the handle."""
 
 DOOR_KP = 2.5
@@ -224,7 +225,7 @@ DOOR_BEHIND_XY_M = (-0.52, 0.12)
 """Waypoint behind the door near its free edge (hinge frame, m)."""
 DOOR_PUSH_XY_M = (-0.48, 0.10)
 """Where the palm pushes the door's back while sweeping (hinge frame, m)."""
-DOOR_PUSH_LEAD_RAD = 0.5
+DOOR_PUSH_LEAD_RAD = 0.8
 """How far ahead along the swing (rad) the sweeping palm's target leads the door."""
 
 
@@ -318,7 +319,7 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
         Motion("around", door_point(DOOR_AROUND_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=15, tolerance_m=0.05),
         Motion("past", door_point(DOOR_PAST_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=15, tolerance_m=0.05),
         Motion("behind", door_point(DOOR_BEHIND_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=5, tolerance_m=0.05),
-        Motion("sweep", door_point(DOOR_PUSH_XY_M, DOOR_PUSH_LEAD_RAD), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=200,
+        Motion("sweep", door_point(DOOR_PUSH_XY_M, DOOR_PUSH_LEAD_RAD), HandCommand("hook", speed=DOOR_SWEEP_SPEED), timeout_steps=200,
                tolerance_m=0.0, jump=fell_in_front),
     ]
     return HandMotionExpert(motions, ArmMapping(translation_joints=(0, 1, 2), max_lead=0.2), n_arm=4,
