@@ -204,6 +204,10 @@ DOOR_PRESS_ARM_M = 0.15
 DOOR_PRESS_FRONT_M = -0.03
 DOOR_SLIP_M = 0.10
 DOOR_ARC = 0
+DOOR_BACK_STEPS = 6
+DOOR_AROUND_STEPS = 10
+DOOR_PAST_STEPS = 10
+DOOR_PULL_PATIENCE = 10
 DOOR_SWEEP_SPEED = 3.0
 DOOR_FRONT_SPEED = 1.5
 DOOR_ONTO_OFFSET_M = (0.0, -0.01, 0.0)
@@ -213,7 +217,7 @@ DOOR_PRESS_OFFSET_M = (0.0, -0.02, -0.08)
 DOOR_KP = 2.5
 DOOR_VMAX = 0.25
 DOOR_FREE_SPEED = 2.0
-DOOR_AJAR_RAD = 0.15
+DOOR_AJAR_RAD = 0.10
 """Hinge angle (rad) past which the expert lets go of the lever and sweeps the door open from behind."""
 DOOR_BACK_XY_M = (-0.35, -0.30)
 """Waypoint straight back from the lever, clear of the door (hinge frame, m)."""
@@ -242,7 +246,7 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
     slipped off the handle (> 12 cm), start over from "front" (at most 4 retries).
     """
     def latch_stuck(o: NamedObs, ctx: MotionContext) -> str | None:
-        stuck = float(np.asarray(o["latch_rad"])[0]) < 0.3 and ctx.steps_in_motion > 10
+        stuck = ctx.steps_in_motion > DOOR_PULL_PATIENCE  # the door did not swing ajar: hook the lever again
         slipped = np.linalg.norm(np.asarray(o["handle_pos_m"]) - np.asarray(o["palm_pos_m"])) > 0.12
         return "front" if (stuck or slipped) and ctx.jumps < 8 else None
 
@@ -315,9 +319,9 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
                tolerance_m=0.0, jump=unlatched),
         Motion("pull", pull_target, HandCommand("hook"), timeout_steps=60,
                tolerance_m=0.0, jump=ajar),
-        Motion("back", door_point(DOOR_BACK_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=10, tolerance_m=0.05),
-        Motion("around", door_point(DOOR_AROUND_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=15, tolerance_m=0.05),
-        Motion("past", door_point(DOOR_PAST_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=15, tolerance_m=0.05),
+        Motion("back", door_point(DOOR_BACK_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=DOOR_BACK_STEPS, tolerance_m=0.05),
+        Motion("around", door_point(DOOR_AROUND_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=DOOR_AROUND_STEPS, tolerance_m=0.05),
+        Motion("past", door_point(DOOR_PAST_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=DOOR_PAST_STEPS, tolerance_m=0.05),
         Motion("behind", door_point(DOOR_BEHIND_XY_M), HandCommand("hook", speed=DOOR_FREE_SPEED), timeout_steps=5, tolerance_m=0.05),
         Motion("sweep", door_point(DOOR_PUSH_XY_M, DOOR_PUSH_LEAD_RAD), HandCommand("hook", speed=DOOR_SWEEP_SPEED), timeout_steps=200,
                tolerance_m=0.0, jump=fell_in_front),
