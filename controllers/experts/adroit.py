@@ -25,6 +25,7 @@ toward the goal axis and holds the pen (see `pen_expert`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,6 +72,8 @@ class HandCommand:
     """Key of `POSTURES`."""
     joints: dict[int, float] = field(default_factory=dict)
     """Fixed targets for action dimensions the Cartesian law does not drive (index in the action -> value)."""
+    joints_fn: "Callable[[NamedObs], dict[int, float]] | None" = None
+    """Targets computed from the observation each step (index in the action -> value); override `joints`."""
     speed: float = 1.0
     """Factor on the P-law's Cartesian palm velocity (gain and cap) during this motion: > 1 for free-space moves."""
 
@@ -124,6 +127,9 @@ class HandMotionExpert:
             self._arm_target = q[:n_arm].copy()
         cmd = self.sequencer.act(obs)
         hand: HandCommand = cmd.gripper
+        joints = dict(hand.joints)
+        if hand.joints_fn is not None:
+            joints.update(hand.joints_fn(obs))
         if cmd.motion != self._motion:
             self._motion, self._ramp_start = cmd.motion, self._fingers.copy()
         self._fingers = interpolate_posture(self._ramp_start, POSTURES[hand.posture],
@@ -142,10 +148,10 @@ class HandMotionExpert:
             target[idx] = np.clip(target[idx], q[idx] - lead, q[idx] + lead)
             for j in range(n_arm):
                 if j not in idx:
-                    target[j] = hand.joints.get(j, 0.0)
+                    target[j] = joints.get(j, 0.0)
             self._arm_target = target
             action[:n_arm] = target
-        for j, value in hand.joints.items():
+        for j, value in joints.items():
             if j >= n_arm:
                 action[j] = value
         return action
@@ -204,6 +210,7 @@ DOOR_PRESS_ARM_M = 0.15
 DOOR_PRESS_FRONT_M = -0.03
 DOOR_SLIP_M = 0.10
 DOOR_ARC = 0
+DOOR_ROLL_PER_LATCH = 1.0
 DOOR_BACK_STEPS = 6
 DOOR_AROUND_STEPS = 10
 DOOR_PAST_STEPS = 10
@@ -249,6 +256,10 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
         stuck = ctx.steps_in_motion > DOOR_PULL_PATIENCE  # the door did not swing ajar: hook the lever again
         slipped = np.linalg.norm(np.asarray(o["handle_pos_m"]) - np.asarray(o["palm_pos_m"])) > 0.12
         return "front" if (stuck or slipped) and ctx.jumps < 8 else None
+
+    def roll_with_latch(o: NamedObs) -> dict[int, float]:
+        """Roll the forearm (ARRz) with the lever so the hooked fingers stay across it."""
+        return {3: DOOR_ROLL_PER_LATCH * float(np.asarray(o["latch_rad"])[0])}
 
     def unlatched(o: NamedObs, ctx: MotionContext) -> str | None:
         if float(np.asarray(o["latch_rad"])[0]) > DOOR_UNLATCHED_RAD:
@@ -315,7 +326,7 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
         Motion("onto", _offset("handle_pos_m", DOOR_ONTO_OFFSET_M), HandCommand("pregrasp"), timeout_steps=15,
                tolerance_m=0.01),
         Motion("hook", None, HandCommand("hook"), timeout_steps=6, min_steps=6),
-        Motion("press", press_target if DOOR_ARC else _offset("handle_pos_m", DOOR_PRESS_OFFSET_M), HandCommand("hook"), timeout_steps=25,
+        Motion("press", press_target if DOOR_ARC else _offset("handle_pos_m", DOOR_PRESS_OFFSET_M), HandCommand("hook", joints_fn=roll_with_latch), timeout_steps=25,
                tolerance_m=0.0, jump=unlatched),
         Motion("pull", pull_target, HandCommand("hook"), timeout_steps=60,
                tolerance_m=0.0, jump=ajar),
