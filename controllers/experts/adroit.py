@@ -192,40 +192,46 @@ def relocate_expert(variant: str | None = None, noise_std: float = 0.0) -> HandM
                             gains=WaypointGains(kp_pos=2.5, max_lin_vel_m_s=0.25), noise_std=noise_std)
 
 
+# Door model geometry (gymnasium-robotics adroit_door.xml), in the door's hinge frame: x along the closed
+# door away from the hinge, y toward the hand (the door swings toward -y, about +z).
 DOOR_HANDLE_TO_HINGE_X_M = -0.46
-"""Door model: x of the latch axis relative to the door hinge axis (door frame), less the handle lever (m)."""
+"""x of the latch axis relative to the hinge axis, less the handle lever (m)."""
 DOOR_HANDLE_ARM_M = 0.15
-"""Door model: the handle site's distance from the latch axis along the lever (m)."""
+"""The handle site's distance from the latch axis along the lever (m)."""
+DOOR_HANDLE_Y_M = -0.15
+"""y of the handle site relative to the hinge axis (m)."""
+DOOR_UNLATCHED_RAD = 1.3
+"""Latch angle (rad) past which the bolt clears the frame post and the door swings free."""
+
+# Door expert parameters (tuned on seeds 1000000..1000039, state mode).
+DOOR_FRONT_SPEED = 1.5
+"""Speed factor of the free-space approach to the front of the handle."""
+DOOR_ONTO_OFFSET_M = (0.0, -0.01, 0.0)
+"""Palm target relative to the handle site before hooking (m, world)."""
+DOOR_PRESS_OFFSET_M = (0.0, -0.02, -0.08)
+"""Palm target relative to the (moving) handle site while pressing the lever down (m, world)."""
+DOOR_ROLL_PER_LATCH = 1.0
+"""Forearm roll target (ARRz, rad) per radian of latch angle while pressing: the hooked fingers turn with the lever."""
+DOOR_SLIP_M = 0.10
+"""Palm-to-handle distance (m) past which the press has lost the lever (retry from the front)."""
 DOOR_GRIP_ARM_M = 0.09
 """Where the pull grips the lever: distance from the latch axis (m), inside the handle site."""
 DOOR_PALM_BEHIND_M = 0.03
-"""While pulling, the palm sits this far behind the lever (toward the door face, door frame +y) (m)."""
-DOOR_HANDLE_Y_M = -0.15
-"""Door model: y of the handle site relative to the hinge axis (door frame, toward the hand) (m)."""
-DOOR_UNLATCHED_RAD = 1.3
-"""Latch angle (rad) past which the bolt clears the frame post and the door swings free."""
+"""While pulling, the palm sits this far behind the lever (toward the door face, +y) (m)."""
 DOOR_PULL_LEAD_RAD = 0.1
-DOOR_PRESS_LEAD_RAD = 0.4
-DOOR_PRESS_ARM_M = 0.15
-DOOR_PRESS_FRONT_M = -0.03
-DOOR_SLIP_M = 0.10
-DOOR_ARC = 0
-DOOR_ROLL_PER_LATCH = 1.0
-DOOR_BACK_STEPS = 6
-DOOR_AROUND_STEPS = 10
-DOOR_PAST_STEPS = 10
+"""How far ahead along the door's swing (hinge angle, rad) the pull target leads the lever."""
 DOOR_PULL_PATIENCE = 10
-DOOR_SWEEP_SPEED = 3.0
-DOOR_FRONT_SPEED = 1.5
-DOOR_ONTO_OFFSET_M = (0.0, -0.01, 0.0)
-DOOR_PRESS_OFFSET_M = (0.0, -0.02, -0.08)
-"""How far ahead along the door's swing (hinge angle, rad) the pull target leads the handle."""
-
-DOOR_KP = 2.5
-DOOR_VMAX = 0.25
-DOOR_FREE_SPEED = 2.0
+"""Control steps the pull may take to swing the door ajar before the expert hooks the lever again."""
 DOOR_AJAR_RAD = 0.10
 """Hinge angle (rad) past which the expert lets go of the lever and sweeps the door open from behind."""
+DOOR_FREE_SPEED = 2.0
+"""Speed factor of the free-space moves around the door's free edge."""
+DOOR_BACK_STEPS = 6
+"""Timeout (control steps) of the move straight back from the lever."""
+DOOR_AROUND_STEPS = 10
+"""Timeout (control steps) of the move beyond the door's free edge."""
+DOOR_PAST_STEPS = 10
+"""Timeout (control steps) of the move level with the door's back."""
 DOOR_BACK_XY_M = (-0.35, -0.30)
 """Waypoint straight back from the lever, clear of the door (hinge frame, m)."""
 DOOR_AROUND_XY_M = (-0.72, -0.20)
@@ -238,6 +244,8 @@ DOOR_PUSH_XY_M = (-0.48, 0.10)
 """Where the palm pushes the door's back while sweeping (hinge frame, m)."""
 DOOR_PUSH_LEAD_RAD = 0.8
 """How far ahead along the swing (rad) the sweeping palm's target leads the door."""
+DOOR_SWEEP_SPEED = 3.0
+"""Speed factor of the sweep (the palm pushes the door along its swing)."""
 
 
 def _rot2(angle_rad: float) -> np.ndarray:
@@ -247,10 +255,20 @@ def _rot2(angle_rad: float) -> np.ndarray:
 
 
 def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotionExpert:
-    """Door: in front of the handle (open hand), onto it, hook the fingers, press the lever down, pull back.
+    """Door: hook the lever, press it down past the bolt, pull the door ajar, then sweep it open from behind.
 
-    Jump: while pulling, if the latch is still closed (< 0.3 rad) after 10 steps or the hand
-    slipped off the handle (> 12 cm), start over from "front" (at most 4 retries).
+    Motions: "front" of the handle (open hand), "onto" it (pre-grasp), "hook" the fingers,
+    "press" the lever down while rolling the forearm with the latch (the fingers stay across
+    the lever), "pull" along the door's arc about the hinge (the hinge axis is recovered from
+    the handle position and the hinge and latch angles), then let go: "back" off the lever,
+    "around" the door's free edge, "past" it level with the door's back, "behind" the door,
+    and "sweep": push the door's back along its swing until it is open. Door-fixed waypoints
+    are in the hinge frame (`DOOR_*_XY_M`) and turn with the door.
+
+    Jumps: "press" goes to "pull" once the latch is past `DOOR_UNLATCHED_RAD`, and back to
+    "front" if the palm lost the lever; "pull" goes "back" once the door is ajar
+    (`DOOR_AJAR_RAD`), or to "front" after `DOOR_PULL_PATIENCE` steps or a slip (> 12 cm);
+    "sweep" goes "around" again if the palm ended up in front of the door face.
     """
     def latch_stuck(o: NamedObs, ctx: MotionContext) -> str | None:
         stuck = ctx.steps_in_motion > DOOR_PULL_PATIENCE  # the door did not swing ajar: hook the lever again
@@ -266,17 +284,6 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
             return "pull"
         slipped = np.linalg.norm(np.asarray(o["handle_pos_m"]) - np.asarray(o["palm_pos_m"])) > DOOR_SLIP_M
         return "front" if slipped and ctx.jumps < 8 else None
-
-    def press_target(o: NamedObs) -> Target:
-        """A point on the lever turned `DOOR_PRESS_LEAD_RAD` further about the latch axis: the palm follows the lever's arc."""
-        theta = float(np.asarray(o["door_hinge_rad"])[0])
-        phi = float(np.asarray(o["latch_rad"])[0])
-        ex, ey = _rot2(theta) @ [1.0, 0.0], _rot2(theta) @ [0.0, 1.0]
-        handle = np.asarray(o["handle_pos_m"], float)
-        axis = handle - np.array([*(DOOR_HANDLE_ARM_M * np.cos(phi) * ex), -DOOR_HANDLE_ARM_M * np.sin(phi)])
-        ahead = phi + DOOR_PRESS_LEAD_RAD
-        r = DOOR_PRESS_ARM_M
-        return Target(axis + np.array([*(r * np.cos(ahead) * ex + DOOR_PRESS_FRONT_M * ey), -r * np.sin(ahead)]))
 
     def pull_target(o: NamedObs) -> Target:
         """The handle turned further about the door hinge by `DOOR_PULL_LEAD_RAD`: the target follows the door's arc."""
@@ -326,7 +333,7 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
         Motion("onto", _offset("handle_pos_m", DOOR_ONTO_OFFSET_M), HandCommand("pregrasp"), timeout_steps=15,
                tolerance_m=0.01),
         Motion("hook", None, HandCommand("hook"), timeout_steps=6, min_steps=6),
-        Motion("press", press_target if DOOR_ARC else _offset("handle_pos_m", DOOR_PRESS_OFFSET_M), HandCommand("hook", joints_fn=roll_with_latch), timeout_steps=25,
+        Motion("press", _offset("handle_pos_m", DOOR_PRESS_OFFSET_M), HandCommand("hook", joints_fn=roll_with_latch), timeout_steps=25,
                tolerance_m=0.0, jump=unlatched),
         Motion("pull", pull_target, HandCommand("hook"), timeout_steps=60,
                tolerance_m=0.0, jump=ajar),
@@ -338,7 +345,7 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
                tolerance_m=0.0, jump=fell_in_front),
     ]
     return HandMotionExpert(motions, ArmMapping(translation_joints=(0, 1, 2), max_lead=0.2), n_arm=4,
-                            gains=WaypointGains(kp_pos=DOOR_KP, max_lin_vel_m_s=DOOR_VMAX), noise_std=noise_std)
+                            gains=WaypointGains(kp_pos=2.5, max_lin_vel_m_s=0.25), noise_std=noise_std)
 
 
 def hammer_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotionExpert:
