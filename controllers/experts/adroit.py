@@ -348,6 +348,12 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
                             gains=WaypointGains(kp_pos=2.5, max_lin_vel_m_s=0.25), noise_std=noise_std)
 
 
+HAMMER_ONTO_OFFSET_M = (0.0, 0.0, 0.0)
+"""Palm target relative to the hammer body before the grasp (m): down on the handle."""
+HAMMER_WRIST_RAD = (0.0, 0.6)
+"""Wrist targets (WRJ1, WRJ0) held by the hammer expert: the flexed wrist lets the fingers close under the handle."""
+
+
 def hammer_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotionExpert:
     """Hammer: onto the handle (pre-grasp), power grasp, lift, swing the head toward the nail, strike, repeat.
 
@@ -371,7 +377,7 @@ def hammer_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMot
         return target
 
     motions = [
-        Motion("onto", _offset("hammer_pos_m", [0.0, 0.0, 0.05]), HandCommand("pregrasp"), timeout_steps=15,
+        Motion("onto", _offset("hammer_pos_m", HAMMER_ONTO_OFFSET_M), HandCommand("pregrasp"), timeout_steps=15,
                tolerance_m=0.01),
         Motion("grasp", None, HandCommand("power"), timeout_steps=8, min_steps=8),
         Motion("lift", _offset("hammer_pos_m", [0.0, 0.0, 0.15]), HandCommand("power"), timeout_steps=10,
@@ -380,7 +386,8 @@ def hammer_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMot
         Motion("strike", head_to_nail(-0.05), HandCommand("power"), timeout_steps=8, tolerance_m=0.0, jump=again),
     ]
     return HandMotionExpert(motions, ArmMapping(translation_joints=(0, 1)), n_arm=2,
-                            gains=WaypointGains(kp_pos=3.0, max_lin_vel_m_s=0.4), noise_std=noise_std)
+                            gains=WaypointGains(kp_pos=3.0, max_lin_vel_m_s=0.4), noise_std=noise_std,
+                            wrist_rad=HAMMER_WRIST_RAD)
 
 
 def pen_expert(variant: str | None = None, noise_std: float = 0.0) -> "PenExpert":

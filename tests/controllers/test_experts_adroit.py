@@ -98,3 +98,10 @@ def test_door_expert_opens_the_door_on_held_out_seeds():
             _rollout(t, make_expert("adroit_door"), seed, t.spec.max_steps)
             wins += t.is_success()
         assert wins >= 2
+
+
+def test_hammer_expert_lifts_the_hammer():
+    """Palm down on the handle with the wrist flexed, power grasp, lift: the hammer leaves the table (rests at z 3.5 cm)."""
+    with make_task("adroit_hammer") as t:
+        _, states = _rollout(t, make_expert("adroit_hammer"), 1_000_000, 40)
+        assert max(float(s["hammer_pos_m"][2]) for s in states) > 0.10
