@@ -349,18 +349,27 @@ def door_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotio
 
 
 HAMMER_ONTO_OFFSET_M = (0.0, 0.0, 0.0)
+HAMMER_RAISE_M = (-0.08, 0.0, 0.02)
+"""Head target relative to the nail head before a blow (m): back along the nail axis (the nail points to -x)."""
+HAMMER_STRIKE_M = (0.12, 0.0, 0.02)
+"""Head target relative to the nail head for a blow (m): through the nail along +x, its drive direction."""
+HAMMER_DEVIATION_RAD = -0.5
+"""Wrist deviation (WRJ1) while raising and striking: turns the head over the nail's y (the palm cannot move in y)."""
 """Palm target relative to the hammer body before the grasp (m): down on the handle."""
 HAMMER_WRIST_RAD = (0.0, 0.6)
 """Wrist targets (WRJ1, WRJ0) held by the hammer expert: the flexed wrist lets the fingers close under the handle."""
 
 
 def hammer_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMotionExpert:
-    """Hammer: onto the handle (pre-grasp), power grasp, lift, swing the head toward the nail, strike, repeat.
+    """Hammer: onto the handle (pre-grasp), power grasp, lift, head behind the nail, strike along the nail, repeat.
 
     The hammer arm has only two joints (ARRx, ARRy): the palm moves in a sphere patch, so
-    targets are reached approximately. Jump: if the hammer is more than 10 cm from the palm
-    (dropped) go back to "onto" (at most 2 retries); "strike" loops back to "raise" until
-    the horizon (repeated blows).
+    targets are reached approximately. The wrist is held flexed (`HAMMER_WRIST_RAD`) so the
+    fingers close under the handle; while raising and striking, the wrist deviation
+    (`HAMMER_DEVIATION_RAD`) turns the head over the nail, which points to -x and is driven
+    along +x: "raise" puts the head 8 cm behind the nail head, "strike" drives it 12 cm through.
+    Jump: if the hammer is more than 10 cm from the palm (dropped) go back to "onto" (at most
+    2 retries); "strike" loops back to "raise" until the horizon (repeated blows).
     """
     def dropped(o: NamedObs, ctx: MotionContext) -> str | None:
         far = np.linalg.norm(np.asarray(o["hammer_pos_m"]) - np.asarray(o["palm_pos_m"])) > 0.10
@@ -369,11 +378,11 @@ def hammer_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMot
     def again(o: NamedObs, ctx: MotionContext) -> str | None:
         return "raise" if ctx.steps_in_motion >= 6 else None
 
-    def head_to_nail(dz_m: float):
+    def head_to_nail(offset_m):
         def target(o: NamedObs) -> Target:
             palm, head = np.asarray(o["palm_pos_m"], float), np.asarray(o["hammer_head_pos_m"], float)
             nail = np.asarray(o["nail_pos_m"], float)
-            return Target(nail + (palm - head) + np.array([0.0, 0.0, dz_m]))
+            return Target(nail + (palm - head) + np.asarray(offset_m, float))
         return target
 
     motions = [
@@ -382,8 +391,10 @@ def hammer_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMot
         Motion("grasp", None, HandCommand("power"), timeout_steps=8, min_steps=8),
         Motion("lift", _offset("hammer_pos_m", [0.0, 0.0, 0.15]), HandCommand("power"), timeout_steps=10,
                tolerance_m=0.02, jump=dropped),
-        Motion("raise", head_to_nail(0.08), HandCommand("power"), timeout_steps=10, tolerance_m=0.02, jump=dropped),
-        Motion("strike", head_to_nail(-0.05), HandCommand("power"), timeout_steps=8, tolerance_m=0.0, jump=again),
+        Motion("raise", head_to_nail(HAMMER_RAISE_M), HandCommand("power", {2: HAMMER_DEVIATION_RAD}),
+               timeout_steps=10, tolerance_m=0.02, jump=dropped),
+        Motion("strike", head_to_nail(HAMMER_STRIKE_M), HandCommand("power", {2: HAMMER_DEVIATION_RAD}),
+               timeout_steps=8, tolerance_m=0.0, jump=again),
     ]
     return HandMotionExpert(motions, ArmMapping(translation_joints=(0, 1)), n_arm=2,
                             gains=WaypointGains(kp_pos=3.0, max_lin_vel_m_s=0.4), noise_std=noise_std,
