@@ -20,29 +20,17 @@ import argparse
 import contextlib
 import io
 import json
-import os
-import platform
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from machine_info import machine
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "load_avg": os.getloadavg(), "versions": {p: version(p) for p in ("numpy", "torch", "onnxruntime", "pybullet")}}
 
 
 def rrl_json(argv: list[str]) -> dict:
@@ -131,7 +119,7 @@ def main() -> int:
     plot(points, args.tasks, args.episodes, args.obs, out)
     print(json.dumps({"bench": "bc_vs_demos", "obs": args.obs, "episodes": args.episodes, "epochs": args.epochs,
                       "points": points, "plot": str(out), "wall_s": round(time.monotonic() - start, 1),
-                      "machine": machine()}))
+                      "machine": machine("numpy", "torch", "onnxruntime", "pybullet")}))
     return 0
 
 

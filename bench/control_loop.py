@@ -20,30 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
+from machine_info import machine
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "niceness": os.nice(0),
-            "versions": {p: version(p) for p in ("numpy", "pybullet", "rclpy", "ros-rmw-fastrtps-cpp", "onnxruntime")}}
 
 
 def claim_domain() -> tuple[int, object]:
@@ -111,7 +99,7 @@ def main() -> int:
         "targets": targets,
         "meets_targets": {k: (m[k] is not None and m[k] <= v) for k, v in targets.items()},
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
-        "machine": machine(),
+        "machine": machine("numpy", "pybullet", "ros-rclpy", "ros-rmw-fastrtps-cpp", "onnxruntime"),
     }
     print(json.dumps(out))
     return 0

@@ -17,28 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from machine_info import machine
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "load_avg": os.getloadavg(), "versions": {p: version(p) for p in ("numpy", "torch", "onnxruntime", "onnx")}}
 
 
 def timings(fn, calls: int, warmup: int) -> dict:
@@ -99,15 +87,22 @@ def bench_artifact(path: Path, calls: int, warmup: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("artifacts", nargs="*", help="artifact directories (default: every policies/pretrained/*)")
+    ap.add_argument("artifacts", nargs="*", help="BC artifact directories (default: every BC artifact in policies/pretrained/)")
     ap.add_argument("--calls", type=int, default=500, help="timed calls per measurement")
     ap.add_argument("--warmup", type=int, default=20, help="untimed calls first")
     args = ap.parse_args()
-    dirs = [Path(a) for a in args.artifacts] or sorted(p.parent for p in (ROOT / "policies" / "pretrained").glob("*/policy.yaml"))
+    from policies.artifact import load_artifact
+
+    shipped = sorted(p.parent for p in (ROOT / "policies" / "pretrained").glob("*/policy.yaml"))
+    dirs = [Path(a) for a in args.artifacts] or [d for d in shipped if load_artifact(d, check_graph=False).kind == "bc"]
     if not dirs:
-        raise SystemExit("no artifacts found under policies/pretrained/ (pass directories)")
+        raise SystemExit("no BC artifacts found under policies/pretrained/ (pass directories)")
+    for d in dirs:
+        kind = load_artifact(d, check_graph=False).kind
+        if kind != "bc":
+            raise SystemExit(f"{d}: a {kind!r} artifact; this benchmark times BC artifacts (the BCNet architecture)")
     results = [bench_artifact(d.resolve(), args.calls, args.warmup) for d in dirs]
-    print(json.dumps({"bench": "inference_latency", "threads": 1, "batch": 1, "results": results, "machine": machine()}))
+    print(json.dumps({"bench": "inference_latency", "threads": 1, "batch": 1, "results": results, "machine": machine("numpy", "torch", "onnxruntime", "onnx")}))
     return 0
 
 

@@ -18,30 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
+
+from machine_info import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(),
-            "versions": {p: version(p) for p in ("numpy", "pybullet", "mcap", "rosbags")}}
 
 
 READER_CHILD = """
@@ -165,7 +152,7 @@ def main() -> None:
         if args.memory_episodes:
             report["reader_memory"] = reader_memory(Path(tmp) / "synthetic", args.memory_episodes,
                                                     args.memory_steps, camera, BagSpec, DemoBagWriter)
-    report["machine"] = machine()
+    report["machine"] = machine("numpy", "pybullet", "mcap", "rosbags")
     print(json.dumps(report))
 
 

@@ -14,23 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-from importlib.metadata import version
 from pathlib import Path
+from machine_info import machine
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "load_avg": os.getloadavg(), "versions": {p: version(p) for p in ("numpy", "torch", "pybullet")}}
+
 
 
 def read_curve(run_dir: Path) -> list[dict]:
@@ -105,7 +93,7 @@ def main() -> int:
     fig.savefig(args.out, dpi=120)
     print(json.dumps({"bench": "req_curves", "task": args.task, "expert_variant": args.expert_variant,
                       "expert_noise_std": args.expert_noise_std, "expert": expert, "runs": runs, "plot": args.out,
-                      "machine": machine()}))
+                      "machine": machine("numpy", "torch", "pybullet")}))
     return 0
 
 

@@ -16,23 +16,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
-from importlib.metadata import version
 from pathlib import Path
+from machine_info import machine
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "load_avg": os.getloadavg(), "versions": {p: version(p) for p in ("numpy", "torch", "matplotlib")}}
+
 
 
 def read_curve(run: Path) -> dict:
@@ -89,7 +77,7 @@ def main() -> int:
     ax.set_title(args.title or task or "")
     fig.tight_layout()
     fig.savefig(args.out)
-    report = {"png": args.out, "base_success": base, "machine": machine(),
+    report = {"png": args.out, "base_success": base, "machine": machine("numpy", "torch", "matplotlib"),
               "runs": {k: {"final_frames": v["frames"][-1], "final_success_rate": v["success_rate"][-1],
                            "best_success_rate": max(v["success_rate"]), "wall_s": v["wall_s"][-1]} for k, v in curves.items()}}
     print(json.dumps(report))

@@ -24,18 +24,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Callable, ContextManager, Iterator
 
 import numpy as np
 
 from sim_bridge import make_task
 from sim_bridge.task import CameraConfig, Task
+from machine_info import machine
+
 
 
 def _ur5_raw_step(task: Task) -> Callable[[], None]:
@@ -129,24 +128,6 @@ BENCH: dict[str, BenchEntry] = {
 }
 
 
-def machine_record() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    versions = {}
-    for pkg in ("pybullet", "mujoco", "numpy", "gymnasium"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
-            "load_avg_1min": os.getloadavg()[0], "versions": versions}
 
 
 class _ModeTimer:
@@ -262,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         row = bench_task(BENCH[name], args.state_steps, args.image_steps, args.seed, args.policy)
         report["tasks"][name] = row
         print(f"{name}: " + ", ".join(f"{m} {r['steps_per_s']:.0f}/s" for m, r in row.items()), file=sys.stderr)
-    report["machine"] = machine_record()
+    report["machine"] = machine("pybullet", "mujoco", "numpy", "gymnasium")
     print(json.dumps(report))
     return 0
 
