@@ -53,7 +53,7 @@ from rrl_ros.control_core import (
     BASE_KINDS, ControlCore, SlotError, base_label, check_residual_fits, make_base, make_residual, needs_images,
 )
 from rrl_ros.metrics import LoopMetrics
-from rrl_ros.realtime import set_fifo_priority
+from rrl_ros.realtime import declare_rt_priority, set_fifo_priority
 from rrl_ros.reports import write_node_report
 from sim_bridge import make_task, task_names
 
@@ -88,12 +88,7 @@ class ControlNode(Node):
         self.declare_parameter("residual_scale", 1.0, ro("residual scale c for a plain ONNX residual"))
         self.declare_parameter("stale_periods", 2.0, ro("an observation older than this many periods holds the robot"))
         self.declare_parameter("camera_history", 3, ro("frames stacked for image models"))
-        self.declare_parameter("rt_priority", 0, ro("SCHED_FIFO priority 1..99 for every thread of the node (0: ordinary)"))
-        self.rt_priority = rt = int(self.get_parameter("rt_priority").value)
-        if rt:
-            error = set_fifo_priority(rt)
-            if error:
-                self.get_logger().warning(f"{error}; running with ordinary scheduling")
+        self.rt_priority = declare_rt_priority(self)
         g = lambda name: self.get_parameter(name).value  # noqa: E731
         if g("task") not in task_names():
             raise ParameterError(f"parameter task={g('task')!r} is not a known task; known: {task_names()}")

@@ -50,7 +50,7 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 from controllers.safety import ActionLimits, hold_action
 from rrl_ros import conversions as conv
 from rrl_ros.metrics import LoopMetrics
-from rrl_ros.realtime import set_fifo_priority
+from rrl_ros.realtime import declare_rt_priority, set_fifo_priority
 from rrl_ros.reports import write_node_report
 from rrl_ros.sim_core import EpisodeRunner
 from sim_bridge import make_task, task_names
@@ -78,12 +78,7 @@ class SimBridgeNode(Node):
         self.declare_parameter("camera_history", 3, ro("frames the task stacks (the control node stacks its own)"))
         self.declare_parameter("command_timeout_periods", 2.0, ro("a command older than this many periods: hold"))
         self.declare_parameter("startup_timeout_s", 30.0, ro("wait at most this long for the controller to connect"))
-        self.declare_parameter("rt_priority", 0, ro("SCHED_FIFO priority 1..99 for every thread of the node (0: ordinary)"))
-        self.rt_priority = rt = int(self.get_parameter("rt_priority").value)
-        if rt:
-            error = set_fifo_priority(rt)
-            if error:
-                self.get_logger().warning(f"{error}; running with ordinary scheduling")
+        self.rt_priority = declare_rt_priority(self)
         p = {name: self.get_parameter(name).value for name in (
             "task", "episodes", "seed", "max_ticks", "clock_mode", "rate_hz", "camera_px", "camera_history",
             "command_timeout_periods", "startup_timeout_s")}
