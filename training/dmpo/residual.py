@@ -169,7 +169,7 @@ def base_statistics(task: Task, base: Base, episodes: int, seed: int = STATS_SEE
                 break
     stats = {"state": _stats(np.array(states)), "proprio": _stats(np.array(proprios))}
     action = _stats(np.array(actions))
-    binary = ActionLimits.from_spec(task.spec).binary_mask
+    binary = task.spec.action_limits.binary_mask
     stats["action"] = FieldStats.from_arrays(np.where(binary, 0.0, action.mean), np.where(binary, 1.0, action.std))
     if isinstance(base, BCPolicy):
         stats["action"] = base.artifact.normalisation["action"]
@@ -207,7 +207,7 @@ class ResidualSpace:
 
     @property
     def limits(self) -> ActionLimits:
-        return ActionLimits.from_spec(self.spec)
+        return self.spec.action_limits
 
     def constant_u(self) -> np.ndarray | None:
         """u of the scratch and finetune modes (None for residual: the base supplies it)."""

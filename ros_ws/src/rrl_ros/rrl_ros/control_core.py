@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from controllers.residual import ResidualComposer
-from controllers.safety import ActionLimits, SafetyConfig, SafetyLayer
+from controllers.safety import SafetyConfig, SafetyLayer
 from policies.artifact import SPEC_FILE, ArtifactError
 from policies.onnx_runtime import OnnxSession
 from policies.runtime import BaseOutput, load_base, load_residual
@@ -179,7 +179,7 @@ class ControlCore:
 
     def __init__(self, spec: TaskSpec, base, base_name: str, residual=None, safety: SafetyConfig = SafetyConfig()):
         self.spec = spec
-        self.limits = ActionLimits.from_spec(spec)
+        self.limits = spec.action_limits
         self.safety = SafetyLayer(self.limits, safety)
         self.base, self.base_name = base, base_name
         self.residual = residual

@@ -47,7 +47,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 
-from controllers.safety import ActionLimits, hold_action
+from controllers.safety import hold_action
 from rrl_ros import conversions as conv
 from rrl_ros.metrics import LoopMetrics
 from rrl_ros.realtime import declare_rt_priority, set_fifo_priority
@@ -102,7 +102,7 @@ class SimBridgeNode(Node):
         camera = CameraConfig(p["camera_px"], p["camera_px"], p["camera_history"]) if p["camera_px"] else None
         self.task = make_task(p["task"], camera=camera)
         self.spec = self.task.spec
-        self.limits = ActionLimits.from_spec(self.spec)
+        self.limits = self.spec.action_limits
         self.runner = EpisodeRunner(self.task, p["episodes"], p["seed"])
 
         self.pub_clock = self.create_publisher(Clock, "/clock", QOS) if self.lockstep else None
