@@ -1,4 +1,4 @@
-"""`rrl switch --node NAME --base waypoint|bc [--artifact DIR]`: swap a running control node's base controller.
+"""`rrl switch --node NAME --base waypoint|waypoint:VARIANT|bc [--artifact DIR]`: swap a running control node's base.
 
 Calls the node's standard `SetParametersAtomically` service
 (`<node>/set_parameters_atomically`) with `base_controller` and `base_artifact` together
@@ -14,9 +14,16 @@ import sys
 from pathlib import Path
 
 
+def base_kind(text: str) -> str:
+    if text in ("waypoint", "bc") or (text.startswith("waypoint:") and len(text) > len("waypoint:")):
+        return text
+    raise argparse.ArgumentTypeError(f"expected waypoint, waypoint:VARIANT or bc, got {text!r}")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", default="/control", help="control node name, e.g. /control or /ns/control")
-    p.add_argument("--base", required=True, choices=("waypoint", "bc"), help="new base controller")
+    p.add_argument("--base", required=True, type=base_kind, metavar="{waypoint,waypoint:VARIANT,bc}",
+                   help="new base controller (waypoint:VARIANT: a variant of the task's expert, e.g. no_retry)")
     p.add_argument("--artifact", default=None, help="bc base: policy artifact directory (or plain ONNX file)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the node's service")
 

@@ -125,3 +125,30 @@ def test_residual_artifact_loads_composes_and_refuses_another_base(task, tmp_pat
         make_residual(art, spec, "/some/bc_artifact", 1.0)
     with pytest.raises(SlotError, match="trained on base 'waypoint', not '/x/bc_pick'"):
         check_residual_fits(residual, "/x/bc_pick")  # what a base swap to a bc artifact would be refused with
+
+
+def test_waypoint_variant_base_takes_the_residual_trained_on_it(tmp_path):
+    """`waypoint:VARIANT` is a base of its own: it runs that expert variant, and a residual trained on it
+    (the REQ residual on `waypoint:no_retry`) fits it and nothing else."""
+    from controllers.experts import make_expert
+    from rrl_ros.control_core import base_label, check_residual_fits
+
+    with make_task("ur5_bowl") as bowl:
+        spec = bowl.spec
+        base = make_base("waypoint:no_retry", "", spec)
+        assert base_label("waypoint:no_retry", "") == "waypoint:no_retry"
+        expert = make_expert("ur5_bowl", variant="no_retry")
+        obs = bowl.reset(3)
+        base.reset(3)
+        expert.reset(3)
+        for _ in range(40):  # the carry's early release is where no_retry differs from the default expert
+            u = base.act(obs)
+            np.testing.assert_allclose(u, expert.act(spec.state.unpack(obs["state"])), atol=1e-6)
+            obs = bowl.step(u).obs
+        art = residual_artifact(spec, tmp_path / "res_no_retry", "waypoint:no_retry", mu=0.0)
+        residual = make_residual(art, spec, "waypoint:no_retry", 1.0)
+        check_residual_fits(residual, "waypoint:no_retry")
+        with pytest.raises(SlotError, match="trained on base 'waypoint:no_retry', not 'waypoint'"):
+            check_residual_fits(residual, "waypoint")
+        with pytest.raises(SlotError, match="unknown expert variant 'sloppy'"):
+            make_base("waypoint:sloppy", "", spec)

@@ -2,7 +2,8 @@
 
 Slots (what the node's parameters name):
 
-- base `waypoint`: the task's scripted expert (`policies.runtime.WaypointBase`);
+- base `waypoint` (or `waypoint:VARIANT`, e.g. the bowl's `waypoint:no_retry`): the task's scripted
+  expert (`policies.runtime.WaypointBase`);
 - base `bc` with `base_artifact` = a policy artifact directory (model.onnx + policy.yaml,
   loaded and validated by `policies.runtime.load_base`: a `bc` or REQ/CRR prior artifact),
   or a bare ONNX file under the plain contract below;
@@ -110,15 +111,20 @@ def needs_images(slot) -> bool:
     return artifact is not None and any(i.is_image for i in artifact.inputs)
 
 
+def is_waypoint(kind: str) -> bool:
+    """`waypoint` or `waypoint:VARIANT` (a variant of the task's scripted expert)."""
+    return kind == "waypoint" or kind.startswith("waypoint:")
+
+
 def make_base(kind: str, artifact: str, spec: TaskSpec):
-    """The base for `base_controller` = kind (`waypoint` | `bc`) and `base_artifact`."""
-    if kind not in BASE_KINDS:
-        raise SlotError(f"base_controller must be one of {BASE_KINDS}, got {kind!r}")
-    if kind == "waypoint":
+    """The base for `base_controller` = kind (`waypoint` | `waypoint:VARIANT` | `bc`) and `base_artifact`."""
+    if kind not in BASE_KINDS and not is_waypoint(kind):
+        raise SlotError(f"base_controller must be one of {BASE_KINDS} (or waypoint:VARIANT), got {kind!r}")
+    if is_waypoint(kind):
         try:
-            return load_base("waypoint", spec)
-        except KeyError as e:  # no scripted expert for this task
-            raise SlotError(f"base_controller 'waypoint': {e.args[0] if e.args else e}") from None
+            return load_base(kind, spec)
+        except (KeyError, ValueError) as e:  # no scripted expert for this task, or no such variant
+            raise SlotError(f"base_controller {kind!r}: {e.args[0] if e.args else e}") from None
     if not artifact:
         raise SlotError("base_controller 'bc' needs base_artifact (an artifact directory or an ONNX file)")
     path = Path(artifact).expanduser()
@@ -150,8 +156,8 @@ def make_residual(path_text: str, spec: TaskSpec, base_label: str, scale: float)
 
 
 def base_label(kind: str, artifact: str) -> str:
-    """The base string residual artifacts record (`waypoint`, or the base artifact directory)."""
-    return "waypoint" if kind == "waypoint" else str(artifact)
+    """The base string residual artifacts record (`waypoint[:VARIANT]`, or the base artifact directory)."""
+    return kind if is_waypoint(kind) else str(artifact)
 
 
 def check_residual_fits(residual, label: str) -> None:

@@ -16,7 +16,7 @@ Parameters (read-only unless said):
   task                 task name (its spec names every vector)
   clock_mode           realtime | lockstep
   rate_hz              nominal control rate, Hz
-  base_controller      waypoint | bc           -- settable at run time (`rrl switch`)
+  base_controller      waypoint | waypoint:VARIANT | bc  -- settable at run time (`rrl switch`)
   base_artifact        artifact dir or ONNX file for bc  -- settable at run time
   residual             '' | artifact dir | ONNX file (see control_core for the plain contract)
   residual_scale       c for a plain-ONNX residual (artifacts carry their own)
@@ -50,7 +50,8 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 from controllers.safety import SafetyConfig
 from rrl_ros import conversions as conv
 from rrl_ros.control_core import (
-    BASE_KINDS, ControlCore, SlotError, base_label, check_residual_fits, make_base, make_residual, needs_images,
+    BASE_KINDS, ControlCore, SlotError, base_label, check_residual_fits, is_waypoint, make_base, make_residual,
+    needs_images,
 )
 from rrl_ros.metrics import LoopMetrics
 from rrl_ros.realtime import declare_rt_priority, set_fifo_priority
@@ -81,7 +82,8 @@ class ControlNode(Node):
         self.declare_parameter("clock_mode", "realtime", ro("realtime or lockstep"))
         self.declare_parameter("rate_hz", 10.0, ro("nominal control rate, Hz"))
         self.declare_parameter("base_controller", "waypoint",
-                               ParameterDescriptor(description=f"base controller, one of {BASE_KINDS}; settable at run time"))
+                               ParameterDescriptor(description=f"base controller, one of {BASE_KINDS} or waypoint:VARIANT; "
+                                                           "settable at run time"))
         self.declare_parameter("base_artifact", "",
                                ParameterDescriptor(description="bc base: artifact directory or ONNX file; settable at run time"))
         self.declare_parameter("residual", "", ro("residual: '' (none), artifact directory or ONNX file"))
@@ -107,7 +109,7 @@ class ControlNode(Node):
             check_residual_fits(residual, label)
         except SlotError as e:
             raise ParameterError(str(e)) from None
-        self.core = ControlCore(self.spec, base, kind if kind == "waypoint" else f"bc:{artifact}", residual,
+        self.core = ControlCore(self.spec, base, label if is_waypoint(kind) else f"bc:{artifact}", residual,
                                 SafetyConfig(period_s=self.period_s, stale_periods=float(g("stale_periods"))))
         self.residual_name = g("residual")
         self.history = int(g("camera_history"))
@@ -156,7 +158,7 @@ class ControlNode(Node):
         except SlotError as e:
             self.get_logger().warning(f"rejected base change to {kind} {artifact!r}: {e}")
             return SetParametersResult(successful=False, reason=str(e))
-        name = kind if kind == "waypoint" else f"bc:{artifact}"
+        name = label if is_waypoint(kind) else f"bc:{artifact}"
         self.pending_base = (base, name, self.last_answered_tick)
         self.get_logger().info(f"base controller -> {name} (applied before the next tick)")
         return SetParametersResult(successful=True)
