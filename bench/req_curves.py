@@ -55,7 +55,9 @@ def main() -> int:
         cfg = Path(run_dir) / "config.yaml"
         if cfg.exists():
             import yaml
-            runs[label]["eval_episodes_per_point"] = yaml.safe_load(cfg.read_text()).get("eval_episodes")
+            run_config = yaml.safe_load(cfg.read_text())
+            runs[label]["eval_episodes_per_point"] = run_config.get("eval_episodes")
+            runs[label]["residual"] = bool(run_config.get("residual", False))
 
     expert = {"success_rate": args.expert_success, "episodes": None}
     if args.expert_success is None:
@@ -79,13 +81,19 @@ def main() -> int:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, r in runs.items():
         xs, ys = zip(*r["curve"]) if r["curve"] else ((), ())
-        ax.plot(xs, ys, marker="o", ms=3, label=label)
+        # each point is a small evaluation (eval_episodes_per_point); the line is a centred 3-point mean
+        smooth = [sum(ys[max(0, i - 1):i + 2]) / len(ys[max(0, i - 1):i + 2]) for i in range(len(ys))]
+        (line,) = ax.plot(xs, smooth, label=f"{label} ({r['eval_episodes_per_point'] or '?'} eps/point, 3-pt mean)")
+        ax.plot(xs, ys, "o", ms=3, alpha=0.35, color=line.get_color())
     ax.axhline(expert["success_rate"], color="k", ls="--",
-               label=f"expert {args.expert_variant or 'default'}" + (f" +noise {args.expert_noise_std}" if args.expert_noise_std else ""))
+               label=f"expert {args.expert_variant or 'default'}" + (f" +noise {args.expert_noise_std}" if args.expert_noise_std else "")
+               + f" ({expert['success_rate']:.2f}" + (f", {expert['episodes']} eps)" if expert.get("episodes") else ")"))
     ax.set_xlabel("frames (environment steps)")
     ax.set_ylabel("success rate (held-out seeds)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"{args.task}: REQ / CRR from a suboptimal waypoint expert")
+    residual = {r.get("residual") for r in runs.values()}
+    what = "a residual on" if residual == {True} else "a full policy from" if residual == {False} else "from"
+    ax.set_title(f"{args.task}: REQ / CRR, {what} a suboptimal waypoint expert", fontsize=10)
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=EVAL_SEED_BASE,
                    help=f"seed of the first episode (default EVAL_SEED_BASE = {EVAL_SEED_BASE}); episode i uses seed + i")
     p.add_argument("--record-metrics", action="store_true",
-                   help="store the measured success in the base artifact's policy.yaml (metrics)")
+                   help="store the measured success in the evaluated artifact's policy.yaml (metrics): "
+                        "the residual's when there is one, else the learned base's")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
@@ -55,10 +56,13 @@ def run(args: argparse.Namespace) -> int:
         task.close()
     report = {"task": args.task, "base": args.base, "residual": args.residual, **result.summary(),
               "seed": args.seed, "wall_s": round(wall_s, 2)}
-    if args.record_metrics and not args.base.startswith("waypoint") and args.residual is None:
-        update_metrics(args.base, {"success_rate": report["success_rate"], "episodes": report["episodes"],
+    # the evaluated artifact is the residual when there is one (on its base), else a learned base
+    evaluated = args.residual if args.residual is not None else None if args.base.startswith("waypoint") else args.base
+    if args.record_metrics and evaluated is not None:
+        residual_flag = f" --residual {args.residual}" if args.residual is not None else ""
+        update_metrics(evaluated, {"success_rate": report["success_rate"], "episodes": report["episodes"],
                                    "mean_steps_success": report["mean_steps_success"], "eval_seed": args.seed,
-                                   "command": f"rrl eval --task {args.task} --base {args.base} "
+                                   "command": f"rrl eval --task {args.task} --base {args.base}{residual_flag} "
                                               f"--episodes {args.episodes} --seed {args.seed} --json"})
     if args.json:
         print(json.dumps(report))

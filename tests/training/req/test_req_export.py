@@ -93,3 +93,21 @@ def test_exported_residual_composes_like_training(tmp_path):
     finally:
         env.close()
         task.close()
+
+
+def test_eval_records_the_residuals_success_in_the_residual_artifact(tmp_path, capsys):
+    """`rrl eval --record-metrics` with a residual writes the measured success into the residual's policy.yaml
+    (what the shipped REQ residual carries), with the command that measured it; the sha256 stays valid."""
+    import json
+
+    from policies.artifact import load_artifact
+    from rrl.cli import main as rrl
+
+    _tiny_run(tmp_path, residual=True)
+    export_run(tmp_path / "run", tmp_path / "art")
+    assert rrl(["eval", "--task", "ur5_pick", "--base", "waypoint", "--residual", str(tmp_path / "art"),
+                "--episodes", "2", "--record-metrics", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    metrics = load_artifact(tmp_path / "art").metrics  # checks the graph's sha256 too
+    assert metrics["success_rate"] == report["success_rate"] and metrics["episodes"] == 2
+    assert f"--residual {tmp_path / 'art'}" in metrics["command"]
