@@ -22,6 +22,13 @@ from machine_info import machine
 
 
 def read_curve(run_dir: Path) -> list[dict]:
+    """The run's evaluations: summary.json's history when the run has stopped (it is the checkpointed
+    history, without evaluations of a process killed after its last checkpoint), else eval.jsonl."""
+    summary = run_dir / "summary.json"
+    if summary.exists():
+        history = json.loads(summary.read_text()).get("history")
+        if history:
+            return history
     path = run_dir / "eval.jsonl"
     if not path.exists():
         raise SystemExit(f"{run_dir}: no eval.jsonl (not a `rrl train req` run?)")

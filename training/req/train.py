@@ -13,7 +13,8 @@ Run directory:
     checkpoint.pt      learner (networks, targets, optimisers), counters, RNG state, eval history
     replay.npz         the replay buffer
     tb/                TensorBoard logs
-    eval.jsonl         one line per evaluation: frames, success_rate, wall_s
+    eval.jsonl         one line per evaluation: frames, success_rate, wall_s (rewritten from the checkpoint's
+                       history on resume: evaluations a killed process made after its last checkpoint go)
     final.pt           the learner state at the end (what `rrl export` reads)
 """
 
@@ -191,6 +192,8 @@ def train(config: TrainConfig, out_dir: str | Path, env_factory: Callable[[Train
             replay.load_state_dict(dict(z))
         rng.bit_generator.state = state["rng"]
         counters, history = state["counters"], state["history"]
+    # the evaluations of this run as resumed: a killed process may have evaluated past its last checkpoint
+    (out / "eval.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in history))
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     (out / "run.yaml").write_text(yaml.safe_dump({"kind": "req", "algo": config.algo, "task": config.task}))
 

@@ -37,9 +37,13 @@ def test_short_reqfse_run_beats_the_expert(tmp_path):
 def test_resume_continues_from_the_checkpoint(tmp_path):
     first = train(_config(600), tmp_path, env_factory=lambda c: PointReach(), progress=False, max_wall_s=0.0)
     assert not first["finished"] and (tmp_path / "checkpoint.pt").exists()
+    # an evaluation a killed process wrote after its last checkpoint belongs to a lost branch of the run
+    with open(tmp_path / "eval.jsonl", "a") as f:
+        f.write(json.dumps({"frames": 550, "success_rate": 1.0, "wall_s": 9.9, "updates": 250}) + "\n")
     done = train(_config(600), tmp_path, env_factory=lambda c: PointReach(), progress=False)
     assert done["finished"] and done["frames"] >= 600 and done["episodes"] > first["episodes"]
     evals = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
     assert [e["frames"] for e in evals] == sorted(e["frames"] for e in evals)
+    assert evals == done["history"] and all(e["wall_s"] != 9.9 for e in evals)
     with pytest.raises(ValueError, match="different config"):
         train(_config(900), tmp_path, env_factory=lambda c: PointReach(), progress=False)
