@@ -15,7 +15,7 @@ Run directory:
     tb/                TensorBoard logs
     eval.jsonl         one line per evaluation: frames, success_rate, wall_s (rewritten from the checkpoint's
                        history on resume: evaluations a killed process made after its last checkpoint go)
-    final.pt           the learner state at the end (what `rrl export` reads)
+    final.pt           the learner state at the end (what `rrl export` reads; a later checkpoint.pt wins)
 """
 
 from __future__ import annotations
@@ -272,20 +272,28 @@ def train(config: TrainConfig, out_dir: str | Path, env_factory: Callable[[Train
                "last_eval": history[-1] if history else None, "history": history}
     # written also after a wall-clock stop: the learner so far is a usable policy
     torch.save({"config": config.to_dict(), "learner": learner.state_dict(), "obs_dim": env.obs_dim,
-                "action_dim": env.action_dim}, out / "final.pt")
+                "action_dim": env.action_dim, "frames": counters["frames"]}, out / "final.pt")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
 def load_learner(run_dir: str | Path) -> tuple[TrainConfig, REQLearner]:
-    """The trained learner of a run: `final.pt`, or the latest `checkpoint.pt` of an interrupted run."""
+    """The trained learner of a run: the later of `final.pt` and `checkpoint.pt`.
+
+    A run resumed after it wrote `final.pt` (a wall-clock stop, then more frames) and killed again has a
+    checkpoint newer than its `final.pt`; the frame counts decide, `final.pt` on a tie.
+    """
     run_dir = Path(run_dir)
-    path = run_dir / "final.pt"
-    if not path.exists():
-        path = run_dir / "checkpoint.pt"
-    if not path.exists():
+    final, ckpt = run_dir / "final.pt", run_dir / "checkpoint.pt"
+    if not final.exists() and not ckpt.exists():
         raise FileNotFoundError(f"{run_dir}: neither final.pt nor checkpoint.pt (not a `rrl train req` run?)")
-    state = torch.load(path, weights_only=False)
+    candidates = []
+    for path in (final, ckpt):
+        if path.exists():
+            state = torch.load(path, weights_only=False)
+            frames = state["counters"]["frames"] if "counters" in state else state.get("frames", -1)
+            candidates.append((frames, path is final, path, state))
+    _, _, path, state = max(candidates, key=lambda c: (c[0], c[1]))
     config = TrainConfig.from_dict(state["config"])
     prior = state["learner"]["prior"]
     obs_dim, action_dim = prior["normalizer.mean"].shape[0], prior["mean_head.weight"].shape[0]

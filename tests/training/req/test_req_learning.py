@@ -47,3 +47,16 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     assert evals == done["history"] and all(e["wall_s"] != 9.9 for e in evals)
     with pytest.raises(ValueError, match="different config"):
         train(_config(900), tmp_path, env_factory=lambda c: PointReach(), progress=False)
+
+
+def test_a_checkpoint_newer_than_final_wins(tmp_path):
+    # stopped by the wall clock (final.pt written), resumed, then killed: the checkpoint is the later learner
+    train(_config(600), tmp_path, env_factory=lambda c: PointReach(), progress=False, max_wall_s=0.0)
+    stale = (tmp_path / "final.pt").read_bytes()
+    done = train(_config(600), tmp_path, env_factory=lambda c: PointReach(), progress=False)
+    (tmp_path / "final.pt").write_bytes(stale)  # as if the resumed process died before writing its own
+    _, learner = load_learner(tmp_path)
+    assert learner.num_updates == done["updates"] > 0
+    (tmp_path / "checkpoint.pt").unlink()
+    _, learner = load_learner(tmp_path)
+    assert learner.num_updates < done["updates"]
