@@ -22,17 +22,19 @@ from machine_info import machine
 
 
 def read_curve(run_dir: Path) -> list[dict]:
-    """The run's evaluations: summary.json's history when the run has stopped (it is the checkpointed
-    history, without evaluations of a process killed after its last checkpoint), else eval.jsonl."""
-    summary = run_dir / "summary.json"
-    if summary.exists():
-        history = json.loads(summary.read_text()).get("history")
-        if history:
-            return history
+    """The run's evaluations. `rrl train req` rewrites eval.jsonl from the checkpointed history when it
+    resumes, so eval.jsonl is the run as it stands; summary.json's history (written when a process stops)
+    replaces it only when it reaches as far (eval.jsonl files of older versions kept the evaluations of a
+    process killed after its last checkpoint, a lost branch of the run)."""
     path = run_dir / "eval.jsonl"
     if not path.exists():
         raise SystemExit(f"{run_dir}: no eval.jsonl (not a `rrl train req` run?)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    summary = run_dir / "summary.json"
+    history = json.loads(summary.read_text()).get("history") if summary.exists() else None
+    if history and (not lines or history[-1]["frames"] >= max(e["frames"] for e in lines)):
+        return history
+    return lines
 
 
 def main() -> int:
@@ -52,12 +54,11 @@ def main() -> int:
             raise SystemExit(f"--run wants LABEL=DIR, got {item!r}")
         label, run_dir = item.split("=", 1)
         curve = read_curve(Path(run_dir))
-        summary_path = Path(run_dir) / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        # a run evaluates at its last frame when it stops, so the curve's end is the run's end
         runs[label] = {"dir": run_dir, "curve": [(e["frames"], e["success_rate"]) for e in curve],
                        "final_success": curve[-1]["success_rate"] if curve else None,
-                       "frames": summary.get("frames", curve[-1]["frames"] if curve else 0),
-                       "wall_s": summary.get("wall_s", curve[-1]["wall_s"] if curve else None),
+                       "frames": curve[-1]["frames"] if curve else 0,
+                       "wall_s": curve[-1]["wall_s"] if curve else None,
                        "eval_episodes_per_point": None}
         cfg = Path(run_dir) / "config.yaml"
         if cfg.exists():
