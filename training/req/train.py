@@ -292,8 +292,8 @@ def load_learner(run_dir: str | Path) -> tuple[TrainConfig, REQLearner]:
         if path.exists():
             state = torch.load(path, weights_only=False)
             frames = state["counters"]["frames"] if "counters" in state else state.get("frames", -1)
-            candidates.append((frames, path is final, path, state))
-    _, _, path, state = max(candidates, key=lambda c: (c[0], c[1]))
+            candidates.append((frames, path is final, state))
+    *_, state = max(candidates, key=lambda c: (c[0], c[1]))
     config = TrainConfig.from_dict(state["config"])
     prior = state["learner"]["prior"]
     obs_dim, action_dim = prior["normalizer.mean"].shape[0], prior["mean_head.weight"].shape[0]
