@@ -160,6 +160,11 @@ def base_label(kind: str, artifact: str) -> str:
     return kind if is_waypoint(kind) else str(artifact)
 
 
+def base_name(kind: str, artifact: str) -> str:
+    """The base's name in the status messages and reports (`waypoint[:VARIANT]`, or `bc:ARTIFACT`)."""
+    return kind if is_waypoint(kind) else f"bc:{artifact}"
+
+
 def check_residual_fits(residual, label: str) -> None:
     """A residual artifact was trained on one base; refuse to put it on another."""
     artifact = getattr(residual, "artifact", None)

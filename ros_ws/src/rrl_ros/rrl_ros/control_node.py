@@ -50,7 +50,7 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 from controllers.safety import SafetyConfig
 from rrl_ros import conversions as conv
 from rrl_ros.control_core import (
-    BASE_KINDS, ControlCore, SlotError, base_label, check_residual_fits, is_waypoint, make_base, make_residual,
+    BASE_KINDS, ControlCore, SlotError, base_label, base_name, check_residual_fits, make_base, make_residual,
     needs_images,
 )
 from rrl_ros.metrics import LoopMetrics
@@ -109,7 +109,7 @@ class ControlNode(Node):
             check_residual_fits(residual, label)
         except SlotError as e:
             raise ParameterError(str(e)) from None
-        self.core = ControlCore(self.spec, base, label if is_waypoint(kind) else f"bc:{artifact}", residual,
+        self.core = ControlCore(self.spec, base, base_name(kind, artifact), residual,
                                 SafetyConfig(period_s=self.period_s, stale_periods=float(g("stale_periods"))))
         self.residual_name = g("residual")
         self.history = int(g("camera_history"))
@@ -158,7 +158,7 @@ class ControlNode(Node):
         except SlotError as e:
             self.get_logger().warning(f"rejected base change to {kind} {artifact!r}: {e}")
             return SetParametersResult(successful=False, reason=str(e))
-        name = label if is_waypoint(kind) else f"bc:{artifact}"
+        name = base_name(kind, artifact)
         self.pending_base = (base, name, self.last_answered_tick)
         self.get_logger().info(f"base controller -> {name} (applied before the next tick)")
         return SetParametersResult(successful=True)
