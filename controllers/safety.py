@@ -113,6 +113,11 @@ class SafetyCounters:
     """Ticks where even the base action was NaN/Inf and the robot was held."""
     clipped: int = 0
     """Ticks where at least one continuous dimension was clipped to the limits."""
+    base_errors: int = 0
+    """Ticks where the base controller raised (e.g. an image base without frames) and the robot was held
+    (counted by the composed policy, policies.runtime.ComposedPolicy)."""
+    residual_errors: int = 0
+    """Ticks where the residual raised and the base action went out alone (counted by the composed policy)."""
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)

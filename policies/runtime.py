@@ -1,17 +1,25 @@
 """Runtime policies: artifacts -> actions, over the task observation dict (sim_bridge.task).
 
+The one policy path: `rrl eval`, the training rollouts (DMPO and REQ), the exporters' parity checks
+and the ROS control node all run a `ComposedPolicy`, so a policy's numbers are the robot's numbers.
+
 - `ArtifactModel`: an artifact plus its ONNX session; builds the graph inputs from an
-  observation (normalised vector fields, centre-cropped image stacks) and caller extras
-  (`base_action`, `features`), runs the graph, returns outputs by role.
-- `BCPolicy`: a BC base policy. `step(obs)` -> `BaseOutput(action, features)`: the
-  denormalised action at t (binary fields thresholded to {0, 1}) and the 256-d bottleneck
-  features the residual reads.
-- `WaypointBase`: the scripted waypoint expert (optionally a variant) as a base.
-- `PriorPolicy`: a REQ/CRR prior acting on its own (the Gaussian mean, denormalised).
-- `ResidualPolicy`: pi_r(s, u) -> mu, with scale c * sigma_action (RRLfD eq. 6 at evaluation:
-  the deterministic mean, denormalised around zero).
-- `ComposedPolicy`: u + c * sigma_action * mu through `controllers.residual.ResidualComposer`,
-  clipped by `controllers.safety.ActionLimits`; what `rrl eval` runs. `load_policy(task_spec, base, residual)` builds one from strings.
+  observation (`input_vector`: normalised vector fields; centre-cropped image stacks) and caller
+  extras (`base_action`, `features`), runs the graph, returns outputs by role.
+- Bases (`reset(seed)`, `step(obs) -> BaseOutput`): `BCPolicy` (a BC artifact: the denormalised
+  action at t, binary fields thresholded, and the 256-d bottleneck features the residual reads),
+  `WaypointBase` (the scripted waypoint expert, optionally a variant), `PriorPolicy` (a REQ/CRR
+  prior acting on its own: the Gaussian mean), and `policies.plain_onnx.PlainOnnxBase`.
+- Residuals (`mean(obs, base) -> mu`, `scale`): `ResidualPolicy` (RRLfD eq. 6 at evaluation:
+  the deterministic mean mu in normalised units, scale c * sigma_action) and
+  `policies.plain_onnx.PlainOnnxResidual`.
+- `ComposedPolicy`: base + residual + safety layer. Every tick: u = base(obs) (a base that raises
+  holds the robot, counted), mu = residual(obs, u) (a residual that raises is dropped for the tick,
+  counted), then `controllers.residual.ResidualComposer` (u + c * sigma * mu, binary fields the
+  base's) and `controllers.safety.SafetyLayer` (stale observation -> hold; NaN/Inf -> u, or hold
+  when u is not finite; clip to the limits), all counted in `counters`.
+- `load_base`, `load_residual`, `load_policy`: from the strings the command line and the node
+  parameters take (`policies.base_spec` parses them).
 
 Never imports torch; ONNX Runtime only (policies.onnx_runtime).
 """
@@ -25,8 +33,11 @@ from typing import Protocol
 import numpy as np
 
 from controllers.residual import ResidualComposer
-from policies.artifact import ArtifactError, PolicyArtifact, load_artifact
+from controllers.safety import SafetyConfig, SafetyCounters, SafetyLayer
+from policies.artifact import ArtifactError, FieldStats, PolicyArtifact, load_artifact
+from policies.base_spec import BaseSpec, BaseSpecError, check_variant, parse_base, parse_base_path
 from policies.onnx_runtime import OnnxSession
+from policies.plain_onnx import PlainOnnxBase, PlainOnnxResidual
 from sim_bridge.spec import TaskSpec
 from sim_bridge.task import CameraConfig, Observation
 
@@ -43,6 +54,7 @@ class BaseOutput:
 
 class Base(Protocol):
     name: str
+    needs_images: bool
 
     def reset(self, seed: int) -> None: ...
 
@@ -71,6 +83,29 @@ def image_input(obs: Observation, source: str, shape: tuple[int, ...]) -> np.nda
     return out[None]
 
 
+def input_vector(sources: tuple[str, ...], stats: dict[str, FieldStats], obs: Observation,
+                 extras: dict[str, np.ndarray | None], who: str = "policy") -> np.ndarray:
+    """One vector input (S,) float32: the named sources in order, vector fields normalised.
+
+    `proprio`/`state` come from the observation, normalised with their statistics; `base_action`
+    (or `action`) from `extras`, normalised with the action statistics; anything else (`features`)
+    from `extras` as it is. Training builds its network inputs with this same function.
+    """
+    parts = []
+    for s in sources:
+        if s in ("proprio", "state"):
+            parts.append(stats[s].normalise(obs[s]))
+        elif s in ("base_action", "action"):
+            if extras.get(s) is None:
+                raise KeyError(f"{who} needs {s!r}")
+            parts.append(stats["action"].normalise(extras[s]))
+        else:
+            if extras.get(s) is None:
+                raise KeyError(f"{who} needs {s!r} (a residual on a learned base reads its features)")
+            parts.append(np.asarray(extras[s], np.float32).reshape(-1))
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
 class ArtifactModel:
     """A loaded artifact and its warmed-up ONNX session."""
 
@@ -86,26 +121,18 @@ class ArtifactModel:
     def feeds(self, obs: Observation, **extras: np.ndarray) -> dict[str, np.ndarray]:
         """Graph inputs for one observation (batch of 1). Vector sources are normalised with the
         artifact's statistics (`base_action` with the action statistics); features pass as they are."""
-        stats = self.artifact.normalisation
         out = {}
         for inp in self.artifact.inputs:
             if inp.is_image:
                 out[inp.name] = image_input(obs, inp.sources[0], inp.shape)
-                continue
-            parts = []
-            for s in inp.sources:
-                if s in ("proprio", "state"):
-                    parts.append(stats[s].normalise(obs[s]))
-                elif s in ("base_action", "action"):
-                    if s not in extras:
-                        raise KeyError(f"{self.artifact.describe()} needs {s!r}")
-                    parts.append(stats["action"].normalise(extras[s]))
-                else:
-                    if extras.get(s) is None:
-                        raise KeyError(f"{self.artifact.describe()} needs {s!r} (a residual on a learned base reads its features)")
-                    parts.append(np.asarray(extras[s], np.float32).reshape(-1))
-            out[inp.name] = np.concatenate(parts)[None].astype(np.float32)
+            else:
+                vector = input_vector(inp.sources, self.artifact.normalisation, obs, extras, self.artifact.describe())
+                out[inp.name] = vector[None]
         return out
+
+    @property
+    def needs_images(self) -> bool:
+        return any(i.is_image for i in self.artifact.inputs)
 
     def run(self, obs: Observation, **extras: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs by role, batch dimension removed."""
@@ -129,6 +156,7 @@ class BCPolicy:
         self.model = model
         self.artifact = model.artifact
         self.name = model.artifact.path.name if model.artifact.path else "bc"
+        self.needs_images = model.needs_images
 
     def reset(self, seed: int) -> None:
         pass
@@ -152,6 +180,7 @@ class PriorPolicy:
         self.model = model
         self.artifact = model.artifact
         self.name = model.artifact.path.name if model.artifact.path else model.artifact.kind
+        self.needs_images = model.needs_images
 
     def reset(self, seed: int) -> None:
         pass
@@ -167,6 +196,9 @@ class PriorPolicy:
 
 class WaypointBase:
     """The task's scripted waypoint expert as a base controller (`waypoint` or `waypoint:VARIANT`)."""
+
+    needs_images = False
+    artifact = None
 
     def __init__(self, task_spec: TaskSpec, variant: str | None = None):
         from controllers.experts import make_expert
@@ -200,6 +232,8 @@ class ResidualPolicy:
             raise ArtifactError(f"{model.artifact.describe()} is not a residual artifact")
         self.model = model
         self.artifact = model.artifact
+        self.name = model.artifact.path.name if model.artifact.path else "residual"
+        self.needs_images = model.needs_images
         self.scale = float(model.artifact.residual_scale) * np.asarray(model.artifact.normalisation["action"].std, np.float64)
         """(A,) c * sigma_action: multiplies mu to give the residual in action units."""
 
@@ -212,39 +246,145 @@ class ResidualPolicy:
         return out["residual_mean"].astype(np.float64)
 
 
-class ComposedPolicy:
-    """A base controller plus an optional residual: act(obs) = clip(u + c * sigma * mu).
+class Residual(Protocol):
+    name: str
+    needs_images: bool
+    scale: np.ndarray
+    """(A,) multiplies mu to give the residual in action units."""
 
-    Composition and clipping are the control node's own (controllers.residual, controllers.safety),
-    so evaluation runs exactly what the robot runs. Implements training.evaluation.Policy.
+    def reset(self, seed: int) -> None: ...
+
+    def mean(self, obs: Observation, base: BaseOutput) -> np.ndarray: ...
+
+
+BASE_ERRORS = (ValueError, KeyError, FloatingPointError, IndexError)
+"""What a base or residual may raise on an observation it cannot act on (missing frames, wrong sizes)."""
+
+
+@dataclass
+class Tick:
+    """What the composed policy did on one control tick."""
+
+    command: np.ndarray
+    """(A,) float64: the command for the robot, within the task limits (or the hold action)."""
+    base_action: np.ndarray | None
+    """u (A,) as the base produced it; None when the base was not run (stale) or failed."""
+    residual_mean: np.ndarray | None
+    """mu (A,) in the residual's units before scaling; None without a residual (or when it failed)."""
+    reason: str
+    """The verdict: ok, clipped, nonfinite_fallback, nonfinite_hold, stale_hold, base_error, residual_error."""
+
+
+class ComposedPolicy:
+    """A base controller plus an optional residual behind the safety layer: the one policy path.
+
+    `step(obs, observation_age_s)` returns a `Tick`: the command is
+    `SafetyLayer.filter(ResidualComposer.compose(u, mu), u)`: u + c * sigma * mu clipped to the limits,
+    u alone when the sum is NaN/Inf, the hold action when the observation is stale or u itself is not
+    finite. A base that raises holds the robot (`base_errors`); a residual that raises is dropped
+    for that tick, so u goes out alone (`residual_errors`). `act(obs)` is `step(obs).command` for
+    evaluation loops (training.evaluation.Policy). `compose(base_output, mu)` runs the same rule on a
+    residual mean the caller supplies (training rollouts: mu is the learner's sampled action).
+
+    `composer` overrides the composition rule for the training baselines that have no base (DMPO
+    from scratch, fine-tuning: u is a constant and the residual also drives the binary fields).
     """
 
-    def __init__(self, spec: TaskSpec, base: Base, residual: ResidualPolicy | None = None):
+    def __init__(self, spec: TaskSpec, base: Base, residual: Residual | None = None,
+                 safety: SafetyConfig = SafetyConfig(), composer: ResidualComposer | None = None,
+                 residual_scale: np.ndarray | None = None):
         self.spec = spec
         self.base = base
         self.residual = residual
         self.limits = spec.action_limits
-        self.composer = ResidualComposer(self.limits, scale=tuple(residual.scale) if residual is not None else 1.0)
+        self.safety = SafetyLayer(self.limits, safety)
+        if composer is None:
+            scale = residual_scale if residual_scale is not None else residual.scale if residual is not None else 1.0
+            composer = ResidualComposer(self.limits, scale=tuple(np.broadcast_to(np.asarray(scale, np.float64), (self.limits.size,))))
+        self.composer = composer
+        self.seed = 0
         self.last_base: BaseOutput | None = None
         self.last_residual_mean: np.ndarray | None = None
 
+    @property
+    def counters(self) -> SafetyCounters:
+        return self.safety.counters
+
+    @property
+    def name(self) -> str:
+        return self.base.name + ("" if self.residual is None else f" + {self.residual.name}")
+
+    @property
+    def needs_images(self) -> bool:
+        return bool(self.base.needs_images or (self.residual is not None and self.residual.needs_images))
+
     def reset(self, seed: int) -> None:
+        self.seed = seed
         self.base.reset(seed)
         if self.residual is not None:
             self.residual.reset(seed)
+        self.last_base = self.last_residual_mean = None
+
+    def set_base(self, base: Base) -> None:
+        """Swap the base controller between two ticks; it starts from the current episode's seed."""
+        base.reset(self.seed)
+        self.base = base
+
+    def hold(self) -> Tick:
+        """The stale-observation hold (zero velocity, binary fields kept), counted."""
+        d = self.safety.filter(None, None, float("inf"))
+        return Tick(d.action, None, None, d.reason)
+
+    def step(self, obs: Observation, observation_age_s: float = 0.0) -> Tick:
+        """One tick on observation `obs`, `observation_age_s` old (0 in evaluation and lockstep)."""
+        if not observation_age_s <= self.safety.config.stale_after_s:  # also catches NaN ages
+            return self.hold()
+        try:
+            base_out = self.base.step(obs)
+        except BASE_ERRORS as e:
+            self.counters.base_errors += 1
+            self.last_base = self.last_residual_mean = None
+            d = self.safety.filter(None, None, observation_age_s)
+            return Tick(d.action, None, None, f"base_error: {e}")
+        mu, residual_error = None, None
+        if self.residual is not None:
+            try:
+                mu = self.residual.mean(obs, base_out)
+            except BASE_ERRORS as e:
+                self.counters.residual_errors += 1
+                residual_error = e
+        tick = self.compose(base_out, mu, observation_age_s)
+        if residual_error is not None:
+            tick.reason = f"residual_error: {residual_error}"
+        return tick
+
+    def compose(self, base_out: BaseOutput, residual_mean: np.ndarray | None, observation_age_s: float = 0.0) -> Tick:
+        """u + c * sigma * mu through the safety layer, for a base output and residual mean in hand."""
+        u = np.asarray(base_out.action, np.float64).reshape(-1)
+        self.last_base, self.last_residual_mean = base_out, residual_mean
+        try:
+            candidate = self.composer.compose(u, residual_mean)
+        except ValueError:  # wrong sizes: the safety layer falls back to u (or holds)
+            candidate = None
+        d = self.safety.filter(candidate, u, observation_age_s)
+        return Tick(d.action, u, None if residual_mean is None else np.asarray(residual_mean, np.float64), d.reason)
 
     def act(self, obs: Observation) -> np.ndarray:
-        self.last_base = self.base.step(obs)
-        self.last_residual_mean = None if self.residual is None else self.residual.mean(obs, self.last_base)
-        return self.limits.clip(self.composer.compose(self.last_base.action, self.last_residual_mean))
+        return self.step(obs).command
 
 
-def load_base(base: str, task_spec: TaskSpec, threads: int = 1) -> Base:
-    """`waypoint`, `waypoint:VARIANT`, or the directory of a `bc` (or REQ/CRR prior) artifact."""
-    if base == "waypoint" or base.startswith("waypoint:"):
-        variant = base.split(":", 1)[1] if ":" in base else None
-        return WaypointBase(task_spec, variant=variant or None)
-    model = ArtifactModel.load(base, task_spec, threads=threads)
+def load_base(base: str | BaseSpec, task_spec: TaskSpec, threads: int = 1) -> Base:
+    """`waypoint`, `waypoint:VARIANT`, a `bc` (or REQ/CRR prior) artifact directory, or a plain .onnx file.
+
+    Raises `BaseSpecError` for a string that names no base or an unknown variant, `ArtifactError` for an
+    artifact that does not fit the task or cannot be a base."""
+    spec = parse_base(base) if isinstance(base, str) else base
+    if spec.is_waypoint:
+        check_variant(spec, task_spec.name)
+        return WaypointBase(task_spec, variant=spec.variant)
+    if spec.kind == "onnx":
+        return PlainOnnxBase(spec.path, task_spec)
+    model = ArtifactModel.load(spec.path, task_spec, threads=threads)
     if model.artifact.kind == "bc":
         return BCPolicy(model)
     if model.artifact.kind in ("req_prior", "crr_prior"):
@@ -253,30 +393,52 @@ def load_base(base: str, task_spec: TaskSpec, threads: int = 1) -> Base:
                         "use waypoint, waypoint:VARIANT, or a bc/req_prior/crr_prior artifact")
 
 
-def load_residual(directory: str | Path, task_spec: TaskSpec, base: str, threads: int = 1) -> ResidualPolicy:
-    """Load a residual and check it was trained on `base` (the same string, or the base artifact's dir name)."""
-    model = ArtifactModel.load(directory, task_spec, threads=threads)
-    trained_on = model.artifact.base
-    names = {base, Path(base).name} if not base.startswith("waypoint") else {base}
-    if trained_on not in names:
-        raise ArtifactError(f"{model.artifact.describe()} was trained on base {trained_on!r}, not {base!r}")
+def load_residual(path: str | Path, task_spec: TaskSpec, base: str | BaseSpec, threads: int = 1,
+                  plain_scale: float | None = None) -> Residual:
+    """A residual artifact directory (checked to be trained on `base`), or a plain .onnx file (scale `plain_scale`)."""
+    base_spec = parse_base(base) if isinstance(base, str) else base
+    spec = residual_path(path)
+    if spec.kind == "onnx":
+        if plain_scale is None:
+            raise ArtifactError(f"residual {spec.path} is a plain ONNX file: it needs a residual scale (the node's residual_scale)")
+        return PlainOnnxResidual(spec.path, task_spec, plain_scale)
+    model = ArtifactModel.load(spec.path, task_spec, threads=threads)
+    check_residual_fits(model.artifact, base_spec)
     return ResidualPolicy(model)
 
 
-def load_policy(task_spec: TaskSpec, base: str, residual: str | Path | None = None, threads: int = 1) -> ComposedPolicy:
-    """The policy `rrl eval` and the control node run: base (+ residual)."""
+def check_residual_fits(artifact: PolicyArtifact | None, base: BaseSpec) -> None:
+    """A residual artifact was trained on one base; refuse to put it on another (plain residuals fit any)."""
+    if artifact is None:
+        return
+    if artifact.kind != "residual":
+        raise ArtifactError(f"{artifact.describe()} is not a residual artifact (kind {artifact.kind!r})")
+    if not base.matches(str(artifact.base)):
+        raise ArtifactError(f"{artifact.describe()} was trained on base {artifact.base!r}, not {base.text!r}")
+
+
+def load_policy(task_spec: TaskSpec, base: str | BaseSpec, residual: str | Path | None = None, threads: int = 1,
+                safety: SafetyConfig = SafetyConfig(), plain_residual_scale: float | None = None) -> ComposedPolicy:
+    """The policy `rrl eval`, the control node and the tests run: base (+ residual) + safety."""
     b = load_base(base, task_spec, threads=threads)
-    r = None if residual is None else load_residual(residual, task_spec, base, threads=threads)
-    return ComposedPolicy(task_spec, b, r)
+    r = None if residual is None else load_residual(residual, task_spec, base, threads=threads, plain_scale=plain_residual_scale)
+    return ComposedPolicy(task_spec, b, r, safety=safety)
 
 
-def camera_for_artifacts(*directories: str | Path | None) -> CameraConfig | None:
-    """The camera needed by artifact directories (strings starting with `waypoint` are skipped)."""
+LOAD_ERRORS = (ArtifactError, BaseSpecError)
+"""What loading a base or residual raises for input that does not fit (the message says why)."""
+
+
+def camera_for_artifacts(base: str | Path | None, residual: str | Path | None = None) -> CameraConfig | None:
+    """The camera a base (+ residual) needs (waypoint bases and plain ONNX files need none)."""
     cams = set()
-    for d in directories:
-        if d is None or str(d).startswith("waypoint"):
+    for path, role in ((base, "base"), (residual, "residual")):
+        if path is None:
             continue
-        a = load_artifact(d, check_graph=False)
+        spec = parse_base(str(path)) if role == "base" else residual_path(path)
+        if spec.kind != "artifact":
+            continue
+        a = load_artifact(spec.path, check_graph=False)
         if a.camera is not None:
             cams.add((a.camera.width_px, a.camera.height_px, a.camera.history))
     if len(cams) > 1:
@@ -285,3 +447,11 @@ def camera_for_artifacts(*directories: str | Path | None) -> CameraConfig | None
         return None
     w, h, n = cams.pop()
     return CameraConfig(width_px=w, height_px=h, history=n)
+
+
+def residual_path(path: str | Path) -> BaseSpec:
+    """A residual given by path: an artifact directory or a plain .onnx file (checked, not loaded)."""
+    try:
+        return parse_base_path(path, role="residual")
+    except BaseSpecError as e:
+        raise ArtifactError(str(e)) from None

@@ -1,7 +1,9 @@
 """Evaluation of a policy on a task over seeded episodes.
 
 A `Policy` here is anything with `reset(seed)` and `act(obs) -> action` taking the
-task's observation dict (see `sim_bridge.task`). Held-out evaluation seeds start at
+task's observation dict (see `sim_bridge.task`); `rrl eval` passes the one composed policy
+(`policies.runtime.ComposedPolicy`: base + residual + safety layer), whose safety counters
+(NaN/Inf fallbacks, holds, clips, base errors) are reported per episode and in the summary. Held-out evaluation seeds start at
 `EVAL_SEED_BASE`, far from the seeds demonstrations are recorded with
 (`DEMO_SEED_BASE`), so an evaluation never replays a training episode.
 """
@@ -50,6 +52,8 @@ class EpisodeResult:
     success: bool
     steps: int
     """Control steps until success (or the horizon)."""
+    safety: dict[str, int] = field(default_factory=dict)
+    """The safety layer's counters over this episode (empty for a policy without one)."""
 
 
 @dataclass
@@ -59,22 +63,35 @@ class EvalResult:
     def summary(self) -> dict:
         n = len(self.episodes)
         wins = [e.steps for e in self.episodes if e.success]
+        safety: dict[str, int] = {}
+        for e in self.episodes:
+            for key, value in e.safety.items():
+                safety[key] = safety.get(key, 0) + value
         return {
             "episodes": n,
             "success_rate": (len(wins) / n) if n else 0.0,
             "mean_steps_success": float(np.mean(wins)) if wins else None,
+            **({"safety": safety} if safety else {}),
         }
+
+
+def _counters(policy: Policy) -> dict[str, int]:
+    counters = getattr(policy, "counters", None)
+    return {} if counters is None else counters.as_dict()
 
 
 def run_episode(task: Task, policy: Policy, seed: int) -> EpisodeResult:
     """One episode until success or the horizon."""
+    before = _counters(policy)
     obs = task.reset(seed)
     policy.reset(seed)
     while True:
         step = task.step(policy.act(obs))
         obs = step.obs
         if step.terminated or step.truncated:
-            return EpisodeResult(seed=seed, success=step.success, steps=task.step_count)
+            after = _counters(policy)
+            return EpisodeResult(seed=seed, success=step.success, steps=task.step_count,
+                                 safety={k: v - before.get(k, 0) for k, v in after.items()})
 
 
 def evaluate(task: Task, policy: Policy, episodes: int, seed: int, progress: bool = True) -> EvalResult:

@@ -3,6 +3,11 @@
 `--base` is `waypoint`, `waypoint:VARIANT` or a policy artifact directory (bc, or a REQ/CRR prior);
 `--residual` an optional residual artifact trained on that base. Seeds start at
 `training.evaluation.EVAL_SEED_BASE` by default, away from the seeds demos are recorded with.
+
+The episodes run `policies.runtime.ComposedPolicy`, the same base + residual + safety layer the
+ROS control node runs; `--json` reports its counters (`safety`: NaN/Inf fallbacks, holds, clips,
+base and residual errors). Bad input (an unknown task or variant, a path that is no artifact, a
+negative seed) exits 2 with one line that says what is wrong.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="task name, e.g. ur5_pick")
     p.add_argument("--base", required=True, help="waypoint | waypoint:VARIANT | ARTIFACT_DIR")
     p.add_argument("--residual", default=None, metavar="ARTIFACT_DIR", help="residual artifact to add to the base")
-    p.add_argument("--episodes", type=int, default=100, help="number of episodes")
+    p.add_argument("--episodes", type=int, default=100, help="number of episodes (>= 1)")
     p.add_argument("--seed", type=int, default=EVAL_SEED_BASE,
                    help=f"seed of the first episode (default EVAL_SEED_BASE = {EVAL_SEED_BASE}); episode i uses seed + i")
     p.add_argument("--record-metrics", action="store_true",
@@ -26,38 +31,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
+def _fail(message: str) -> SystemExit:
+    import sys
+
+    print(f"rrl eval: {message}", file=sys.stderr)
+    return SystemExit(2)
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from policies.artifact import ArtifactError, update_metrics
-    from policies.runtime import camera_for_artifacts, load_policy
-    from sim_bridge import make_task
+    from policies.artifact import update_metrics
+    from policies.base_spec import check_variant, parse_base
+    from policies.runtime import LOAD_ERRORS, camera_for_artifacts, load_policy
+    from sim_bridge import make_task, task_names
     from training.evaluation import DEMO_SEED_BASE, EVAL_SEED_BASE, evaluate
 
     if args.episodes < 1:
-        raise SystemExit("rrl eval: --episodes must be >= 1")
+        raise _fail(f"--episodes must be >= 1, got {args.episodes}")
+    if args.seed < 0:
+        raise _fail(f"--seed must be >= 0, got {args.seed} (held-out seeds start at {EVAL_SEED_BASE})")
+    if args.task not in task_names():
+        raise _fail(f"unknown task {args.task!r}; known: {task_names()}")
+    try:  # everything that can be checked without building the task
+        base = parse_base(args.base)
+        check_variant(base, args.task)
+        camera = camera_for_artifacts(args.base, args.residual)
+    except LOAD_ERRORS as e:
+        raise _fail(str(e)) from None
     if args.seed < EVAL_SEED_BASE:
         print(f"warning: seeds from {args.seed} may overlap demonstration seeds (from {DEMO_SEED_BASE}); "
               f"held-out seeds start at {EVAL_SEED_BASE}", flush=True)
-    try:
-        camera = camera_for_artifacts(args.base, args.residual)
-        task = make_task(args.task, camera=camera)
-    except (ArtifactError, KeyError) as e:
-        raise SystemExit(f"rrl eval: {e}") from None
+    task = make_task(args.task, camera=camera)
     try:
         try:
-            policy = load_policy(task.spec, args.base, args.residual)
-        except (ArtifactError, KeyError) as e:
-            raise SystemExit(f"rrl eval: {e}") from None
+            policy = load_policy(task.spec, base, args.residual)
+        except LOAD_ERRORS as e:
+            raise _fail(str(e)) from None
         start = time.monotonic()
         result = evaluate(task, policy, episodes=args.episodes, seed=args.seed, progress=not args.json)
         wall_s = time.monotonic() - start
     finally:
         task.close()
     report = {"task": args.task, "base": args.base, "residual": args.residual, **result.summary(),
-              "seed": args.seed, "wall_s": round(wall_s, 2)}
+              "safety": policy.counters.as_dict(), "seed": args.seed, "wall_s": round(wall_s, 2)}
     # the evaluated artifact is the residual when there is one (on its base), else a learned base
-    evaluated = args.residual if args.residual is not None else None if args.base.startswith("waypoint") else args.base
+    evaluated = args.residual if args.residual is not None else None if base.is_waypoint else args.base
     if args.record_metrics and evaluated is not None:
         residual_flag = f" --residual {args.residual}" if args.residual is not None else ""
         update_metrics(evaluated, {"success_rate": report["success_rate"], "episodes": report["episodes"],
@@ -69,5 +88,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{args.task} base {args.base}" + (f" + residual {args.residual}" if args.residual else "")
               + f": success {report['success_rate']:.2f} over {report['episodes']} episodes, "
-                f"mean steps on success {report['mean_steps_success']}")
+                f"mean steps on success {report['mean_steps_success']}; safety {report['safety']}")
     return 0

@@ -1,7 +1,8 @@
 """The control node: base controller + optional residual + safety layer, publishing /command.
 
-A thin shell over `rrl_ros.control_core.ControlCore`: it assembles the task
-observation from the sim's topics, calls `tick`, publishes the command.
+A thin shell over `policies.runtime.ComposedPolicy`, the one policy path (base + residual +
+safety layer) that `rrl eval` and the training rollouts run too: the node assembles the task
+observation from the sim's topics, calls `step`, publishes the command. Only ROS concerns live here.
 
 When does it compute? On the observation: the sim publishes one set per tick
 (joint states, proprio, state, camera frame, then /task/status); once every topic
@@ -18,7 +19,7 @@ Parameters (read-only unless said):
   rate_hz              nominal control rate, Hz
   base_controller      waypoint | waypoint:VARIANT | bc  -- settable at run time (`rrl switch`)
   base_artifact        artifact dir or ONNX file for bc  -- settable at run time
-  residual             '' | artifact dir | ONNX file (see control_core for the plain contract)
+  residual             '' | artifact dir | ONNX file (policies.plain_onnx: the plain contract)
   residual_scale       c for a plain-ONNX residual (artifacts carry their own)
   stale_periods        observation older than this many periods: hold
   camera_history       frames stacked for image models without their own camera spec
@@ -49,10 +50,8 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 
 from controllers.safety import SafetyConfig
 from rrl_ros import conversions as conv
-from rrl_ros.control_core import (
-    BASE_KINDS, ControlCore, SlotError, base_label, base_name, check_residual_fits, make_base, make_residual,
-    needs_images,
-)
+from policies.base_spec import parse_node_base
+from policies.runtime import LOAD_ERRORS, ComposedPolicy, check_residual_fits, load_base, load_residual
 from rrl_ros.metrics import LoopMetrics
 from rrl_ros.realtime import declare_rt_priority, set_fifo_priority
 from rrl_ros.reports import write_node_report
@@ -82,7 +81,7 @@ class ControlNode(Node):
         self.declare_parameter("clock_mode", "realtime", ro("realtime or lockstep"))
         self.declare_parameter("rate_hz", 10.0, ro("nominal control rate, Hz"))
         self.declare_parameter("base_controller", "waypoint",
-                               ParameterDescriptor(description=f"base controller, one of {BASE_KINDS} or waypoint:VARIANT; "
+                               ParameterDescriptor(description="base controller: waypoint, waypoint:VARIANT or bc; "
                                                            "settable at run time"))
         self.declare_parameter("base_artifact", "",
                                ParameterDescriptor(description="bc base: artifact directory or ONNX file; settable at run time"))
@@ -103,14 +102,14 @@ class ControlNode(Node):
         self.period_s = 1.0 / float(g("rate_hz"))
         kind, artifact = g("base_controller"), g("base_artifact")
         try:
-            base = make_base(kind, artifact, self.spec)
-            label = base_label(kind, artifact)
-            residual = make_residual(g("residual"), self.spec, label, g("residual_scale"))
-            check_residual_fits(residual, label)
-        except SlotError as e:
+            self.base_spec = parse_node_base(kind, artifact)
+            base = load_base(self.base_spec, self.spec)
+            residual = load_residual(g("residual"), self.spec, self.base_spec, plain_scale=float(g("residual_scale"))) \
+                if g("residual") else None
+        except LOAD_ERRORS as e:
             raise ParameterError(str(e)) from None
-        self.core = ControlCore(self.spec, base, base_name(kind, artifact), residual,
-                                SafetyConfig(period_s=self.period_s, stale_periods=float(g("stale_periods"))))
+        self.policy = ComposedPolicy(self.spec, base, residual,
+                                     SafetyConfig(period_s=self.period_s, stale_periods=float(g("stale_periods"))))
         self.residual_name = g("residual")
         self.history = int(g("camera_history"))
         self.metrics = LoopMetrics(self.period_s, deadlines=not self.lockstep)
@@ -137,7 +136,7 @@ class ControlNode(Node):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         if not self.lockstep:
             self.create_timer(self.period_s, self.watchdog)
-        self.get_logger().info(f"{self.spec.name}: base {self.core.base_name}, residual {self.residual_name or 'none'}, "
+        self.get_logger().info(f"{self.spec.name}: base {self.base_spec.name}, residual {self.residual_name or 'none'}, "
                                f"{g('clock_mode')} at {1 / self.period_s:g} Hz")
 
     # --- parameters ------------------------------------------------------------------------------
@@ -149,17 +148,17 @@ class ControlNode(Node):
         kind = changes.get("base_controller", self.get_parameter("base_controller").value)
         artifact = changes.get("base_artifact", self.get_parameter("base_artifact").value)
         try:
-            base = make_base(kind, artifact, self.spec)
-            label = base_label(kind, artifact)
-            check_residual_fits(self.core.residual, label)
-            if needs_images(base) and "image" not in self.latest:
-                raise SlotError(f"base {artifact} needs camera frames but none arrived on "
+            spec = parse_node_base(kind, artifact)
+            base = load_base(spec, self.spec)
+            check_residual_fits(getattr(self.policy.residual, "artifact", None), spec)
+            if base.needs_images and "image" not in self.latest:
+                raise ValueError(f"base {artifact} needs camera frames but none arrived on "
                                 f"{self.resolve_topic_name('camera/' + self.spec.camera)} (start the sim with camera_px > 0)")
-        except SlotError as e:
+        except (*LOAD_ERRORS, ValueError) as e:
             self.get_logger().warning(f"rejected base change to {kind} {artifact!r}: {e}")
             return SetParametersResult(successful=False, reason=str(e))
-        name = base_name(kind, artifact)
-        self.pending_base = (base, name, self.last_answered_tick)
+        name = spec.name
+        self.pending_base = (base, spec, self.last_answered_tick)
         self.get_logger().info(f"base controller -> {name} (applied before the next tick)")
         return SetParametersResult(successful=True)
 
@@ -183,7 +182,7 @@ class ControlNode(Node):
 
     def required(self) -> set[str]:
         need = {"state", "proprio", "joints", "status"}
-        return need | {"image"} if self.core.needs_images else need
+        return need | {"image"} if self.policy.needs_images else need
 
     def try_tick(self) -> None:
         if not self.required() <= self.fresh:
@@ -199,22 +198,23 @@ class ControlNode(Node):
             return
         self.fresh.clear()
         if self.pending_base is not None:
-            base, name, accepted_after_tick = self.pending_base
+            base, spec, accepted_after_tick = self.pending_base
             self.pending_base = None
-            self.core.set_base(base, name)
-            self.swaps.append({"tick": status["tick"], "accepted_after_tick": accepted_after_tick, "base": name})
+            self.policy.set_base(base)
+            self.base_spec = spec
+            self.swaps.append({"tick": status["tick"], "accepted_after_tick": accepted_after_tick, "base": spec.name})
         if self.last_answered_tick < 0 and self.rt_priority:
             set_fifo_priority(self.rt_priority)  # DDS made threads while matching the sim: they get the priority too
         if status["episode"] != self.episode:
             self.episode = status["episode"]
-            self.core.reset(int(status["seed"]))
+            self.policy.reset(int(status["seed"]))
         try:
             obs = self.observation(status)
         except conv.ConversionError as e:
             self.get_logger().error(f"cannot read the observation: {e}")
             return
         age_s = 0.0 if self.lockstep else max(0.0, (time.time_ns() - status["stamp_ns"]) * 1e-9)
-        out = self.core.tick(obs, age_s)
+        out = self.policy.step(obs, age_s)
         self.pub_command.publish(conv.to_command(self.spec.action, out.command))
         now_ns = time.time_ns()
         latency_s = (now_ns - status["stamp_ns"]) * 1e-9
@@ -229,7 +229,7 @@ class ControlNode(Node):
             "proprio": conv.from_float32_array(self.latest["proprio"], self.spec.proprio, "robot/proprio"),
             "joint_pos_rad": conv.from_joint_state(self.latest["joints"], self.spec.joint_names),
         }
-        if "image" in self.latest and self.core.needs_images:
+        if "image" in self.latest and self.policy.needs_images:
             frame = conv.from_image(self.latest["image"])
             if self.frames_episode != status["episode"] or status["step"] == 0 or not self.frames:
                 self.frames.clear()
@@ -245,8 +245,8 @@ class ControlNode(Node):
         if self.last_obs_stamp_ns is None or self.sim_finished:
             return
         age_s = (time.time_ns() - self.last_obs_stamp_ns) * 1e-9
-        if age_s > self.core.safety.config.stale_after_s:
-            out = self.core.stale_hold()
+        if age_s > self.policy.safety.config.stale_after_s:
+            out = self.policy.hold()
             self.pub_command.publish(conv.to_command(self.spec.action, out.command))
             if self.watchdog_holds == 0:
                 self.get_logger().warning(f"observation {age_s:.2f} s old: holding the robot (zero velocity)")
@@ -255,18 +255,18 @@ class ControlNode(Node):
     def publish_status(self, status: dict, out, latency_s: float) -> None:
         tolist = lambda a: None if a is None else [round(float(x), 6) for x in np.asarray(a).reshape(-1)]  # noqa: E731
         self.pub_status.publish(conv.to_json_string({
-            "tick": status["tick"], "episode": status["episode"], "step": status["step"], "base": self.core.base_name,
+            "tick": status["tick"], "episode": status["episode"], "step": status["step"], "base": self.base_spec.name,
             "reason": out.reason, "command": tolist(out.command), "base_action": tolist(out.base_action),
-            "residual": tolist(out.residual_mean), "counters": self.core.safety.counters.as_dict(),
+            "residual": tolist(out.residual_mean), "counters": self.policy.counters.as_dict(),
             "latency_ms": round(latency_s * 1e3, 3),
         }))
 
     def report(self) -> dict:
         return {"kind": "control", "node": self.get_fully_qualified_name(), "task": self.spec.name,
-                "clock_mode": "lockstep" if self.lockstep else "realtime", "base": self.core.base_name,
+                "clock_mode": "lockstep" if self.lockstep else "realtime", "base": self.base_spec.name,
                 "residual": self.residual_name or None, "metrics": self.metrics.summary(),
-                "safety": self.core.safety.counters.as_dict(), "watchdog_holds": self.watchdog_holds,
-                "base_errors": self.core.base_errors, "swaps": self.swaps}
+                "safety": self.policy.counters.as_dict(), "watchdog_holds": self.watchdog_holds,
+                "base_errors": self.policy.counters.base_errors, "swaps": self.swaps}
 
 
 def main(args: list[str] | None = None) -> int:
@@ -288,7 +288,7 @@ def main(args: list[str] | None = None) -> int:
             write_node_report(node.get_name(), node.report())
             m = node.metrics.summary()
             print(f"control: {m['ticks']} ticks, jitter p99 {m['jitter_p99_ms']} ms, latency p99 {m['latency_p99_ms']} ms, "
-                  f"missed deadlines {m['missed_deadlines']}, safety {node.core.safety.counters.as_dict()}", flush=True)
+                  f"missed deadlines {m['missed_deadlines']}, safety {node.policy.counters.as_dict()}", flush=True)
             node.destroy_node()
         rclpy.try_shutdown()
 
