@@ -20,10 +20,7 @@ from controllers.experts import Expert
 from sim_bridge.spec import TaskSpec
 from sim_bridge.task import Observation, Task
 
-DEMO_SEED_BASE = 0
-"""Demonstrations use seeds from here up (one per episode)."""
-EVAL_SEED_BASE = 1_000_000
-"""Held-out evaluation seeds start here."""
+from training.seeds import DEMO_SEED_BASE, EVAL_SEED_BASE  # noqa: F401  (re-exported: the one seed rule lives in training.seeds)
 
 
 class Policy(Protocol):
