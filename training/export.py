@@ -10,8 +10,9 @@
    `policies.onnx_runtime`) and torch on real samples (e.g. validation demos) and compares every
    output: max |onnx - torch| must be <= `atol` (1e-4), else `ExportParityError` and nothing is
    written;
-3. writes the artifact through `policies.artifact.write_artifact` (sha256 computed there), with
-   provenance extended by the git commit, library versions and the parity measured.
+3. writes the artifact through `policies.artifact.write_artifact` (the model's sha256 and the seal
+   of policy.yaml, `artifact_sha256`, computed there), with provenance extended by the git commit,
+   library versions and the parity measured.
 
 `module.forward(*inputs)` takes the inputs in `artifact.inputs` order and returns a tensor or a
 tuple of tensors in `artifact.outputs` order. Trainers (BC, DMPO, REQ) build the artifact

@@ -44,6 +44,14 @@ def test_shipped_artifact_is_valid_and_acts(directory):
             assert policy.last_base.features is not None and policy.last_base.features.shape == (256,)
 
 
+def test_every_shipped_policy_yaml_is_sealed_and_matches_its_model():
+    """Also the nested ones (a REQ prior's `q/`), which no test acts with; sealed with `python -m policies.artifact reseal`."""
+    nested = sorted(p.parent for p in PRETRAINED.glob("**/policy.yaml"))
+    assert len(nested) > len(ARTIFACTS)
+    for directory in nested:
+        load_artifact(directory)
+
+
 def test_pretrained_artifacts_are_shipped():
     assert {p.name for p in ARTIFACTS} >= {"bc_ur5_pick", "bc_ur5_bowl", "bc_ur5_push"}
 
