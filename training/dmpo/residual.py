@@ -5,7 +5,7 @@ Inputs (RRLfD Sec. 3.2), concatenated in this order into one vector:
   normalised proprioception and the normalised base action u;
 - on the waypoint base (no features): the normalised full state and the normalised u;
 - from scratch (`base=None`): the normalised full state only.
-Normalisation is `policies.artifact.FieldStats.normalise`, the exact function
+Input vectors are built by `policies.runtime.input_vector`, the exact function
 the runtime (`policies.runtime.ArtifactModel.feeds`) applies to an exported
 residual, so training and the ROS control node feed the network identical
 vectors. Statistics: a BC base brings its demonstration statistics; for the
@@ -14,8 +14,11 @@ which play the role of demonstrations.
 
 Actions (RRLfD eq. 6): the policy outputs z ~ N(μ, Σ) in normalised units; the
 residual is a = c·σ(A)∘z, denormalised around zero, and the executed action is
-`ActionLimits.clip(u + a)`, composed by `controllers.residual.ResidualComposer`
-— the control node's own code. At evaluation z = μ.
+the one policy path's command, `policies.runtime.ComposedPolicy.compose`: u + a
+through `controllers.residual.ResidualComposer` and the safety layer (clip to the
+limits; NaN/Inf -> u, counted) — the control node's own code. At evaluation
+z = μ, and the periodic evaluations run `training.evaluation.evaluate` over a
+`ComposedPolicy` whose residual is the learner's mean (`LearnerResidual`).
 
 Binary gripper: the residual does not act on binary fields; the base's 0/1
 command passes through (`ResidualComposer(residual_on_binary=False)`, the
@@ -43,7 +46,7 @@ from torch import nn
 from controllers.residual import ResidualComposer
 from controllers.safety import ActionLimits
 from policies.artifact import ActionSpec, FieldStats, InputSpec, OutputSpec, PENDING_SHA256, PolicyArtifact
-from policies.runtime import Base, BaseOutput, BCPolicy, ComposedPolicy
+from policies.runtime import Base, BaseOutput, BCPolicy, ComposedPolicy, input_vector
 from sim_bridge.spec import TaskSpec
 from sim_bridge.task import Observation, Task
 from training.dmpo.networks import GaussianPolicy
@@ -62,6 +65,8 @@ network's head trained by DMPO, acting on its own (no base action)."""
 
 class ConstantBase:
     """A constant "base action" u (scratch, finetune), optionally with a frozen BC base's features."""
+
+    needs_images, artifact = False, None
 
     def __init__(self, u: np.ndarray, features_from: Base | None = None, name: str = "none"):
         self.u = np.asarray(u, np.float32)
@@ -230,18 +235,32 @@ class ResidualSpace:
         return ResidualComposer(self.limits, scale=tuple(float(s) for s in sigma))
 
     def vector(self, obs: Observation, base: BaseOutput) -> np.ndarray:
-        """The policy input, as `policies.runtime.ArtifactModel.feeds` builds it."""
-        parts = []
-        for s in self.sources:
-            if s in ("proprio", "state"):
-                parts.append(self.stats[s].normalise(obs[s]))
-            elif s == "base_action":
-                parts.append(self.stats["action"].normalise(base.action))
-            elif s == "features":
-                if base.features is None:
-                    raise ValueError("the residual reads base features but the base produced none")
-                parts.append(np.asarray(base.features, np.float32).reshape(-1))
-        return np.concatenate(parts).astype(np.float32)
+        """The policy input: `policies.runtime.input_vector`, as `ArtifactModel.feeds` builds it at run time."""
+        return input_vector(self.sources, self.stats, obs, {"base_action": base.action, "features": base.features},
+                            "the residual")
+
+    def policy(self, base: Base, residual=None) -> ComposedPolicy:
+        """The composed policy of this space: base + (optional) residual + safety, with this mode's composition."""
+        return ComposedPolicy(self.spec, base, residual, composer=self.composer())
+
+
+class LearnerResidual:
+    """The learner's deterministic policy as a runtime residual: mu = mean(space.vector(obs, u)).
+
+    What the exported artifact computes, in torch: periodic evaluations in training run it inside a
+    `ComposedPolicy`, through the same evaluation loop as `rrl eval`."""
+
+    name, needs_images, artifact = "learner", False, None
+
+    def __init__(self, act, space: ResidualSpace):
+        self.act, self.space = act, space
+        self.scale = np.asarray(space.composer().scale, np.float64)
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def mean(self, obs: Observation, base: BaseOutput) -> np.ndarray:
+        return np.asarray(self.act(self.space.vector(obs, base)), np.float64)
 
 
 class ResidualEnv:
@@ -249,7 +268,8 @@ class ResidualEnv:
 
     def __init__(self, task: Task, base: Base, space: ResidualSpace):
         self.task, self.base, self.space = task, base, space
-        self.composer = space.composer()
+        self.policy = space.policy(base)
+        """The one policy path: each step's command is `policy.compose(u, z)` (composition + safety layer)."""
         self.limits = space.limits
         self.action_dim = task.spec.action.size
         self._base_out: BaseOutput | None = None
@@ -269,8 +289,13 @@ class ResidualEnv:
         self._base_out = self.base.step(self._obs)
         return self.space.vector(self._obs, self._base_out)
 
+    @property
+    def counters(self):
+        """The safety layer's counters over this env's steps (NaN/Inf fallbacks, clips)."""
+        return self.policy.counters
+
     def step(self, z: np.ndarray) -> EnvStep:
-        self.last_action = self.limits.clip(self.composer.compose(self._base_out.action, np.asarray(z, np.float64)))
+        self.last_action = self.policy.compose(self._base_out, np.asarray(z, np.float64)).command
         step = self.task.step(self.last_action)
         self._obs = step.obs
         done = step.terminated or step.truncated
@@ -281,17 +306,13 @@ class ResidualEnv:
 
 
 def evaluate_residual(env: ResidualEnv, act, episodes: int, seed: int) -> dict:
-    """Deterministic episodes on seeds `seed, seed + 1, ...`: success rate and mean length of successes."""
-    wins = []
-    for i in range(episodes):
-        obs, done = env.reset(seed + i), False
-        while not done:
-            step = env.step(act(obs))
-            obs, done = step.obs, step.terminated or step.truncated
-        if step.success:
-            wins.append(env.task.step_count)
-    return {"episodes": episodes, "success_rate": len(wins) / max(episodes, 1),
-            "mean_steps_success": float(np.mean(wins)) if wins else None}
+    """Deterministic episodes on seeds `seed, seed + 1, ...` through `training.evaluation.evaluate`
+    (the loop `rrl eval` runs) over base + the learner's mean as residual + safety: success rate,
+    mean length of successes and the safety counters."""
+    from training.evaluation import evaluate
+
+    policy = env.space.policy(env.base, LearnerResidual(act, env.space))
+    return evaluate(env.task, policy, episodes, seed, progress=False).summary()
 
 
 class _ExportedResidual(nn.Module):

@@ -20,7 +20,7 @@ Baselines (`dmpo_scratch`, `dmpo_finetune` runs) stop after training: they have 
 base action, so there is no residual artifact; their `eval.csv` feeds the plot.
 
 Run directory: `run.yaml` (kind `residual`, `dmpo_scratch` or `dmpo_finetune`, the config, the
-input size), `stats.json`, `eval.csv`, `tb/`, `checkpoint/`, `artifact/`,
+input size), `stats.json`, `eval.csv`, `tb/`, `checkpoints/`, `artifact/`,
 `summary.json`.
 """
 
@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
 from policies.artifact import FieldStats, update_metrics
@@ -41,7 +40,7 @@ from training.dmpo.learner import DMPOConfig
 from training.dmpo.residual import (
     STATS_SEED_BASE, ConstantBase, FineTunePolicy, ResidualEnv, bc_head, midpoint_base, ResidualSpace, base_statistics, evaluate_residual, export_residual, input_sources,
 )
-from training.dmpo.train import TrainConfig, make_agent, train
+from training.dmpo.train import TrainConfig, checkpoint_store, make_agent, read_checkpoint, train
 from training.evaluation import EVAL_SEED_BASE
 
 
@@ -104,7 +103,7 @@ class RandomBase:
     """Uniform random actions within the limits: the statistics episodes of a run from scratch
     (RRLfD assumes no demonstration statistics there)."""
 
-    name = "random"
+    name, needs_images, artifact = "random", False, None
 
     def __init__(self, spec):
         self.low, self.high = np.asarray(spec.action_low), np.asarray(spec.action_high)
@@ -224,9 +223,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False
         task.close()
     space = ResidualSpace(spec, tuple(run["sources"]), stats, residual_scale=config.residual_scale)
     learner = make_agent(run["obs_dim"], spec.action.size, config.train)
-    state = torch.load(run_dir / "checkpoint" / "learner.pt", weights_only=False)
+    found = read_checkpoint(checkpoint_store(run_dir))
+    if found is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet; train longer")
+    _, state, replay = found
     learner.load_state_dict(state["learner"])
-    replay = np.load(run_dir / "checkpoint" / "replay.npz")
     observations = replay["data/obs"]
     rng = np.random.default_rng(0)
     samples = observations[rng.choice(len(observations), size=min(512, len(observations)), replace=False)]

@@ -13,10 +13,17 @@ Two uses of one task (`TaskEnv`):
 - full policy (`residual=False`, the paper's setting): obs = full state, the action is the task's
   action, normalised per dimension to [-1, 1] by its limits; psi = the expert's action.
 - residual (`residual=True`): obs = [full state, u] with u the expert's (waypoint controller's)
-  normalised action, the executed action is u + residual_scale * a (then clipped), and the
-  expert's action in residual coordinates is psi = 0 ("add nothing to the base"). This is the
+  normalised action, the executed action is u + residual_scale * half_range * a (then clipped), and
+  the expert's action in residual coordinates is psi = 0 ("add nothing to the base"). This is the
   runtime's residual slot: base controller u plus a learned correction; binary fields (the
-  gripper) stay with the base, as the runtime's composer does.
+  gripper) stay with the base.
+
+Executed actions go through the one policy path, `policies.runtime.ComposedPolicy.compose`: the
+runtime's composition rule and safety layer (clip to the limits, NaN/Inf -> the base action,
+counted in `counters`), so a REQ residual acts in training exactly as `rrl eval` and the ROS node
+run its exported artifact (whose action statistics are the centre and half-range, c = residual_scale).
+The full policy is the same rule with u = the centre of the limits and the policy's action scaled by
+the half-range on every dimension (gripper included, thresholded at 0.5 like the runtime's clip).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from typing import Protocol
 import numpy as np
 
 from controllers.experts import Expert
+from controllers.residual import ResidualComposer
+from policies.runtime import BaseOutput, ComposedPolicy
 from sim_bridge.spec import TaskSpec
 from sim_bridge.task import Task
 
@@ -61,9 +70,13 @@ class TaskEnv:
         if residual and not 0.0 < residual_scale <= 2.0:
             raise ValueError(f"residual_scale must be in (0, 2], got {residual_scale}")
         self.center, self.scale = action_center_scale(self.spec)
-        self._binary = np.zeros(self.spec.action.size, bool)
-        for name, sl in self.spec.action.slices().items():
-            self._binary[sl] = name in self.spec.binary_action_fields
+        limits = self.spec.action_limits
+        if residual:
+            composer = ResidualComposer(limits, scale=tuple(self.residual_scale * self.scale))
+        else:
+            composer = ResidualComposer(limits, scale=tuple(self.scale), residual_on_binary=True)
+        self.policy = ComposedPolicy(self.spec, _NoBase(), composer=composer)
+        """The runtime's composition and safety layer (the expert is queried by this env, once per state)."""
         self.action_dim = self.spec.action.size
         self.obs_dim = self.spec.state.size + (self.action_dim if residual else 0)
         self.max_steps = self.spec.max_steps
@@ -92,15 +105,19 @@ class TaskEnv:
     def expert_action(self) -> np.ndarray:
         return np.zeros(self.action_dim, np.float32) if self.residual else self._u.copy()
 
+    @property
+    def counters(self):
+        """The safety layer's counters over the env's lifetime (NaN/Inf fallbacks, clips)."""
+        return self.policy.counters
+
     def executed_action(self, action: np.ndarray) -> np.ndarray:
-        """The task-unit action that `step(action)` applies (before the task's own clipping)."""
+        """The task-unit action that `step(action)` applies: the composed policy's command for u and a."""
         a = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
-        if self.residual:  # binary fields (the gripper) stay with the base, as in the runtime's composer
-            a = np.clip(self._u + np.where(self._binary, 0.0, self.residual_scale * a), -1.0, 1.0)
-        return self.denormalize(a)
+        u = self.denormalize(self._u) if self.residual else self.center
+        return self.policy.compose(BaseOutput(action=np.asarray(u, np.float64), features=None), a).command
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, bool]:
-        step = self.task.step(self.spec.clip_action(self.executed_action(action)))
+        step = self.task.step(self.executed_action(action))
         truncated = step.truncated or (self.horizon is not None and not step.terminated
                                         and self.task.step_count >= self.horizon)
         done = step.terminated or truncated
@@ -111,3 +128,15 @@ class TaskEnv:
 
     def close(self) -> None:
         self.task.close()
+
+
+class _NoBase:
+    """The composed policy's base slot when the env supplies u itself (`ComposedPolicy.compose`)."""
+
+    name, needs_images, artifact = "expert", False, None
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def step(self, obs):
+        raise RuntimeError("TaskEnv composes with ComposedPolicy.compose; the expert is queried by the env")

@@ -71,6 +71,16 @@ def test_fresh_policy_starts_at_the_base_and_never_touches_the_gripper(pick):
     np.testing.assert_array_equal(pushed[:5, 3], base_actions[:5, 3])  # the gripper command is the base's
 
 
+def test_nan_residual_action_in_training_falls_back_to_the_base_and_is_counted(pick):
+    """The training rollout runs the runtime's safety layer: a NaN z executes u (it never reaches the sim)."""
+    task, base, stats = pick
+    env = ResidualEnv(task, base, ResidualSpace(task.spec, input_sources(base), stats, residual_scale=0.33))
+    base_actions = rollout(ComposedPolicy(task.spec, base), task, 1_000_005)
+    nan_actions = rollout(env, task, 1_000_005, act=lambda o: np.full(4, np.nan))
+    assert np.array_equal(nan_actions, base_actions)
+    assert env.counters.nonfinite_fallbacks == len(nan_actions) > 0
+
+
 def test_exported_residual_runs_in_the_runtime_exactly_as_trained(pick, tmp_path):
     task, base, stats = pick
     space = ResidualSpace(task.spec, input_sources(base), stats, residual_scale=0.33)
@@ -83,8 +93,8 @@ def test_exported_residual_runs_in_the_runtime_exactly_as_trained(pick, tmp_path
     assert artifact.kind == "residual" and artifact.base == "waypoint"
     mean = lambda o: policy(torch.as_tensor(o)[None])[0][0].detach().numpy()
     runtime = load_policy(task.spec, "waypoint", tmp_path / "residual")
-    assert assert_runtime_matches(task, runtime, lambda obs, base_out: env.limits.clip(
-        env.composer.compose(base_out.action, mean(space.vector(obs, base_out)))), seed=1_000_003)
+    assert assert_runtime_matches(task, runtime, lambda obs, base_out: env.policy.compose(
+        base_out, mean(space.vector(obs, base_out))).command, seed=1_000_003)
 
 
 def assert_runtime_matches(task, runtime, torch_action, seed, steps=30):
