@@ -154,8 +154,8 @@ class Batches:
         self.a_mean, self.a_std = (torch.from_numpy(v) for v in action_stats(dataset))
         self.binary = torch.from_numpy(binary_mask(dataset))
         field_ = config.scalar_field
-        self.s_mean = None if field_ is None else torch.from_numpy(dataset.stats[field_].mean)
-        self.s_std = None if field_ is None else torch.from_numpy(dataset.stats[field_].std)
+        self.s_mean = None if field_ is None else torch.tensor(dataset.stats[field_].mean, dtype=torch.float32)
+        self.s_std = None if field_ is None else torch.tensor(dataset.stats[field_].std, dtype=torch.float32)
         if config.uses_images:
             h, w = dataset.spec.image_hw
             self.image_hw = (h, w)

@@ -20,7 +20,8 @@ re-recorded or reindexed bag gets a fresh cache.
 
 Train/validation split is by episode (never by step, so no validation step has
 its neighbours in training), deterministic in `split_seed`. Normalisation
-statistics come from the training episodes only.
+statistics (`stats`, `policies.artifact.FieldStats`, the class every trainer and
+the runtime share) come from the training episodes only.
 
 Pure numpy; BC training wraps `DemoDataset.batch(split, indices)` in a torch
 Dataset.
@@ -31,12 +32,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from policies.artifact import FieldStats
 from training.demos import schema
 from training.demos.bag import BagError, BagInfo, EpisodeRecord, iter_messages, read_info
 from training.demos.schema import BagSpec
@@ -100,35 +102,6 @@ class Episode:
         return f"{self.bag}/{self.record.file}"
 
 
-@dataclass
-class NormStats:
-    """Per-dimension statistics of one vector (training episodes only)."""
-
-    mean: np.ndarray
-    std: np.ndarray
-    """Standard deviation, with dimensions below 1e-6 (constants) set to 1 so normalising them is a shift."""
-    low: np.ndarray
-    high: np.ndarray
-    labels: tuple[str, ...] = field(default=())
-
-    @classmethod
-    def of(cls, x: np.ndarray, labels: Sequence[str] = ()) -> "NormStats":
-        x = np.asarray(x, dtype=np.float64)
-        std = x.std(axis=0)
-        return cls(mean=x.mean(axis=0).astype(np.float32), std=np.where(std < 1e-6, 1.0, std).astype(np.float32),
-                   low=x.min(axis=0).astype(np.float32), high=x.max(axis=0).astype(np.float32), labels=tuple(labels))
-
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        return ((np.asarray(x, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
-
-    def denormalize(self, z: np.ndarray) -> np.ndarray:
-        return (np.asarray(z, dtype=np.float32) * self.std + self.mean).astype(np.float32)
-
-    def to_dict(self) -> dict[str, list]:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "low": self.low.tolist(),
-                "high": self.high.tolist(), "labels": list(self.labels)}
-
-
 class DemoDataset:
     """Episodes of one or many demonstration bags with the same spec, split by episode into train / val."""
 
@@ -154,10 +127,12 @@ class DemoDataset:
         self.split_episodes: dict[str, np.ndarray] = {"val": np.sort(order[:n_val]), "train": np.sort(order[n_val:])}
         self._index = {split: self._step_index(eps) for split, eps in self.split_episodes.items()}
         train = [self.episodes[i] for i in self.split_episodes["train"]]
-        self.stats: dict[str, NormStats] = {
-            "action": NormStats.of(np.concatenate([e.action for e in train]), self.spec.action_labels),
-            "proprio": NormStats.of(np.concatenate([e.proprio[:e.steps] for e in train]), self.spec.proprio_labels),
-            "state": NormStats.of(np.concatenate([e.state[:e.steps] for e in train]), self.spec.state_labels),
+        # the artifact's convention (FieldStats.of): constant dimensions std 1, binary action fields mean 0 std 1
+        binary = np.array([label in self.spec.binary_action_labels for label in self.spec.action_labels], dtype=bool)
+        self.stats: dict[str, FieldStats] = {
+            "action": FieldStats.of(np.concatenate([e.action for e in train]), binary_mask=binary),
+            "proprio": FieldStats.of(np.concatenate([e.proprio[:e.steps] for e in train])),
+            "state": FieldStats.of(np.concatenate([e.state[:e.steps] for e in train])),
         }
 
     def _step_index(self, episode_ids: np.ndarray) -> np.ndarray:
