@@ -51,11 +51,8 @@ from sim_bridge.spec import TaskSpec
 from sim_bridge.task import Observation, Task
 from training.dmpo.networks import GaussianPolicy
 from training.dmpo.train import EnvStep
+from training.seeds import STATS_SEED_BASE
 
-STATS_SEED_BASE = 9_000_000
-"""Base-only statistics episodes use seeds from here (disjoint from demos, training and evaluation)."""
-MIN_STD = 1e-3
-"""Floor of measured standard deviations (constant dimensions)."""
 
 
 MODES = ("residual", "scratch", "finetune")
@@ -143,11 +140,6 @@ class FineTunePolicy(nn.Module):
         return self.mean_head(h), std
 
 
-def _stats(x: np.ndarray) -> FieldStats:
-    x = np.asarray(x, np.float64)
-    return FieldStats.from_arrays(x.mean(0), np.maximum(x.std(0), MIN_STD))
-
-
 def base_statistics(task: Task, base: Base, episodes: int, seed: int = STATS_SEED_BASE) -> tuple[dict[str, FieldStats], dict]:
     """Normalisation statistics from base-only episodes, and the base's success on them.
 
@@ -172,10 +164,8 @@ def base_statistics(task: Task, base: Base, episodes: int, seed: int = STATS_SEE
             if step.terminated or step.truncated:
                 wins += int(step.success)
                 break
-    stats = {"state": _stats(np.array(states)), "proprio": _stats(np.array(proprios))}
-    action = _stats(np.array(actions))
-    binary = task.spec.action_limits.binary_mask
-    stats["action"] = FieldStats.from_arrays(np.where(binary, 0.0, action.mean), np.where(binary, 1.0, action.std))
+    stats = {"state": FieldStats.of(np.array(states)), "proprio": FieldStats.of(np.array(proprios)),
+             "action": FieldStats.of(np.array(actions), binary_mask=task.spec.action_limits.binary_mask)}
     if isinstance(base, BCPolicy):
         stats["action"] = base.artifact.normalisation["action"]
         if "proprio" in base.artifact.normalisation:
