@@ -196,3 +196,114 @@ def build_plain_onnx(path: Path, in_size: int, out_values) -> str:
 @pytest.fixture
 def plain_onnx():
     return build_plain_onnx
+
+
+class Commander:
+    """An rclpy node in its own context and domain that plays the controller (or a second publisher) on /command.
+
+    It subscribes to every observation topic of the sim (which waits for those subscribers before it
+    starts) and calls `answer(status) -> Float64MultiArray | None` for each tick status; a returned
+    message is published on /command. With `spam_hz`, `spam() -> Float64MultiArray` is also published
+    at that rate from a thread of its own, whatever the sim does.
+    """
+
+    def __init__(self, domain: int, answer=None, spam=None, spam_hz: float = 0.0, observe: bool = True):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
+
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node("test_commander", context=self.context)
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = self.node.create_publisher(Float64MultiArray, "/command", qos)
+        self.answer, self.spam, self.sent, self.spammed = answer, spam, 0, 0
+        self.statuses: list[dict] = []
+        self.states: list = []
+        """/task/state messages, in order."""
+        if observe:
+            self.node.create_subscription(Float32MultiArray, "/robot/proprio", lambda m: None, qos)
+            self.node.create_subscription(Float32MultiArray, "/task/state", self.states.append, qos)
+            self.node.create_subscription(JointState, "/joint_states", lambda m: None, qos)
+            self.node.create_subscription(String, "/task/status", self.on_status, qos)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._stop = False
+        self._threads = [threading.Thread(target=self._spin, daemon=True)]
+        if spam is not None and spam_hz > 0:
+            self._threads.append(threading.Thread(target=self._spam, args=(1.0 / spam_hz,), daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def on_status(self, msg) -> None:
+        status = json.loads(msg.data)
+        if status.get("event") != "tick":
+            return
+        self.statuses.append(status)
+        if self.answer is not None:
+            out = self.answer(status)
+            if out is not None:
+                self.pub.publish(out)
+                self.sent += 1
+
+    def _spin(self) -> None:
+        while not self._stop and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _spam(self, period_s: float) -> None:
+        while not self._stop and self.context.ok():
+            self.pub.publish(self.spam())
+            self.spammed += 1
+            time.sleep(period_s)
+
+    def close(self) -> None:
+        self._stop = True
+        for t in self._threads:
+            t.join(timeout=5)
+        self.node.destroy_node()
+        self.rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture
+def commander(ros_env):
+    made: list[Commander] = []
+
+    def make(**kwargs) -> Commander:
+        made.append(Commander(ros_env, **kwargs))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.close()
+
+
+SIM_ONLY_LAUNCH = """
+launch:
+- arg: {name: clock_mode, default: lockstep}
+- arg: {name: max_ticks, default: "12"}
+- arg: {name: rate_hz, default: "10.0"}
+- node:
+    pkg: rrl_ros
+    exec: sim_bridge
+    name: sim_bridge
+    output: screen
+    on_exit: shutdown
+    param:
+    - {name: task, value: ur5_pick}
+    - {name: clock_mode, value: "$(var clock_mode)"}
+    - {name: episodes, value: 1}
+    - {name: seed, value: 3}
+    - {name: max_ticks, value: "$(var max_ticks)"}
+    - {name: rate_hz, value: "$(var rate_hz)"}
+"""
+"""A launch file with the sim_bridge node alone (UR5 pick, seed 3): the test plays the controller."""
+
+
+@pytest.fixture
+def sim_only_launch(tmp_path) -> Path:
+    path = tmp_path / "sim_only.launch.yaml"
+    path.write_text(SIM_ONLY_LAUNCH.lstrip())
+    return path

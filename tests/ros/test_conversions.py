@@ -1,10 +1,13 @@
-"""Message conversions (rrl_ros.conversions) and loop metrics (rrl_ros.metrics): no DDS needed."""
+"""Message conversions (rrl_ros.conversions), the sim's command rule (rrl_ros.sim_core) and loop metrics
+(rrl_ros.metrics): no DDS needed."""
 
 import numpy as np
 import pytest
+from std_msgs.msg import Float64MultiArray
 
 from rrl_ros import conversions as conv
 from rrl_ros.metrics import LoopMetrics
+from rrl_ros.sim_core import APPLY, FOREIGN, NONFINITE, judge_command
 from sim_bridge.spec import Layout
 
 ACTION = Layout((("tool_vel", 3), ("gripper", 1)))
@@ -64,3 +67,34 @@ def test_metrics_period_jitter_latency_missed():
     lock.record(0, 0.0, 0.5)
     lock.record(1, 0.001, 0.5)
     assert lock.summary()["missed_deadlines"] == 0 and lock.summary()["jitter_p99_ms"] is None
+
+
+def test_commands_carry_the_tick_they_answer_and_plain_arrays_are_read():
+    cmd = conv.to_command(ACTION, [0.01, -0.02, 0.03, 1.0], tick=41)
+    assert [(d.label, d.size) for d in cmd.layout.dim] == [("tool_vel", 3), ("gripper", 1), ("tick", 1)]
+    assert list(cmd.data) == [0.01, -0.02, 0.03, 1.0, 41.0]
+    got = conv.read_command(cmd, ACTION)
+    assert got.tick == 41 and got.labelled
+    np.testing.assert_array_equal(got.action, [0.01, -0.02, 0.03, 1.0])
+    np.testing.assert_array_equal(conv.from_command(cmd, ACTION), [0.01, -0.02, 0.03, 1.0])  # readers of the action
+    untagged = conv.read_command(conv.to_command(ACTION, [0.0, 0.0, 0.0, 0.0]), ACTION)
+    assert untagged.tick is None and untagged.labelled
+    plain = conv.read_command(Float64MultiArray(data=[0.0, 0.0, 0.1, 1.0]), ACTION)  # as `ros2 topic pub` sends it
+    assert plain.tick is None and not plain.labelled and plain.action[2] == 0.1
+    with pytest.raises(conv.ConversionError, match="unlabelled command has 5 values"):
+        conv.read_command(Float64MultiArray(data=[0.0] * 5), ACTION)
+    cmd.data = [0.0, 0.0, 0.0, 1.0, 2.5]
+    with pytest.raises(conv.ConversionError, match="whole number"):
+        conv.read_command(cmd, ACTION)
+
+
+def test_the_sim_steps_on_finite_answers_to_the_awaited_tick_only():
+    a = np.array([0.01, 0.0, 0.0, 1.0])
+    assert judge_command(a, 7, 7, True, ACTION) == (APPLY, "")
+    assert judge_command(a, 6, 7, True, ACTION)[0] == FOREIGN
+    assert judge_command(a, None, 7, True, ACTION)[0] == FOREIGN
+    assert judge_command(a, 7, None, True, ACTION)[0] == FOREIGN  # nothing awaits a command
+    assert judge_command(a, None, 7, False, ACTION) == (APPLY, "")  # realtime: any command of the right layout
+    verdict, reason = judge_command(np.array([0.0, np.nan, 0.0, np.inf]), 7, 7, True, ACTION)
+    assert verdict == NONFINITE and reason == "non-finite value(s) in tool_vel[1], gripper"
+    assert judge_command(np.array([np.nan, 0, 0, 0]), 3, 7, True, ACTION)[0] == FOREIGN  # foreign before finite

@@ -13,7 +13,8 @@ node's own 10 Hz timer is the watchdog: if the newest observation is older than
 `stale_periods` periods it publishes the hold command (zero velocity, gripper
 kept). In lockstep the node answers each observation; there is no deadline.
 
-Parameters (read-only unless said):
+Parameters (read-only unless said; names, types, defaults and ranges: rrl_ros.params.CONTROL, where an
+unknown name or a wrong type ends the node with exit code 2; a float parameter takes an integer):
   task                 task name (its spec names every vector)
   clock_mode           realtime | lockstep
   rate_hz              nominal control rate, Hz
@@ -27,7 +28,9 @@ A change of base_controller/base_artifact is validated in the set-parameters
 callback (the model is loaded and checked against the task and the residual);
 a bad one is rejected with the reason, a good one is applied before the next tick.
 
-Publishes `command` (Float64MultiArray, action layout) and `~/status`
+Publishes `command` (Float64MultiArray, action layout followed by a `tick` field: the tick of the
+observation it answers, so a lockstep sim steps on this answer only; the watchdog's hold command
+answers no tick and carries none; see rrl_ros.conversions) and `~/status`
 (std_msgs/String JSON per tick: tick, episode, step, base, reason, command,
 base_action, residual, counters, latency_ms). Writes its loop metrics and
 safety counters to $RRL_REPORT_DIR/<name>.json on shutdown.
@@ -41,7 +44,7 @@ from collections import deque
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -53,7 +56,8 @@ from rrl_ros import conversions as conv
 from policies.base_spec import parse_node_base
 from policies.runtime import LOAD_ERRORS, ComposedPolicy, check_residual_fits, load_base, load_residual
 from rrl_ros.metrics import LoopMetrics
-from rrl_ros.realtime import declare_rt_priority, set_fifo_priority
+from rrl_ros.params import CONTROL, ParamError, declare_node_parameters
+from rrl_ros.realtime import apply_rt_priority, set_fifo_priority
 from rrl_ros.reports import write_node_report
 from sim_bridge import make_task, task_names
 
@@ -76,27 +80,14 @@ def task_spec(name: str):
 class ControlNode(Node):
     def __init__(self) -> None:
         super().__init__("control")
-        ro = lambda text: ParameterDescriptor(description=text, read_only=True)  # noqa: E731
-        self.declare_parameter("task", "ur5_pick", ro(f"task name, one of {task_names()}"))
-        self.declare_parameter("clock_mode", "realtime", ro("realtime or lockstep"))
-        self.declare_parameter("rate_hz", 10.0, ro("nominal control rate, Hz"))
-        self.declare_parameter("base_controller", "waypoint",
-                               ParameterDescriptor(description="base controller: waypoint, waypoint:VARIANT or bc; "
-                                                           "settable at run time"))
-        self.declare_parameter("base_artifact", "",
-                               ParameterDescriptor(description="bc base: artifact directory or ONNX file; settable at run time"))
-        self.declare_parameter("residual", "", ro("residual: '' (none), artifact directory or ONNX file"))
-        self.declare_parameter("residual_scale", 1.0, ro("residual scale c for a plain ONNX residual"))
-        self.declare_parameter("stale_periods", 2.0, ro("an observation older than this many periods holds the robot"))
-        self.declare_parameter("camera_history", 3, ro("frames stacked for image models"))
-        self.rt_priority = declare_rt_priority(self)
+        try:  # every parameter's name, type, default and range: rrl_ros.params.CONTROL
+            declare_node_parameters(self, CONTROL)
+        except ParamError as e:
+            raise ParameterError(str(e)) from None
         g = lambda name: self.get_parameter(name).value  # noqa: E731
+        self.rt_priority = apply_rt_priority(self, g("rt_priority"))
         if g("task") not in task_names():
             raise ParameterError(f"parameter task={g('task')!r} is not a known task; known: {task_names()}")
-        if g("clock_mode") not in ("realtime", "lockstep"):
-            raise ParameterError(f"parameter clock_mode={g('clock_mode')!r}; expected realtime or lockstep")
-        if not g("rate_hz") > 0 or not g("stale_periods") > 0 or g("camera_history") < 1:
-            raise ParameterError("parameters rate_hz and stale_periods must be > 0 and camera_history >= 1")
         self.spec = task_spec(g("task"))
         self.lockstep = g("clock_mode") == "lockstep"
         self.period_s = 1.0 / float(g("rate_hz"))
@@ -215,7 +206,7 @@ class ControlNode(Node):
             return
         age_s = 0.0 if self.lockstep else max(0.0, (time.time_ns() - status["stamp_ns"]) * 1e-9)
         out = self.policy.step(obs, age_s)
-        self.pub_command.publish(conv.to_command(self.spec.action, out.command))
+        self.pub_command.publish(conv.to_command(self.spec.action, out.command, tick=int(status["tick"])))
         now_ns = time.time_ns()
         latency_s = (now_ns - status["stamp_ns"]) * 1e-9
         self.metrics.record(int(status["tick"]), time.monotonic(), latency_s)

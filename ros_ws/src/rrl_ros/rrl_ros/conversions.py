@@ -8,6 +8,14 @@ Conventions (what other tools reading our topics can rely on):
   values, `stride` = size; `data_offset` = 0. E.g. the UR5 command is
   `dim = [tool_vel (3), gripper (1)]`, data = 4 values. Reading checks the labels
   and sizes against the expected `Layout` and names any mismatch.
+- `/command` carries the sim tick it answers as one more labelled field at the end:
+  `dim = [tool_vel (3), gripper (1), tick (1)]`, data = the 4 action values then the
+  tick number as a float64 (exact for integers below 2**53). The tick is the `tick`
+  of the `/task/status` observation the command answers. A reader that knows only
+  the action fields finds them first, in order, as before. In lockstep the sim steps
+  only on the command of the tick it awaits (anything else is a foreign command);
+  in realtime it also takes a command without the tick field, or a plain unlabelled
+  array of exactly the action's length (what `ros2 topic pub` sends).
 - Images (`/camera/depth`, `/camera/rgb`: sensor_msgs/Image): the newest frame
   only. Depth: encoding `32FC1`, float32 in [0, 1] (near..far normalised, as the
   task renders it), row-major, `step` = 4 W. RGB: encoding `rgb8`, `step` = 3 W.
@@ -24,6 +32,8 @@ Conventions (what other tools reading our topics can rely on):
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -88,20 +98,71 @@ def from_float32_array(msg: Float32MultiArray, layout: Layout, what: str = "Floa
     return np.asarray(msg.data, dtype=np.float32)
 
 
-def to_command(layout: Layout, action: np.ndarray) -> Float64MultiArray:
-    """The `/command` message: a labelled Float64MultiArray in the task's action layout."""
+COMMAND_TICK = "tick"
+"""Label of the `/command` field holding the tick the command answers (one value, the last)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A `/command` message as read: the action and, where the message carries it, the tick it answers."""
+
+    action: np.ndarray
+    """(A,) float64 in the task's action layout; may hold NaN/Inf (the receiver decides)."""
+    tick: int | None
+    """The sim tick this command answers; None when the message has no tick field."""
+    labelled: bool
+    """False for a plain array without a layout (e.g. from `ros2 topic pub`)."""
+
+
+def to_command(layout: Layout, action: np.ndarray, tick: int | None = None) -> Float64MultiArray:
+    """The `/command` message: a labelled Float64MultiArray in the task's action layout, plus the tick it answers."""
     v = np.asarray(action, dtype=np.float64).reshape(-1)
     if v.size != layout.size:
         raise ConversionError(f"command has {v.size} values, action layout {layout.names} has {layout.size}")
     msg = Float64MultiArray(layout=_multiarray_layout(layout))
+    if tick is not None:
+        if int(tick) < 0:
+            raise ConversionError(f"a command answers a tick >= 0, got {tick}")
+        msg.layout.dim.append(MultiArrayDimension(label=COMMAND_TICK, size=1, stride=1))
+        v = np.append(v, float(int(tick)))
     msg.data = v.tolist()
     return msg
 
 
+def read_command(msg: Float64MultiArray, layout: Layout) -> Command:
+    """A `/command` message: labelled in the action layout (with or without the tick field), or a plain array.
+
+    A plain array (no `layout.dim`) must have exactly the action's length. Any other mismatch
+    (labels, sizes, a tick that is not a whole number >= 0) raises ConversionError naming it.
+    """
+    n = len(msg.data)
+    if not msg.layout.dim:
+        if n != layout.size:
+            raise ConversionError(f"/command: an unlabelled command has {n} values, the action {layout.names} "
+                                  f"has {layout.size}")
+        return Command(np.asarray(msg.data, dtype=np.float64), None, False)
+    got = [(d.label, int(d.size)) for d in msg.layout.dim]
+    has_tick = got[-1][0] == COMMAND_TICK
+    if has_tick and got[-1][1] != 1:
+        raise ConversionError(f"/command: field {COMMAND_TICK!r} must hold one value, has size {got[-1][1]}")
+    fields = tuple(got[:-1] if has_tick else got)
+    if fields != layout.fields:
+        raise ConversionError(f"/command: message layout {list(fields)} does not match the expected {list(layout.fields)}")
+    if n != layout.size + has_tick:
+        raise ConversionError(f"/command: message has {n} values, layout {list(got)} has {layout.size + has_tick}")
+    data = np.asarray(msg.data, dtype=np.float64)
+    tick = None
+    if has_tick:
+        t = float(data[-1])
+        if not (math.isfinite(t) and t >= 0 and t == int(t)):
+            raise ConversionError(f"/command: field {COMMAND_TICK!r} must be a whole number >= 0, got {t!r}")
+        tick, data = int(t), data[:-1]
+    return Command(data, tick, True)
+
+
 def from_command(msg: Float64MultiArray, layout: Layout) -> np.ndarray:
-    """float64 (A,) from a `/command` message; the labels must match the action layout."""
-    _check(msg, layout, "/command")
-    return np.asarray(msg.data, dtype=np.float64)
+    """float64 (A,) from a `/command` message (see `read_command`; the tick, if any, is dropped)."""
+    return read_command(msg, layout).action
 
 
 def to_image(frame: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Image:

@@ -30,18 +30,13 @@ def set_fifo_priority(priority: int) -> str | None:
     return None
 
 
-def declare_rt_priority(node) -> int:
-    """Declare a node's read-only `rt_priority` parameter and apply it (SCHED_FIFO on every thread).
+def apply_rt_priority(node, priority: int) -> int:
+    """Apply a node's `rt_priority` parameter (declared from `rrl_ros.params.RT_PRIORITY`): SCHED_FIFO on every thread.
 
     Returns the priority (0: ordinary scheduling). Where the system refuses SCHED_FIFO the node logs
     a warning and runs on with ordinary scheduling. Nodes re-apply the priority after DDS matching,
     since DDS creates threads then.
     """
-    from rcl_interfaces.msg import ParameterDescriptor
-
-    node.declare_parameter("rt_priority", 0, ParameterDescriptor(
-        description="SCHED_FIFO priority 1..99 for every thread of the node (0: ordinary)", read_only=True))
-    priority = int(node.get_parameter("rt_priority").value)
     if priority:
         error = set_fifo_priority(priority)
         if error:

@@ -13,7 +13,19 @@ DESIGN.md names), in this order every tick:
     plus {"event": "episode_end", "episode", "seed", "success", "steps"} when an episode ends
     and {"event": "finished", "results": [...], "success_rate"} after the last one.
 Subscribes:
-  /command                 std_msgs/Float64MultiArray labelled by spec.action
+  /command                 std_msgs/Float64MultiArray labelled by spec.action, then a `tick` field:
+                           the tick of the observation it answers (rrl_ros.conversions)
+
+Which commands step the sim (`rrl_ros.sim_core.judge_command`):
+- a command with a NaN/Inf anywhere is refused: the tick it answers holds (zero velocity, gripper
+  kept) and it is counted in `nonfinite_commands` (logged once, with the fields);
+- lockstep: only the command that answers the awaited tick steps the sim, once. Any other command
+  (no tick field, another tick, a second publisher, a plain array) is not applied and is counted
+  in `foreign_commands` (logged once, with the reason);
+- realtime: a labelled command with or without the tick field, or a plain Float64MultiArray of
+  exactly the action's length without a layout (`ros2 topic pub`), is applied;
+- a command of the wrong layout or length is refused and counted in `bad_commands` (the first of
+  each reason logged).
 
 Clocks (parameter clock_mode):
 - realtime: a wall-clock timer at rate_hz is the one clock of the loop. Each tick
@@ -28,8 +40,11 @@ Clocks (parameter clock_mode):
   seed and as fast as the CPU allows. Without a command the robot is not stepped
   (it holds) and the node says so after `command_timeout_periods` periods.
 
+Parameters: `rrl_ros.params.SIM_BRIDGE` (name, type, default, description of each); an unknown
+name or a wrong type ends the node at start-up with exit code 2 and one line naming it.
+
 The node exits (code 0) when `episodes` episodes are done (or after `max_ticks` ticks); its report (episode
-results, step times, ticks without a command) goes to $RRL_REPORT_DIR/<name>.json.
+results, step times, ticks without a command, refused commands) goes to $RRL_REPORT_DIR/<name>.json.
 """
 
 from __future__ import annotations
@@ -39,7 +54,6 @@ import time
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -50,13 +64,13 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 from controllers.safety import hold_action
 from rrl_ros import conversions as conv
 from rrl_ros.metrics import LoopMetrics
-from rrl_ros.realtime import declare_rt_priority, set_fifo_priority
+from rrl_ros.params import SIM_BRIDGE, ParamError, declare_node_parameters, init_rclpy
+from rrl_ros.realtime import apply_rt_priority, set_fifo_priority
 from rrl_ros.reports import write_node_report
-from rrl_ros.sim_core import EpisodeRunner
+from rrl_ros.sim_core import APPLY, FOREIGN, NONFINITE, EpisodeRunner, judge_command
 from sim_bridge import make_task, task_names
 from sim_bridge.task import CameraConfig
 
-CLOCK_MODES = ("realtime", "lockstep")
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -67,35 +81,15 @@ class ParameterError(ValueError):
 class SimBridgeNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_bridge")
-        ro = lambda text: ParameterDescriptor(description=text, read_only=True)  # noqa: E731
-        self.declare_parameter("task", "ur5_pick", ro(f"task name, one of {task_names()}"))
-        self.declare_parameter("episodes", 1, ro("episodes to run; the node exits after the last"))
-        self.declare_parameter("seed", 0, ro("seed of episode 0; episode i uses seed + i"))
-        self.declare_parameter("max_ticks", 0, ro("stop after this many control ticks even mid-episode (0: no limit)"))
-        self.declare_parameter("clock_mode", "realtime", ro("realtime (wall clock) or lockstep (/clock, waits for commands)"))
-        self.declare_parameter("rate_hz", 10.0, ro("control rate in realtime, Hz (the task's rate)"))
-        self.declare_parameter("camera_px", 0, ro("square camera image size in px; 0 renders no camera"))
-        self.declare_parameter("camera_history", 3, ro("frames the task stacks (the control node stacks its own)"))
-        self.declare_parameter("command_timeout_periods", 2.0, ro("a command older than this many periods: hold"))
-        self.declare_parameter("startup_timeout_s", 30.0, ro("wait at most this long for the controller to connect"))
-        self.rt_priority = declare_rt_priority(self)
-        p = {name: self.get_parameter(name).value for name in (
-            "task", "episodes", "seed", "max_ticks", "clock_mode", "rate_hz", "camera_px", "camera_history",
-            "command_timeout_periods", "startup_timeout_s")}
+        try:
+            p = declare_node_parameters(self, SIM_BRIDGE)
+        except ParamError as e:
+            raise ParameterError(str(e)) from None
         if p["task"] not in task_names():
             raise ParameterError(f"parameter task={p['task']!r} is not a known task; known: {task_names()}")
-        if p["clock_mode"] not in CLOCK_MODES:
-            raise ParameterError(f"parameter clock_mode={p['clock_mode']!r}; expected one of {CLOCK_MODES}")
-        if not isinstance(p["episodes"], int) or p["episodes"] < 1:
-            raise ParameterError(f"parameter episodes={p['episodes']!r} must be an integer >= 1")
-        if not isinstance(p["max_ticks"], int) or p["max_ticks"] < 0:
-            raise ParameterError(f"parameter max_ticks={p['max_ticks']!r} must be an integer >= 0")
-        if not p["rate_hz"] > 0:
-            raise ParameterError(f"parameter rate_hz={p['rate_hz']!r} must be > 0")
-        if p["camera_px"] < 0 or 0 < p["camera_px"] < 8:
+        if 0 < p["camera_px"] < 8:
             raise ParameterError(f"parameter camera_px={p['camera_px']!r} must be 0 (no camera) or >= 8")
-        if not p["command_timeout_periods"] > 0:
-            raise ParameterError(f"parameter command_timeout_periods={p['command_timeout_periods']!r} must be > 0")
+        self.rt_priority = apply_rt_priority(self, p["rt_priority"])
         self.p = p
         self.lockstep = p["clock_mode"] == "lockstep"
         self.period_s = 1.0 / float(p["rate_hz"])
@@ -124,6 +118,13 @@ class SimBridgeNode(Node):
         self.finished = False
         self.awaiting_since = 0.0
         self.bad_commands = 0
+        """Commands refused for their layout or length."""
+        self.nonfinite_commands = 0
+        """Commands with NaN/Inf: the tick they answer holds."""
+        self.foreign_commands = 0
+        """Lockstep: commands that answer no awaited tick (not applied)."""
+        self.logged: set[str] = set()
+        """Kinds of refused command already logged (each kind is logged once, then counted)."""
         self.timer = None
         self.timer_metrics = LoopMetrics(self.period_s, deadlines=not self.lockstep)
         """Realtime: the sim timer's own period/jitter; 'latency' = time spent in the tick callback."""
@@ -157,18 +158,42 @@ class SimBridgeNode(Node):
 
     def on_command(self, msg: Float64MultiArray) -> None:
         try:
-            action = conv.from_command(msg, self.spec.action)
+            command = conv.read_command(msg, self.spec.action)
         except conv.ConversionError as e:
             self.bad_commands += 1
-            self.get_logger().error(f"ignoring command: {e}")
+            self.log_once(f"bad:{e}", f"ignoring command: {e}")
             return
-        self.commands_received += 1
+        if self.finished:
+            return
+        awaited = self.runner.tick if self.awaiting else None
+        verdict, reason = judge_command(command.action, command.tick, awaited, self.lockstep, self.spec.action)
+        if verdict == FOREIGN:
+            self.foreign_commands += 1
+            self.log_once(FOREIGN, f"ignoring a foreign command: {reason} (further ones are counted in "
+                                   f"foreign_commands, not logged)")
+            return
+        if verdict == NONFINITE:
+            self.nonfinite_commands += 1
+            self.log_once(NONFINITE, f"refusing a command with {reason}: holding the robot for that tick "
+                                     f"(further ones are counted in nonfinite_commands, not logged)")
+            action = hold_action(self.limits, self.last_command)
+        else:
+            assert verdict == APPLY
+            self.commands_received += 1
+            action = command.action
         self.last_command, self.last_command_time = action, time.monotonic()
-        if self.awaiting and not self.finished:
-            self.holding = False
+        if self.awaiting:
+            if verdict == NONFINITE:
+                self.hold_ticks += 1
+            self.holding = verdict == NONFINITE
             self.advance(action)
             if self.lockstep and not self.finished:
                 self.publish_observation()
+
+    def log_once(self, kind: str, text: str) -> None:
+        if kind not in self.logged:
+            self.logged.add(kind)
+            self.get_logger().error(text)
 
     def realtime_tick(self) -> None:
         if self.finished:
@@ -194,7 +219,7 @@ class SimBridgeNode(Node):
         if self.finished or not self.awaiting:
             return
         waited = time.monotonic() - self.awaiting_since
-        if self.commands_received == 0:
+        if self.runner.tick == 0:
             self.publish_observation()
         elif waited > self.p["command_timeout_periods"] * self.period_s and not self.holding:
             self.holding = True
@@ -251,7 +276,9 @@ class SimBridgeNode(Node):
         return {"kind": "sim_bridge", "node": self.get_fully_qualified_name(), "task": self.spec.name,
                 "clock_mode": self.p["clock_mode"], "seed": self.p["seed"], **self.runner.summary(),
                 "commands_received": self.commands_received, "ticks_without_command": self.ticks_without_command,
-                "hold_ticks": self.hold_ticks, "bad_commands": self.bad_commands, "finished": self.finished,
+                "hold_ticks": self.hold_ticks, "bad_commands": self.bad_commands,
+                "nonfinite_commands": self.nonfinite_commands, "foreign_commands": self.foreign_commands,
+                "finished": self.finished,
                 "timer": self.timer_metrics.summary() if not self.lockstep else None}
 
     def write_report(self) -> None:
@@ -259,7 +286,11 @@ class SimBridgeNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    try:
+        init_rclpy(args)
+    except ParamError as e:
+        print(f"sim_bridge: {e}", file=sys.stderr)
+        return 2
     node = None
     try:
         node = SimBridgeNode()

@@ -4,6 +4,8 @@ Episode i uses seed `seed + i` (as `training.evaluation.evaluate` does), so a
 lockstep run of the stack and `rrl eval` see the same episodes. An episode ends
 on success or at the horizon; the runner then resets the next one at once, so
 the observation that follows an episode's last step is the next episode's first.
+
+`judge_command` is the sim's rule for what a received `/command` does (step, hold or nothing).
 """
 
 from __future__ import annotations
@@ -14,7 +16,36 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim_bridge.spec import Layout
 from sim_bridge.task import Observation, Task
+
+APPLY, NONFINITE, FOREIGN = "apply", "nonfinite", "foreign"
+"""Verdicts of `judge_command`."""
+
+
+def judge_command(action: np.ndarray, tick: int | None, awaited_tick: int | None, lockstep: bool,
+                  layout: Layout) -> tuple[str, str]:
+    """What the sim does with one command: (verdict, reason), the reason empty for APPLY.
+
+    - FOREIGN (lockstep only): the command does not answer the observation the sim awaits (no tick
+      in the message, another tick, or no observation awaiting): it is not applied. One controller answers each
+      tick once; a second publisher, a late duplicate or an unlabelled array would otherwise step the
+      sim a tick further than its controller saw (DESIGN.md: lockstep waits for the command of tick k).
+    - NONFINITE: a NaN/Inf anywhere in the action: the tick it answers holds (zero velocity,
+      binary fields kept, `controllers.safety.hold_action`) instead of sending NaN into the physics.
+    - APPLY: step with it (realtime: any finite command of the right layout, as teleoperation sends).
+    """
+    if lockstep:
+        if awaited_tick is None:
+            return FOREIGN, "no observation is awaiting a command"
+        if tick is None:
+            return FOREIGN, f"it carries no tick (lockstep steps only on the answer to tick {awaited_tick})"
+        if tick != awaited_tick:
+            return FOREIGN, f"it answers tick {tick}, the sim awaits tick {awaited_tick}"
+    bad = [label for label, x in zip(layout.labels(), np.asarray(action, np.float64)) if not np.isfinite(x)]
+    if bad:
+        return NONFINITE, f"non-finite value(s) in {', '.join(bad)}"
+    return APPLY, ""
 
 
 @dataclass

@@ -1,0 +1,195 @@
+"""The parameters of the rrl_ros nodes, declared once and without ROS: name, type, default, description.
+
+Both nodes declare their ROS 2 parameters from these tables (`declare_node_parameters`), and
+`rrl launch` checks `key:=value` arguments and parameter files against the same tables before it
+starts any node (`rrl.param_check`), so a misspelled name, a wrong type or an out-of-range value
+is refused with the file and line instead of an rcl traceback at start-up or a setting that is
+silently ignored.
+
+Types are bool, int, float and str. A float parameter accepts an integer (`rate_hz:=20`): YAML
+and the ROS command line read `20` as an integer, and every ROS user writes it. Nothing else is
+converted: an int parameter refuses `2.5` and `true`, a str parameter refuses `3`.
+
+This module imports no ROS package at module level (the launcher imports it);
+`declare_node_parameters` imports rcl_interfaces when a node calls it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+PARAM_TYPES = (bool, int, float, str)
+TYPE_NAMES = {bool: "a bool", int: "an integer", float: "a float", str: "a string"}
+
+
+class ParamError(ValueError):
+    """A node parameter is unknown, of the wrong type or out of range; the message names it."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter."""
+
+    name: str
+    """Parameter name, as given with `-p name:=value` or in a parameter file."""
+    type: type
+    """One of bool, int, float, str (a float also accepts an integer)."""
+    default: Any
+    """Value when no override is given; of `type`."""
+    description: str
+    """One line for `ros2 param describe` and the launcher's messages."""
+    read_only: bool = True
+    """False only for the parameters `rrl switch` sets on the running node."""
+    choices: tuple[str, ...] = ()
+    """Allowed values of a str parameter (empty: any)."""
+    minimum: float | None = None
+    """Smallest allowed value of a number (None: no lower bound)."""
+    positive: bool = False
+    """The number must be > 0 (a period or a rate)."""
+
+    def __post_init__(self) -> None:
+        if self.type not in PARAM_TYPES:
+            raise ValueError(f"parameter {self.name}: type must be one of {PARAM_TYPES}, got {self.type}")
+        self.check(self.default)  # a default that its own checks refuse is a bug here
+
+    def check(self, value: Any) -> Any:
+        """`value` in this parameter's type (an integer becomes a float for a float parameter), or ParamError."""
+        got = type(value).__name__
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
+            raise ParamError(f"parameter {self.name} must be {TYPE_NAMES[self.type]}, got {value!r} ({got})")
+        if self.type is float and not math.isfinite(value):
+            raise ParamError(f"parameter {self.name} must be finite, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ParamError(f"parameter {self.name}={value!r}; expected one of {', '.join(self.choices)}")
+        if self.minimum is not None and value < self.minimum:
+            raise ParamError(f"parameter {self.name}={value!r} must be >= {self.minimum:g}")
+        if self.positive and not value > 0:
+            raise ParamError(f"parameter {self.name}={value!r} must be > 0")
+        return value
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """The parameter table of one node executable."""
+
+    executable: str
+    """Console script in package rrl_ros (`ros2 run rrl_ros EXECUTABLE`)."""
+    node_name: str
+    """The node's default name (a launch file may rename it)."""
+    params: tuple[ParamSpec, ...]
+    """Every parameter the node declares, in declaration order."""
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.executable}: a parameter is declared twice in {names}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def spec(self, name: str) -> ParamSpec:
+        """The spec of `name`; an unknown name raises ParamError naming the closest known one."""
+        for p in self.params:
+            if p.name == name:
+                return p
+        close = difflib.get_close_matches(name, self.names, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ParamError(f"unknown parameter {name!r} of {self.executable}{hint} "
+                         f"(known: {', '.join(self.names)})")
+
+    def check(self, name: str, value: Any) -> Any:
+        """A known parameter's value in its type, or ParamError (unknown name, wrong type, out of range)."""
+        return self.spec(name).check(value)
+
+    def resolve(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """Every parameter's value: the default or the checked override. Names rclpy itself declares pass."""
+        for name in overrides:
+            if not is_ros_builtin(name):
+                self.spec(name)
+        return {p.name: p.check(overrides[p.name]) if p.name in overrides else p.default for p in self.params}
+
+
+def is_ros_builtin(name: str) -> bool:
+    """Parameters every rclpy node declares itself (or reads as QoS overrides): not ours to check."""
+    return name in ("use_sim_time", "start_type_description_service") or name.startswith("qos_overrides.")
+
+
+RT_PRIORITY = ParamSpec("rt_priority", int, 0, "SCHED_FIFO priority 1..99 for every thread of the node (0: ordinary)",
+                        minimum=0)
+CLOCK_MODES = ("realtime", "lockstep")
+
+SIM_BRIDGE = NodeParams("sim_bridge", "sim_bridge", (
+    ParamSpec("task", str, "ur5_pick", "task name (sim_bridge.task_names())"),
+    ParamSpec("episodes", int, 1, "episodes to run; the node exits after the last", minimum=1),
+    ParamSpec("seed", int, 0, "seed of episode 0; episode i uses seed + i"),
+    ParamSpec("max_ticks", int, 0, "stop after this many control ticks even mid-episode (0: no limit)", minimum=0),
+    ParamSpec("clock_mode", str, "realtime", "realtime (wall clock) or lockstep (/clock, waits for commands)",
+              choices=CLOCK_MODES),
+    ParamSpec("rate_hz", float, 10.0, "control rate in realtime, Hz (the task's rate)", positive=True),
+    ParamSpec("camera_px", int, 0, "square camera image size in px; 0 renders no camera (else >= 8)", minimum=0),
+    ParamSpec("camera_history", int, 3, "frames the task stacks (the control node stacks its own)", minimum=1),
+    ParamSpec("command_timeout_periods", float, 2.0, "a command older than this many periods: hold", positive=True),
+    ParamSpec("startup_timeout_s", float, 30.0, "wait at most this long for the controller to connect", minimum=0),
+    RT_PRIORITY,
+))
+
+CONTROL = NodeParams("control_node", "control", (
+    ParamSpec("task", str, "ur5_pick", "task name (sim_bridge.task_names())"),
+    ParamSpec("clock_mode", str, "realtime", "realtime or lockstep", choices=CLOCK_MODES),
+    ParamSpec("rate_hz", float, 10.0, "nominal control rate, Hz", positive=True),
+    ParamSpec("base_controller", str, "waypoint", "base controller: waypoint, waypoint:VARIANT or bc; settable at run time",
+              read_only=False),
+    ParamSpec("base_artifact", str, "", "bc base: artifact directory or ONNX file; settable at run time",
+              read_only=False),
+    ParamSpec("residual", str, "", "residual: '' (none), artifact directory or ONNX file"),
+    ParamSpec("residual_scale", float, 1.0, "residual scale c for a plain ONNX residual"),
+    ParamSpec("stale_periods", float, 2.0, "an observation older than this many periods holds the robot", positive=True),
+    ParamSpec("camera_history", int, 3, "frames stacked for image models", minimum=1),
+    RT_PRIORITY,
+))
+
+NODES: dict[str, NodeParams] = {n.executable: n for n in (SIM_BRIDGE, CONTROL)}
+"""Executable name in package rrl_ros -> its parameter table."""
+
+
+def declare_node_parameters(node, table: NodeParams) -> dict[str, Any]:
+    """Declare every parameter of `table` on an rclpy `node`; returns name -> value. Raises ParamError.
+
+    The overrides (parameter files, `-p name:=value`) are checked against the table first, so an
+    unknown name or a wrong type ends the node with one line naming the parameter, where rclpy would
+    ignore the name or raise InvalidParameterTypeException; an integer for a float parameter is
+    declared as the float. rclpy keeps the overrides in `Node._parameter_overrides` and offers no
+    public accessor, hence the one private read.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    overrides = {name: p.value for name, p in node._parameter_overrides.items()}
+    values = table.resolve(overrides)
+    for spec in table.params:
+        node.declare_parameter(spec.name, values[spec.name],
+                               ParameterDescriptor(description=spec.description, read_only=spec.read_only),
+                               ignore_override=True)
+    return values
+
+
+def init_rclpy(args: list[str] | None) -> None:
+    """`rclpy.init(args=args)`, where rcl parses `--params-file` files; a file it cannot parse raises ParamError.
+
+    rcl's message names the file and the line ("Couldn't parse params file: '--params-file F'. Error:
+    Error parsing a event near line 3, at parse.c:776, ..."); the source locations are cut off.
+    """
+    import re
+
+    import rclpy
+
+    try:
+        rclpy.init(args=args)
+    except Exception as e:  # rclpy._rclpy_pybind11.RCLError, which rclpy does not export
+        text = re.sub(r",? at /\S+:\d+", "", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise ParamError(f"cannot start: {text}") from None
