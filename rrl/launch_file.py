@@ -73,6 +73,8 @@ class NodeLaunch:
     """`on_exit: shutdown`: this node ending is the normal end of the launch."""
     source: str
     """`file:line` of the node entry, for messages."""
+    param_sources: tuple[tuple[str, str, str], ...] = ()
+    """Per inline parameter: (name, `file:line` of its entry, its value as written, e.g. `$(var rate_hz)`)."""
 
     @property
     def label(self) -> str:
@@ -379,6 +381,7 @@ class _Parser:
                 ns = _join_ns(ns, s(key))
         params: list[dict[str, Any] | str] = []
         inline: dict[str, Any] = {}
+        sources: dict[str, tuple[str, str]] = {}
         for entry in self.entries(body, "param", where):
             ewhere = f"{ctx.file}:{getattr(entry, 'line', 0)}"
             if "from" in entry:
@@ -391,7 +394,7 @@ class _Parser:
                     raise LaunchFileError(f"{ewhere}: parameter file {file} does not exist")
                 params.append(str(file.resolve()))
             else:
-                self.params_into(entry, "", ctx, ewhere, inline)
+                self.params_into(entry, "", ctx, ewhere, inline, sources)
         if inline:
             params.append(inline)
         remaps = []
@@ -412,6 +415,7 @@ class _Parser:
             extra_args=tuple(shlex.split(s("args"))) if "args" in body else (),
             ros_args=tuple(shlex.split(s("ros_args"))) if "ros_args" in body else (),
             env=tuple(env), on_exit_shutdown=on_exit == "shutdown", source=where,
+            param_sources=tuple((name, w, raw) for name, (w, raw) in sources.items()),
         )
 
     def entries(self, body: dict, key: str, where: str) -> list[dict]:
@@ -420,13 +424,14 @@ class _Parser:
             raise LaunchFileError(f"{self.at(body, key, where)}: {key!r} takes a list of mappings")
         return value
 
-    def params_into(self, entry: dict, prefix: str, ctx: _Context, where: str, out: dict[str, Any]) -> None:
+    def params_into(self, entry: dict, prefix: str, ctx: _Context, where: str, out: dict[str, Any],
+                    sources: dict[str, tuple[str, str]]) -> None:
         if "name" not in entry:
             raise LaunchFileError(f"{where}: a param needs 'name' (with 'value' or nested 'param') or 'from'")
         name = prefix + str(entry["name"])
         if "param" in entry:
             for sub in entry["param"]:
-                self.params_into(sub, name + ".", ctx, f"{ctx.file}:{getattr(sub, 'line', 0)}", out)
+                self.params_into(sub, name + ".", ctx, f"{ctx.file}:{getattr(sub, 'line', 0)}", out, sources)
             return
         if "value" not in entry:
             raise LaunchFileError(f"{where}: param {name!r} needs a 'value'")
@@ -436,6 +441,7 @@ class _Parser:
         elif isinstance(value, list):
             value = [_typed(self.subst(v, ctx, where)) if isinstance(v, str) else v for v in value]
         out[name] = value
+        sources[name] = (where, str(entry["value"]))
 
     # $(...) substitutions, nested allowed: resolve innermost first
     _SUB = re.compile(r"\$\(([^()$]*)\)")

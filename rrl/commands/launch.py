@@ -7,13 +7,22 @@ node that died (reported by name with its exit code; exit 1), or Ctrl-C (130).
 At the end it prints the episode results and the control loop statistics and,
 with --report, writes them as JSON (keys `episodes`, `success_rate`,
 `jitter_p99_ms`, `latency_p99_ms`, `missed_deadlines`, per-node details).
+
+Before any node starts, the launch file, the node parameters (`rrl.param_check`: names, types and
+ranges against `rrl_ros.params`, with the file and line of each) and the --report location (its
+directory can be created and written) are checked; a problem ends the launch with one line on
+standard error and exit status 2. The report is written atomically (a temporary file in the same
+directory, then a rename); if that fails (disk full), the message names the path and the reason
+and no temporary file is left.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -54,12 +63,64 @@ def summarize(result, plan) -> dict:
     return out
 
 
+def _unwritable(path: Path, error: OSError) -> str:
+    """'cannot write the report PATH: no space left on device' (the OS's words: read-only file system, ...)."""
+    reason = error.strerror or str(error)
+    return f"cannot write the report {path}: {reason[:1].lower()}{reason[1:]}"
+
+
+def check_report_path(path: Path) -> str | None:
+    """Why the report cannot be written at `path` (its directory is created if missing), or None.
+
+    Probes with a temporary file in the directory (removed again): a read-only file system, a missing
+    permission or a full disk show before the stack runs rather than after it.
+    """
+    if path.is_dir():
+        return f"cannot write the report {path}: it is a directory"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+    except OSError as e:
+        return _unwritable(path, e)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b" " * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        return _unwritable(path, e)
+    finally:
+        os.unlink(probe)
+    return None
+
+
+def write_report(path: Path, report: dict) -> str | None:
+    """Write `report` to `path` atomically; returns why it failed (no temporary file is left), or None."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(report, indent=1))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        return _unwritable(path, e)
+    finally:
+        if tmp is not None:
+            os.unlink(tmp)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from rrl.launch_file import LaunchFileError, load_launch, parse_cli_arguments
+    from rrl.param_check import check_plan
     from rrl.supervisor import Supervisor
 
     try:
         plan = load_launch(args.file, parse_cli_arguments(args.arguments))
+        check_plan(plan)
     except LaunchFileError as e:
         print(f"rrl launch: {e}", file=sys.stderr)
         return 2
@@ -68,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
                           "nodes": [{"name": n.label, "pkg": n.pkg, "exec": n.executable, "namespace": n.namespace,
                                      "params": list(n.params), "remaps": list(n.remaps)} for n in plan.nodes]}, indent=1))
         return 0
+    report_path = Path(args.report) if args.report else None
+    problem = report_path and check_report_path(report_path)
+    if problem:
+        print(f"rrl launch: {problem}; nothing started", file=sys.stderr)
+        return 2
     try:
         result = Supervisor(plan, sigint_timeout_s=args.sigint_timeout).run()
     except LaunchFileError as e:
@@ -82,8 +148,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"control loop: jitter p50/p99/max {report['jitter_p50_ms']}/{report['jitter_p99_ms']}/"
               f"{report['jitter_max_ms']} ms, latency p50/p99 {report['latency_p50_ms']}/{report['latency_p99_ms']} ms, "
               f"missed deadlines {report['missed_deadlines']}")
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=1))
-        print(f"report written to {args.report}")
+    if report_path is not None:
+        problem = write_report(report_path, report)
+        if problem:
+            print(f"rrl launch: {problem}", file=sys.stderr)
+            return 2
+        print(f"report written to {report_path}")
     return result.exit_code

@@ -1,5 +1,8 @@
-"""The YAML launch-file parser of `rrl launch` (rrl/launch_file.py): no processes, no ROS."""
+"""The YAML launch-file parser of `rrl launch` (rrl/launch_file.py) and its node-parameter check
+(rrl/param_check.py): no ROS, no node processes."""
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -7,6 +10,7 @@ import pytest
 import yaml
 
 from rrl.launch_file import LaunchFileError, inline_params_yaml, load_launch, parse_cli_arguments
+from rrl.param_check import check_plan, node_key_matches
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,3 +125,76 @@ def test_include_cycle_is_reported(tmp_path):
     write(tmp_path, "b.launch.yaml", "launch:\n- include: {file: a.launch.yaml}\n")
     with pytest.raises(LaunchFileError, match="include cycle"):
         load_launch(tmp_path / "a.launch.yaml", {})
+
+
+# --- node parameters against their declarations (rrl.param_check, rrl_ros.params) ------------------
+
+UR5 = ROOT / "launch" / "ur5.launch.yaml"
+RRL_LAUNCH = [sys.executable, "-c", "import argparse, sys; from rrl.commands import launch as c; "
+              "p = argparse.ArgumentParser(prog='rrl launch'); c.add_arguments(p); sys.exit(c.run(p.parse_args()))"]
+"""`rrl launch` (the command module alone, so another command's imports cannot slow or break these tests)."""
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def stack_with_params(tmp_path: Path, params_text: str) -> Path:
+    """A launch file whose control node reads one parameter file (written from `params_text`)."""
+    write(tmp_path, "control.yaml", params_text)
+    return write(tmp_path, "stack.launch.yaml", """
+        launch:
+        - node:
+            pkg: rrl_ros
+            exec: control_node
+            name: control
+            namespace: robot1
+            param:
+            - from: "$(dirname)/control.yaml"
+        """)
+
+
+def test_the_shipped_launch_files_pass_and_integers_are_floats():
+    check_plan(load_launch(UR5, {"rate_hz": "20", "residual_scale": "1", "clock_mode": "lockstep"}))
+    check_plan(load_launch(ROOT / "launch" / "adroit.launch.yaml", {}))
+
+
+def test_a_bad_launch_argument_names_the_line_that_passes_it_on():
+    with pytest.raises(LaunchFileError) as e:
+        check_plan(load_launch(UR5, {"rate_hz": "ten"}))
+    line = line_of(UR5, "{name: rate_hz, value:")  # the sim_bridge node's entry, the first to take it
+    assert str(e.value).startswith(f"{UR5}:{line}: node /sim_bridge (rrl_ros/sim_bridge): parameter rate_hz must be a "
+                                   f"float, got 'ten' (str) (from $(var rate_hz))"), e.value
+
+
+@pytest.mark.parametrize("params_text, line, message", [
+    ("/**/control:\n  ros__parameters:\n    stale_periods: 2.0\n    rate_hz: \"ten\"\n", 4,
+     "parameter rate_hz must be a float, got 'ten' (str)"),
+    ("/**/control:\n  ros__parameters:\n    stale_period: 2.0\n", 3,
+     "unknown parameter 'stale_period' of control_node; did you mean 'stale_periods'?"),
+    ("robot1:\n  control:\n    ros__parameters:\n      camera_history: 0\n", 4, "camera_history=0 must be >= 1"),
+    ("/**:\n  ros__parameters:\n    rate_hz: [1,\n", 4, "malformed YAML in parameter file"),
+    ("/**:\n  ros__parameters: 3\n", 2, "ros__parameters of /** must be a mapping"),
+    ("/**:\n  rate_hz: 3\n", 2, "'rate_hz' is neither a node name holding ros__parameters"),
+])
+def test_a_bad_parameter_file_names_the_file_and_line(tmp_path, params_text, line, message):
+    launch_file = stack_with_params(tmp_path, params_text)
+    with pytest.raises(LaunchFileError) as e:
+        check_plan(load_launch(launch_file, {}))
+    assert f"{(tmp_path / 'control.yaml').resolve()}:{line}: " in str(e.value) and message in str(e.value), e.value
+
+
+def test_parameter_file_entries_apply_by_node_name(tmp_path):
+    """A misspelled name under another node's key is that node's business; `/**` and `robot1/*` reach this one."""
+    check_plan(load_launch(stack_with_params(tmp_path, "/**/sim_bridge:\n  ros__parameters:\n    nonsense: 1\n"), {}))
+    for key in ("/**", "/robot1/*", "robot1/control"):
+        with pytest.raises(LaunchFileError, match="unknown parameter 'nonsense'"):
+            check_plan(load_launch(stack_with_params(tmp_path, f"{key}:\n  ros__parameters:\n    nonsense: 1\n"), {}))
+    assert node_key_matches("/**/control", "/a/b/control") and not node_key_matches("/*/control", "/control")
+
+
+def test_rrl_launch_exits_2_before_any_node_starts(tmp_path):
+    launch_file = stack_with_params(tmp_path, "/**/control:\n  ros__parameters:\n    stale_period: 2.0\n")
+    out = subprocess.run([*RRL_LAUNCH, str(launch_file)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "did you mean 'stale_periods'" in out.stderr and "started" not in out.stdout, out.stdout + out.stderr
