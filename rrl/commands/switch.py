@@ -5,6 +5,14 @@ Calls the node's standard `SetParametersAtomically` service
 (the plain `SetParameters` service would validate them one at a time); the node validates the change in its
 set-parameters callback and applies it before its next tick, or rejects it with a
 reason, which is printed (exit code 1). Talks over the ROS_DOMAIN_ID of the environment.
+
+Before any ROS call, the request is checked with the node's own parser of the pair
+(`policies.base_spec.parse_node_base`: the form, and that the artifact is a policy artifact
+directory or an .onnx file) plus the one rule the node cannot apply: the node keeps `base_artifact`
+from the last bc base and ignores it under a waypoint base, so `--artifact` with a waypoint base
+would be silently ignored there and is refused here. These refusals exit with code 2, as `rrl eval`
+does for a bad `--base`. Whether the artifact loads and fits the task, the residual and the camera
+is the node's to say (exit code 1).
 """
 
 from __future__ import annotations
@@ -15,9 +23,33 @@ from pathlib import Path
 
 
 def base_kind(text: str) -> str:
-    if text in ("waypoint", "bc") or (text.startswith("waypoint:") and len(text) > len("waypoint:")):
+    """`--base`: the node's `base_controller` values (waypoint, waypoint:VARIANT, bc)."""
+    from policies.base_spec import BaseSpecError, is_waypoint, parse_base
+
+    if text == "bc":
         return text
-    raise argparse.ArgumentTypeError(f"expected waypoint, waypoint:VARIANT or bc, got {text!r}")
+    if not is_waypoint(text):
+        raise argparse.ArgumentTypeError(f"expected waypoint, waypoint:VARIANT or bc, got {text!r}")
+    try:
+        return parse_base(text).text
+    except BaseSpecError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def check_request(base: str, artifact: str | None) -> str | None:
+    """Why the control node would refuse or ignore setting (base, artifact), as far as it shows here; else None."""
+    from policies.base_spec import BaseSpecError, is_waypoint, parse_node_base
+
+    if is_waypoint(base) and artifact:
+        return (f"--artifact {artifact} is only for --base bc: a {base} base loads no artifact, so the node "
+                f"would ignore it (leave --artifact out, or use --base bc)")
+    if base == "bc" and not artifact:
+        return "--base bc needs --artifact DIR (a policy artifact directory or a plain .onnx file)"
+    try:
+        parse_node_base(base, artifact or "")
+    except BaseSpecError as e:
+        return str(e)
+    return None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,8 +97,9 @@ def switch_base(node: str, base: str, artifact: str | None, timeout_s: float = 1
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.base == "bc" and not args.artifact:
-        print("rrl switch: --base bc needs --artifact DIR", file=sys.stderr)
+    problem = check_request(args.base, args.artifact)
+    if problem:
+        print(f"rrl switch: {problem}", file=sys.stderr)
         return 2
     artifact = str(Path(args.artifact).resolve()) if args.artifact else ""
     ok, reason = switch_base(args.node, args.base, artifact, args.timeout)

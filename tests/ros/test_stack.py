@@ -64,7 +64,7 @@ def test_base_swap_mid_episode_takes_effect_at_the_next_tick(launch, listener, p
     switch = [sys.executable, "-m", "rrl.cli", "switch", "--node", "/control", "--timeout", "20"]
     sh = lambda *args: subprocess.run([*switch, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)  # noqa: E731
     bad = sh("--base", "bc", "--artifact", str(tmp_path / "missing"))
-    assert bad.returncode == 1 and "does not exist" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and "does not exist" in bad.stderr, bad.stderr  # refused before the service call
     needs_frames = sh("--base", "bc", "--artifact", depth_bc_artifact(SPEC, tmp_path / "bc_depth"))
     assert needs_frames.returncode == 1 and "needs camera frames" in needs_frames.stderr, needs_frames.stderr
     assert sh("--base", "bc", "--artifact", bc_model).returncode == 0
