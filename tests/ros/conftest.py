@@ -202,8 +202,8 @@ class Commander:
     """An rclpy node in its own context and domain that plays the controller (or a second publisher) on /command.
 
     It subscribes to every observation topic of the sim (which waits for those subscribers before it
-    starts) and calls `answer(status) -> Float64MultiArray | None` for each tick status; a returned
-    message is published on /command. With `spam_hz`, `spam() -> Float64MultiArray` is also published
+    starts) and calls `answer(status) -> Float64MultiArray | list | None` for each tick status; the
+    returned message(s) are published on /command. With `spam_hz`, `spam() -> Float64MultiArray` is also published
     at that rate from a thread of its own, whatever the sim does.
     """
 
@@ -245,8 +245,8 @@ class Commander:
         self.statuses.append(status)
         if self.answer is not None:
             out = self.answer(status)
-            if out is not None:
-                self.pub.publish(out)
+            for msg in out if isinstance(out, list) else [] if out is None else [out]:
+                self.pub.publish(msg)
                 self.sent += 1
 
     def _spin(self) -> None:

@@ -62,35 +62,35 @@ def test_nonfinite_commands_hold_their_tick_and_are_counted(launch, commander, s
 
 
 def test_a_second_publisher_does_not_step_the_lockstep_sim(launch, commander, tmp_path):
-    """A second node spams valid commands (labelled without a tick, plain arrays, answers to a past and to a far
-    tick): the lockstep run has the same ticks, results and trajectory as without it, and counts them.
-    (A second publisher that answers the awaited tick itself races the controller; the tick cannot tell them apart.)"""
-    clean = launch("clock_mode:=lockstep", "episodes:=1", "seed:=3", report=tmp_path / "clean.json")
+    """A second node sends valid commands on every observation and in between (labelled without a tick, plain
+    arrays, answers to a past and to a far tick): the lockstep run has the same ticks, results and trajectory
+    as without it, and counts them. (A second publisher that answers the awaited tick itself races the
+    controller; the tick cannot tell them apart.)"""
+    clean = launch("clock_mode:=lockstep", "episodes:=3", "seed:=3", report=tmp_path / "clean.json")
     assert clean.wait() == 0, clean.output
     (clean_sim,) = clean.report()["sim"].values()
     assert clean_sim["foreign_commands"] == 0
 
     rng = np.random.default_rng(0)
-    kinds = itertools.cycle(["labelled", "plain", "past_tick", "far_tick"])
-    seen: list[dict] = []
+    kinds = ("labelled", "plain", "past_tick", "far_tick")
 
-    def spam() -> Float64MultiArray:
+    def foreign(kind: str, tick: int | None) -> Float64MultiArray:
         a = np.append(rng.uniform(-0.15, 0.15, 3), float(rng.integers(0, 2)))
-        kind = next(kinds)
         if kind == "plain":
             return Float64MultiArray(data=a.tolist())
-        if kind == "labelled" or not seen or seen[-1]["tick"] < 2:
+        if kind == "labelled" or tick is None or tick < 2:
             return conv.to_command(SPEC.action, a)
-        tick = seen[-1]["tick"]
         return conv.to_command(SPEC.action, a, tick=tick - 2 if kind == "past_tick" else tick + 1000)
 
-    spammer = commander(spam=spam, spam_hz=200)
-    seen = spammer.statuses
-    spammed = launch("clock_mode:=lockstep", "episodes:=1", "seed:=3", report=tmp_path / "spammed.json")
+    cycle = itertools.cycle(kinds)
+    spammer = commander(answer=lambda status: [foreign(kind, status["tick"]) for kind in kinds],
+                        spam=lambda: foreign(next(cycle), None), spam_hz=100)
+    spammed = launch("clock_mode:=lockstep", "episodes:=3", "seed:=3", report=tmp_path / "spammed.json")
     assert spammed.wait() == 0, spammed.output
     report = spammed.report()
     (sim,) = report["sim"].values()
-    assert sim["foreign_commands"] > 100, sim  # ~200 per second of the run
+    seen = len({s["tick"] for s in spammer.statuses})
+    assert seen >= 10 and sim["foreign_commands"] >= 2 * seen, (seen, spammer.sent, spammer.spammed, sim)
     for key in ("ticks", "results", "trajectory_sha256", "success_rate", "commands_received"):
         assert sim[key] == clean_sim[key], key
     assert report["control"]["control"]["metrics"]["ticks"] == sim["ticks"] == sim["commands_received"]
