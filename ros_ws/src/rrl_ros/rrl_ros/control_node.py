@@ -56,7 +56,7 @@ from rrl_ros import conversions as conv
 from policies.base_spec import parse_node_base
 from policies.runtime import LOAD_ERRORS, ComposedPolicy, check_residual_fits, load_base, load_residual
 from rrl_ros.metrics import LoopMetrics
-from rrl_ros.params import CONTROL, ParamError, declare_node_parameters
+from rrl_ros.params import CONTROL, ParamError, declare_node_parameters, init_rclpy
 from rrl_ros.realtime import apply_rt_priority, set_fifo_priority
 from rrl_ros.reports import write_node_report
 from sim_bridge import make_task, task_names
@@ -261,7 +261,11 @@ class ControlNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    try:
+        init_rclpy(args)
+    except ParamError as e:
+        print(f"control_node: {e}", file=sys.stderr)
+        return 2
     node = None
     try:
         node = ControlNode()
