@@ -104,6 +104,16 @@ class TaskSpec:
     """Action fields that are binary commands (e.g. the gripper: 0 open, 1 closed)."""
     joint_names: tuple[str, ...] = field(default=())
     """Robot joint names, for `sensor_msgs/JointState`."""
+    joint_vel_limit: tuple[float, ...] = field(default=())
+    """Velocity limit per joint of `joint_names` (rad/s revolute, m/s prismatic); () when not given.
+    The safety layer scales a joint-velocity command down to these (`controllers.safety`)."""
+    workspace_low_m: tuple[float, ...] = field(default=())
+    """Lower corner (x, y, z, robot base frame) of the box the tool must stay in; () for no box."""
+    workspace_high_m: tuple[float, ...] = field(default=())
+    """Upper corner of the workspace box; () for no box."""
+    depth_range_m: tuple[float, ...] = field(default=())
+    """(near, far) of the depth camera: depth in metres maps linearly to [0, 1] over it for the
+    policies (`depth_to_unit`); () for tasks without a depth camera."""
 
     def __post_init__(self) -> None:
         if len(self.action_low) != self.action.size or len(self.action_high) != self.action.size:
@@ -118,6 +128,16 @@ class TaskSpec:
         for name in self.binary_action_fields:
             if name not in self.action.names:
                 raise ValueError(f"{self.name}: binary action field {name!r} not in action layout")
+        if self.joint_vel_limit and len(self.joint_vel_limit) != len(self.joint_names):
+            raise ValueError(f"{self.name}: {len(self.joint_vel_limit)} joint velocity limits for "
+                             f"{len(self.joint_names)} joints")
+        if len(self.workspace_low_m) != len(self.workspace_high_m) or len(self.workspace_low_m) not in (0, 3):
+            raise ValueError(f"{self.name}: the workspace box needs 3 low and 3 high values, got "
+                             f"{self.workspace_low_m} / {self.workspace_high_m}")
+        if np.any(np.asarray(self.workspace_low_m) > np.asarray(self.workspace_high_m)):
+            raise ValueError(f"{self.name}: workspace_low_m exceeds workspace_high_m")
+        if self.depth_range_m and not (len(self.depth_range_m) == 2 and 0 < self.depth_range_m[0] < self.depth_range_m[1]):
+            raise ValueError(f"{self.name}: depth_range_m must be (near, far) with 0 < near < far, got {self.depth_range_m}")
 
     @property
     def control_dt_s(self) -> float:
@@ -132,9 +152,50 @@ class TaskSpec:
         """The task's action limits in the form the safety layer uses (one clipping rule everywhere)."""
         return ActionLimits.from_spec(self)
 
+    def to_dict(self) -> dict:
+        """Plain data (str, int, float, lists) for a JSON file; `TaskSpec.from_dict` reads it back equal."""
+        out = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, Layout):
+                value = [[field_name, size] for field_name, size in value.fields]
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "TaskSpec":
+        """The spec `to_dict` wrote; an unknown or missing key raises ValueError naming it."""
+        names = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"task spec: unknown key(s) {unknown}; known: {sorted(names)}")
+        values = {}
+        for name, value in data.items():
+            if name in ("action", "proprio", "state"):
+                value = Layout(tuple((str(n), int(k)) for n, k in value))
+            elif isinstance(value, list):
+                value = tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and
+                              name not in ("binary_action_fields", "joint_names") else v for v in value)
+            values[name] = value
+        try:
+            return cls(**values)
+        except TypeError as e:
+            raise ValueError(f"task spec: {e}") from None
+
     def clip_action(self, action: np.ndarray) -> np.ndarray:
         """Clip an action to the task limits; binary fields are thresholded at 0.5 to {0, 1}."""
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if action.size != self.action.size:
             raise ValueError(f"{self.name}: action has {action.size} dims, expected {self.action.size} {self.action.labels()}")
         return self.action_limits.clip(action)
+
+
+def depth_to_unit(depth_m: np.ndarray, near_m: float, far_m: float) -> np.ndarray:
+    """Metric depth (m) -> the policies' [0, 1] depth: linear from near to far, clipped (float32).
+
+    The one normalisation: the simulated camera (`sim_bridge.ur5.tasks`) renders through it and the
+    control node applies it to a camera's metric depth (REP 118: 32FC1 in m, 16UC1 in mm)."""
+    d = np.asarray(depth_m, np.float32)
+    return np.clip((d - near_m) / (far_m - near_m), 0.0, 1.0).astype(np.float32)

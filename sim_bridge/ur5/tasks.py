@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as p
 
-from sim_bridge.spec import Layout, TaskSpec
+from sim_bridge.spec import Layout, TaskSpec, depth_to_unit
 from sim_bridge.task import CameraConfig, Observation, Step, Task
 from sim_bridge.ur5 import model
 from sim_bridge.ur5.robot import CONTROL_RATE_HZ, PHYSICS_RATE_HZ, UR5Robot, Workspace
@@ -85,7 +85,10 @@ class UR5Task(Task):
             name=self.name, robot="ur5", control_rate_hz=CONTROL_RATE_HZ, max_steps=self.max_steps,
             action=ACTION, action_low=(-cap, -cap, -cap, 0.0), action_high=(cap, cap, cap, 1.0),
             proprio=PROPRIO, state=Layout(PROPRIO.fields + self.object_fields), camera="depth",
-            binary_action_fields=("gripper",), joint_names=JOINT_NAMES)
+            binary_action_fields=("gripper",), joint_names=JOINT_NAMES,
+            joint_vel_limit=(model.JOINT_VEL_LIMIT_RAD_S,) * len(model.ARM_JOINTS) + (model.FINGER_VEL_M_S,) * 2,
+            workspace_low_m=workspace.low_m, workspace_high_m=workspace.high_m,
+            depth_range_m=(camera_pose.near_m, camera_pose.far_m))
         self.client = p.connect(p.DIRECT)
         self.robot: UR5Robot | None = None
         self.cube: int | None = None
@@ -190,6 +193,10 @@ class UR5Task(Task):
 
     def render_depth(self) -> np.ndarray:
         """One depth frame (H, W) float32: metric depth mapped linearly from [near, far] to [0, 1]."""
+        return depth_to_unit(self.render_depth_m(), self.camera_pose.near_m, self.camera_pose.far_m)
+
+    def render_depth_m(self) -> np.ndarray:
+        """One depth frame (H, W) float32 in metres (what a depth camera driver publishes, REP 118)."""
         cam, cp = self.camera, self.camera_pose
         if cam is None:
             raise RuntimeError(f"{self.name}: made without a camera")
@@ -198,8 +205,7 @@ class UR5Task(Task):
                                            physicsClientId=self.client)
         buf = np.asarray(buf, np.float32).reshape(cam.height_px, cam.width_px)
         near, far = cp.near_m, cp.far_m
-        metric = far * near / (far - (far - near) * buf)
-        return np.clip((metric - near) / (far - near), 0.0, 1.0).astype(np.float32)
+        return far * near / (far - (far - near) * buf)
 
     # --- objects -------------------------------------------------------------------------------
     def _make_cube(self, pos: np.ndarray, size_m: float, yaw: float) -> int:

@@ -59,22 +59,14 @@ from rrl_ros.metrics import LoopMetrics
 from rrl_ros.params import CONTROL, ParamError, declare_node_parameters, init_rclpy
 from rrl_ros.realtime import apply_rt_priority, set_fifo_priority
 from rrl_ros.reports import write_node_report
-from sim_bridge import make_task, task_names
+from sim_bridge import task_names
+from sim_bridge.task_specs import task_spec
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class ParameterError(ValueError):
     """A node parameter is invalid; the message names it."""
-
-
-def task_spec(name: str):
-    """The spec of a task (built once from the task itself, then closed)."""
-    task = make_task(name)
-    try:
-        return task.spec
-    finally:
-        task.close()
 
 
 class ControlNode(Node):
