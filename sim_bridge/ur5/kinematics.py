@@ -108,3 +108,23 @@ def solve_ik(tcp_target_m: np.ndarray, q_start_rad: np.ndarray, rot_desired: np.
             break
         q += jac.T @ np.linalg.solve(jac @ jac.T + eye, err)
     return np.minimum(np.maximum(q, -JOINT_LIMIT_RAD), JOINT_LIMIT_RAD)
+
+
+ORIENTATION_GAIN_PER_S = 2.0
+"""Velocity-level IK: a tool orientation error of e rad is corrected at ORIENTATION_GAIN_PER_S * e rad/s."""
+
+
+def tool_velocity_to_joint_velocity(q_rad: np.ndarray, tool_vel_m_s: np.ndarray,
+                                    rot_desired: np.ndarray = TOOL_DOWN_ROTATION,
+                                    orientation_gain_per_s: float = ORIENTATION_GAIN_PER_S,
+                                    damping: float = 0.01) -> np.ndarray:
+    """Joint velocities (6,) moving the TCP at `tool_vel_m_s` (3,) while holding the tool orientation.
+
+    Velocity-level damped least squares on the geometric Jacobian,
+        qdot = J^T (J J^T + lambda^2 I)^-1 [v ; K_o e_rot],
+    where e_rot (`orientation_error`) turns the tool back to `rot_desired` (pointing down): the
+    tasks' tool velocity commands become a ros2_control joint-velocity command."""
+    jac, _, rot = tcp_jacobian(np.asarray(q_rad, np.float64))
+    twist = np.concatenate([np.asarray(tool_vel_m_s, np.float64).reshape(3),
+                            orientation_gain_per_s * orientation_error(rot, rot_desired)])
+    return jac.T @ np.linalg.solve(jac @ jac.T + (damping**2) * np.eye(6), twist)
