@@ -3,6 +3,10 @@
 Each subcommand lives in `rrl/commands/<name>.py` with `add_arguments(parser)` and
 `run(args) -> int`; the table below is the whole list. Command modules import
 their heavy dependencies inside `run`, so `rrl --help` stays fast.
+
+An output that cannot be written (`training.output.OutputError`: full disk, read-only
+directory) or a run whose checkpoints cannot be resumed (`training.checkpoint.CheckpointError`)
+ends the command with one line on standard error naming the path and why, and exit status 2.
 """
 
 from __future__ import annotations
@@ -35,9 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.checkpoint import CheckpointError
+    from training.output import OutputError
+
     args = build_parser().parse_args(argv)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
+    except (OutputError, CheckpointError) as e:
+        print(f"rrl {args.command}: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

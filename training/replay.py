@@ -287,3 +287,10 @@ class ReplayBuffer:
         for key, array in self._data.items():
             array[:filled] = np.asarray(state[f"data/{key}"])
         self._cursor, self._written, self._episodes, self._steps, self._open = cursor, written, episodes, steps, bool(is_open)
+
+
+def state_counters(state: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """The counters of a `ReplayBuffer.state_dict()` (capacity, slots written, episodes, steps added),
+    read without building a buffer: what a checkpoint checks against the learner's frame count."""
+    capacity, _, written, episodes, steps, _ = (int(x) for x in np.asarray(state["counters"]))
+    return {"capacity": capacity, "written": written, "episodes": episodes, "steps": steps}

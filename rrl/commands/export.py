@@ -2,6 +2,9 @@
 
 Every run directory holds `run.yaml` with its `kind` (bc, residual, req, ...); the table below
 names the function that exports each kind: `fn(run_dir, out_dir, overwrite=...) -> PolicyArtifact`.
+
+A failed write (full disk, read-only --out) is reported as one line naming the path and the
+reason (exit 2), with what the export had created in --out removed.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
+    from training.output import removing_new_files, writing
+
     run_file = Path(args.run) / "run.yaml"
     if not run_file.is_file():
         raise SystemExit(f"rrl export: {args.run} is not a training run (no run.yaml)")
@@ -36,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     if kind not in EXPORTERS:
         raise SystemExit(f"rrl export: {run_file} has kind {kind!r}; exportable kinds: {sorted(EXPORTERS)}")
     module, fn = EXPORTERS[kind]
-    artifact = getattr(importlib.import_module(module), fn)(args.run, args.out, overwrite=args.overwrite)
+    export = getattr(importlib.import_module(module), fn)
+    with writing(args.out), removing_new_files(args.out):
+        artifact = export(args.run, args.out, overwrite=args.overwrite)
     report = {"artifact": str(artifact.path), "kind": artifact.kind, "algo": artifact.algo, "task": artifact.task,
               "model_sha256": artifact.model_sha256,
               "parity_max_abs_diff": artifact.provenance.get("export", {}).get("parity_max_abs_diff")}

@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from training.bc.train import BCConfig, export_run, train
+    from training.output import writing
 
     try:
         config = BCConfig(task=args.task, demos=tuple(args.demos), obs=args.obs, epochs=args.epochs,
@@ -44,11 +45,13 @@ def run(args: argparse.Namespace) -> int:
             if hw != (args.image_px, args.image_px):
                 raise SystemExit(f"rrl train bc: {d} has {hw} px frames, --image-px says {args.image_px}")
     try:
-        summary = train(config, args.out, progress=not args.json)
+        with writing(args.out):
+            summary = train(config, args.out, progress=not args.json)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"rrl train bc: {e}") from None
     if args.export:
-        artifact = export_run(args.out, args.export, overwrite=True)
+        with writing(args.export):
+            artifact = export_run(args.out, args.export, overwrite=True)
         summary["artifact"] = str(artifact.path)
     summary.pop("history", None)
     if args.json:

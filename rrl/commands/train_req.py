@@ -3,8 +3,8 @@
     rrl train req --task ur5_bowl --mode rlfse --expert-variant no_retry --expert-noise-std 0.15 \
         --frames 60000 --out runs/req_bowl
 
-Resumes from RUN/checkpoint.pt when it exists (same options). `rrl export RUN --out DIR` then
-writes the req_prior (or residual) artifact.
+Resumes from the newest complete checkpoint in RUN/checkpoints/ when there is one (same options).
+`rrl export RUN --out DIR` then writes the req_prior (or residual) artifact.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--acting", choices=["prior", "importance"], default=None,
                    help="act with the prior (mean at evaluation) or the importance-sampled policy softmax(Q/eta)")
     p.add_argument("--frames", type=int, required=True, help="environment steps to collect")
-    p.add_argument("--out", required=True, help="run directory (checkpoints, TensorBoard, final.pt)")
+    p.add_argument("--out", required=True, help="run directory (checkpoints/, TensorBoard, eval.jsonl, summary.json)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--config", default=None, help="YAML file with TrainConfig fields (learner: {...}); flags override task/mode/algo/frames")
     p.add_argument("--eval-every", type=int, default=None, help="frames between evaluations")
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from training.output import writing
     from training.req.train import TrainConfig, train
 
     base = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
@@ -63,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
         config = TrainConfig.from_dict(cfg)
     except (TypeError, ValueError) as e:
         raise SystemExit(f"rrl train req: bad configuration: {e}")
-    summary = train(config, args.out, progress=not args.no_progress, max_wall_s=args.max_wall_s)
+    try:
+        with writing(args.out):
+            summary = train(config, args.out, progress=not args.no_progress, max_wall_s=args.max_wall_s)
+    except ValueError as e:
+        raise SystemExit(f"rrl train req: {e}") from None
     short = {k: v for k, v in summary.items() if k != "history"}
     print(json.dumps(short) if args.json else f"{args.out}: {short}")
     return 0

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     from training.dmpo.learner import DMPOConfig
     from training.dmpo.run_residual import ResidualRunConfig, train_residual
-    from training.dmpo.train import TrainConfig
+    from training.dmpo.train import TrainConfig, checkpoint_store
+    from training.output import writing
 
     try:
         learner = DMPOConfig(init_std=args.init_std, policy_lr=args.lr, critic_lr=args.lr,
@@ -76,14 +77,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise SystemExit(f"rrl train residual: {e}") from None
     out = Path(args.out)
-    resume = (out / "checkpoint" / "learner.pt").exists()
+    resume = bool(checkpoint_store(out).candidates())  # a run of the previous layout: CheckpointError (exit 2)
     if resume:
         saved = yaml.safe_load((out / "run.yaml").read_text())["config"]
         if _learning_config(yaml.safe_load(yaml.safe_dump(config.to_dict()))) != _learning_config(saved):
             raise SystemExit(f"rrl train residual: {out} holds a run with another configuration; use a new --out")
         print(f"resuming {out} from its checkpoint", flush=True)
     try:
-        summary = train_residual(config, out, resume=resume, progress=not args.json)
+        with writing(out):
+            summary = train_residual(config, out, resume=resume, progress=not args.json)
     except (ValueError, KeyError, FileNotFoundError) as e:
         raise SystemExit(f"rrl train residual: {e}") from None
     if args.json:

@@ -21,7 +21,15 @@ from training.bc.losses import bc_loss
 from training.bc.network import BCNet, ResNet18Half, fuse_batchnorm, parameter_count
 from training.evaluation import EVAL_SEED_BASE
 from training.export import round_weights_fp16
-from training.bc.train import BCConfig, Batches, build_net, evaluate_loss, export_run, load_dataset, train
+from training.bc.train import (BCConfig, Batches, build_net, checkpoint_store, evaluate_loss, export_run, load_dataset,
+                               read_checkpoint, train)
+
+
+def last_checkpoint(run: Path) -> dict:
+    """Contents of the run's newest complete checkpoint (model, optimizer, generator, state)."""
+    found = read_checkpoint(checkpoint_store(run))
+    assert found is not None, f"{run} has no checkpoint"
+    return found[1]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,8 +141,8 @@ def test_stopped_run_resumes_exactly(demos, tmp_path):
     resumed = train(config, tmp_path / "part", progress=False)
     assert resumed["finished"]
     assert resumed["best_val_loss"] == pytest.approx(full["best_val_loss"], rel=1e-6)
-    a = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    a = last_checkpoint(tmp_path / "full")["model"]
+    b = last_checkpoint(tmp_path / "part")["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k])
     with pytest.raises(ValueError, match="different config"):
@@ -147,20 +155,19 @@ def test_sigkilled_run_continues_where_it_stopped(demos, tmp_path):
     cmd = [sys.executable, "-m", "rrl.cli", "train", "bc", "--task", "ur5_pick", "--demos", str(demos / "state"),
            "--obs", "state", "--epochs", "400", "--out", str(run), "--json"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = run / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 60
-    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
+    while not (run / "checkpoints" / "latest").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
     time.sleep(0.5)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = torch.load(last, weights_only=False)["state"]["epoch"]
+    done = last_checkpoint(run)["state"]["epoch"]
     assert 1 <= done < 400
     config = BCConfig(task="ur5_pick", demos=(str(demos / "state"),), obs="state", epochs=400)
     # continue in-process for a few more batches only, then check it started from the saved epoch
     summary = train(config, run, progress=False, max_batches=5)
     assert summary["epochs_done"] >= done
-    history = torch.load(last, weights_only=False)["state"]["history"]
+    history = last_checkpoint(run)["state"]["history"]
     assert [h["epoch"] for h in history[:done]] == list(range(done))
 
 
@@ -196,3 +203,27 @@ def test_image_policy_export_parity_and_runtime(demos, tmp_path):
         if abs(a[3]) > 1e-4:
             assert out.action[3] == float(a[3] > 0)  # logit > 0 <=> probability > 0.5
         assert task.step(policy.act(obs)).obs["depth"].shape == (3, 32, 32)
+
+
+def test_unwritable_out_gives_one_line_and_exit_2(demos, tmp_path, mounts, capsys):
+    """A read-only --out for training or export, a full disk for export: one line naming the path, exit 2,
+    no traceback, nothing left behind in --out."""
+    read_only = mounts.read_only()
+    assert rrl(["train", "bc", "--task", "ur5_pick", "--demos", str(demos / "state"), "--obs", "state", "--epochs", "1",
+                "--out", str(read_only / "run"), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert f"{read_only / 'run'}" in err and "read-only file system" in err and "Traceback" not in err
+
+    run = tmp_path / "run"
+    train(BCConfig(task="ur5_pick", demos=(str(demos / "state"),), obs="state", epochs=1), run, progress=False)
+    assert rrl(["export", str(run), "--out", str(read_only / "art")]) == 2
+    assert "read-only file system" in capsys.readouterr().err
+
+    disk = mounts.disk(64)
+    (disk / "art").mkdir()
+    (disk / "art" / "notes.txt").write_text("kept")
+    mounts.fill(disk, 8 * 1024)
+    assert rrl(["export", str(run), "--out", str(disk / "art"), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {disk / 'art'}" in err and "no space left on device" in err and "Traceback" not in err
+    assert sorted(p.name for p in (disk / "art").iterdir()) == ["notes.txt"]  # temporaries removed

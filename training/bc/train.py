@@ -8,15 +8,19 @@ TensorBoard logs, a progress bar, checkpoints and best-epoch selection) and `exp
 Run directory layout:
 
     RUN/run.yaml              kind/algo (for `rrl export`), the config, the demos, the dataset split
-    RUN/checkpoints/last.pt   written atomically every `checkpoint_every_s` and at each epoch end:
-                              model, optimiser, RNG states, epoch and batch position, best so far
+                              (and any demo episodes skipped as unreadable)
+    RUN/checkpoints/ckpt-<step>/state.pt
+                              a `training.checkpoint` unit (hashed, written whole; the previous one
+                              kept) every `checkpoint_every_s` and at each epoch end: model,
+                              optimiser, RNG states, epoch and batch position, best so far
     RUN/checkpoints/best.pt   weights of the epoch with the lowest validation loss (RRLfD: "the
-                              training epoch with the lowest validation loss")
+                              training epoch with the lowest validation loss"), replaced atomically
     RUN/tb/                   TensorBoard scalars
 
-A killed run started again with the same command continues from `last.pt` at the batch it
-stopped at (the batch order of an epoch is a function of seed and epoch, so skipping the done
-batches replays it exactly); a different config for an existing run directory is refused.
+A killed run started again with the same command continues from its newest complete checkpoint
+at the batch it stopped at (the batch order of an epoch is a function of seed and epoch,
+`training.seeds.batch_order_seed`, so skipping the done batches replays it exactly); a different
+config for an existing run directory is refused.
 
 Observation variants (`obs`):
 - `depth`, `depth+proprio`: the ResNet-18-half on the 3 stacked depth frames (+ proprio at the
@@ -30,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +46,15 @@ import yaml
 
 from training.bc.losses import LAMBDA, bc_loss
 from training.bc.network import HORIZONS, BCNet, ExportWrapper, fuse_batchnorm, parameter_count
+from training.checkpoint import (Checkpoint, CheckpointError, CheckpointStore, refuse_old_layout, torch_file,
+                                 write_file_atomic)
+from training.seeds import batch_order_seed
 
 RUN_FILE = "run.yaml"
+CHECKPOINTS = "checkpoints"
+"""The run's checkpoint directory (`training.checkpoint` layout; also holds `best.pt`)."""
+OLD_LAYOUT = ("checkpoints/last.pt",)
+"""The previous layout's checkpoint file (refused: written in place, it cannot be verified)."""
 OBS_VARIANTS = ("depth", "depth+proprio", "state", "proprio")
 CROP_FRACTION = 224 / 240
 """RRLfD crops 224 px out of 240 px renders; other resolutions keep the proportion."""
@@ -81,7 +91,7 @@ class BCConfig:
     threads: int = 1
     """torch intra-op threads (the machine is shared; keep 1-2)."""
     checkpoint_every_s: float = 30.0
-    """Write last.pt at least this often within an epoch (and always at its end)."""
+    """Write a checkpoint at least this often within an epoch (and always at its end)."""
 
     def __post_init__(self) -> None:
         if self.obs not in OBS_VARIANTS:
@@ -91,6 +101,8 @@ class BCConfig:
         for name in ("epochs", "batch_size", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0 or self.split_seed < 0:
+            raise ValueError(f"seed and split_seed must be >= 0, got {self.seed} and {self.split_seed}")
         if not self.lr > 0 or not 0 <= self.lam <= 1 or self.rotation_deg < 0:
             raise ValueError(f"invalid lr {self.lr}, lam {self.lam} or rotation_deg {self.rotation_deg}")
 
@@ -206,10 +218,23 @@ def build_net(config: BCConfig, dataset) -> BCNet:
     return BCNet(action_dim, image_channels=0, scalar_dim=len(labels))
 
 
-def _save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def checkpoint_store(run_dir: str | Path) -> CheckpointStore:
+    """The BC checkpoints of run `run_dir`; a run of the previous layout is refused (`CheckpointError`)."""
+    refuse_old_layout(run_dir, OLD_LAYOUT, "one file rewritten in place")
+    return CheckpointStore(Path(run_dir) / CHECKPOINTS, "bc")
+
+
+def read_checkpoint(store: CheckpointStore) -> tuple[Checkpoint, dict] | None:
+    """The newest verified checkpoint and its contents (model, optimizer, generator, state), or None."""
+
+    def check(ckpt: Checkpoint) -> dict:
+        contents = torch.load(ckpt.file("state.pt"), weights_only=False)
+        if contents["state"]["step"] != ckpt.step:
+            raise CheckpointError(f"{ckpt.path}: state.pt is at gradient step {contents['state']['step']}, "
+                                  f"the manifest says {ckpt.step}")
+        return contents
+
+    return store.load(check)
 
 
 def recalibrate_batchnorm(net: BCNet, batches: Batches, max_batches: int = 16, batch_size: int = 128) -> None:
@@ -266,7 +291,8 @@ def train(config: BCConfig, run_dir: str | Path, progress: bool = True, max_batc
     from tqdm import tqdm
 
     run = Path(run_dir)
-    ckpt_dir = run / "checkpoints"
+    store = checkpoint_store(run)
+    ckpt_dir = run / CHECKPOINTS
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     run_file = run / RUN_FILE
     if run_file.exists():
@@ -285,9 +311,9 @@ def train(config: BCConfig, run_dir: str | Path, progress: bool = True, max_batc
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
     state = {"epoch": 0, "batch": 0, "best_val": float("inf"), "best_epoch": -1, "step": 0, "train_sum": 0.0, "train_n": 0}
-    last = ckpt_dir / "last.pt"
-    if last.exists():
-        ckpt = torch.load(last, weights_only=False)
+    found = read_checkpoint(store)
+    if found is not None:
+        _, ckpt = found
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         gen.set_state(ckpt["generator"])
@@ -298,14 +324,16 @@ def train(config: BCConfig, run_dir: str | Path, progress: bool = True, max_batc
             "dataset": {"bags": [str(b) for b in dataset.bags], "episodes": len(dataset.episodes),
                         "train_episodes": int(len(dataset.split_episodes["train"])),
                         "val_episodes": int(len(dataset.split_episodes["val"])),
-                        "train_samples": dataset.size("train"), "val_samples": dataset.size("val")},
+                        "train_samples": dataset.size("train"), "val_samples": dataset.size("val"),
+                        "skipped_episodes": [{"file": str(path), "reason": reason} for path, reason in dataset.skipped]},
             "parameters": parameter_count(net),
         }, sort_keys=False))
     writer = SummaryWriter(str(run / "tb"))
 
     def checkpoint() -> None:
-        _save({"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-               "state": dict(state)}, last)
+        contents = {"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                    "state": dict(state)}
+        store.save(state["step"], {"state.pt": torch_file(contents)}, meta={"epoch": state["epoch"], "batch": state["batch"]})
 
     n_batches = math.ceil(dataset.size("train") / config.batch_size)
     steps_this_call = 0
@@ -316,7 +344,7 @@ def train(config: BCConfig, run_dir: str | Path, progress: bool = True, max_batc
                   unit="ep", disable=not progress)
     for epoch in epochs:
         # drop_last: a tail batch of a few samples would give BatchNorm degenerate statistics
-        order = dataset.batches("train", config.batch_size, seed=config.seed * 100_003 + epoch,
+        order = dataset.batches("train", config.batch_size, seed=batch_order_seed(config.seed, epoch),
                                 drop_last=dataset.size("train") > config.batch_size)
         for i, batch in enumerate(order):
             if i < state["batch"]:
@@ -351,7 +379,7 @@ def train(config: BCConfig, run_dir: str | Path, progress: bool = True, max_batc
         writer.add_scalar("train/epoch_loss", train_loss, epoch)
         if val["loss"] < state["best_val"]:
             state["best_val"], state["best_epoch"] = val["loss"], epoch
-            _save({"model": net.state_dict(), "epoch": epoch, "val": val}, ckpt_dir / "best.pt")
+            write_file_atomic(ckpt_dir / "best.pt", torch_file({"model": net.state_dict(), "epoch": epoch, "val": val}))
         state.update(epoch=epoch + 1, batch=0, train_sum=0.0, train_n=0)
         state.setdefault("history", []).append({"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"]})
         checkpoint()

@@ -12,16 +12,20 @@ samples per insert with batch 256, i.e. one update per 8 frames).
 Outputs under the run directory:
 - `tb/`: TensorBoard scalars (learner stats, episode returns, evaluations);
 - `eval.csv`: frames, wall_s, success_rate, mean_steps_success, episodes per evaluation;
-- `checkpoint/`: `learner.pt` (networks, targets, optimisers, duals, loop counters,
-  rng states) and `replay.npz` (the whole replay buffer), written atomically at
-  episode boundaries, so `resume=True` continues the run where it stopped.
+- `checkpoints/`: one `training.checkpoint` unit per checkpoint, written at episode
+  boundaries: `learner.pt` (networks, targets, optimisers, duals, loop counters, rng
+  states) and `replay.npz` (the whole replay buffer) in one directory with their hashes,
+  the previous checkpoint kept; `resume=True` continues from the newest one that
+  verifies (its replay holds exactly the learner's frame count of steps).
+
+Training episode i of run seed s is reset with `training.seeds.training_episode_seed(s, i)`,
+a range no other seed, no demonstration and no held-out evaluation uses.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +35,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from training.checkpoint import Checkpoint, CheckpointError, CheckpointStore, npz_file, refuse_old_layout, torch_file
 from training.dmpo.learner import Batch, DMPOConfig, DMPOLearner
 from training.dmpo.networks import CategoricalCritic, GaussianPolicy
-from training.replay import FieldSpec, ReplayBuffer, Sample
+from training.replay import FieldSpec, ReplayBuffer, Sample, state_counters
+from training.seeds import check_run_seed, training_episode_seed
+
+CHECKPOINTS = "checkpoints"
+"""The run's checkpoint directory (`training.checkpoint` layout)."""
+OLD_LAYOUT = ("checkpoint/learner.pt", "checkpoint/replay.npz")
+"""The previous layout's separately written files (refused: the pair cannot be verified)."""
 
 
 @dataclass
@@ -82,7 +93,8 @@ class TrainConfig:
     checkpoint_every_frames: int = 10_000
     """Write a resumable checkpoint at the first episode end after this many frames."""
     seed: int = 0
-    """Seeds the networks, the action noise and the training episodes (episode i uses seed + i)."""
+    """Seeds the networks and the action noise; picks the run's training episodes
+    (`training.seeds.training_episode_seed(seed, i)`). In [0, 1000)."""
     torch_threads: int = 1
     """torch intra-op threads (the machine is shared; 1 is fastest for these small nets)."""
     learner: DMPOConfig = field(default_factory=DMPOConfig)
@@ -94,6 +106,7 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        check_run_seed(self.seed)
 
 
 def make_agent(obs_dim: int, action_dim: int, config: TrainConfig, policy: torch.nn.Module | None = None) -> DMPOLearner:
@@ -136,10 +149,34 @@ Evaluate = Callable[[Callable[[np.ndarray], np.ndarray]], dict]
 `success_rate`, `episodes` and `mean_steps_success`."""
 
 
-def _save_atomic(path: Path, write: Callable[[str], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(str(tmp))
-    os.replace(tmp, path)
+def read_checkpoint(store: CheckpointStore) -> tuple[Checkpoint, dict, dict[str, np.ndarray]] | None:
+    """The newest verified checkpoint of a run with its learner state and replay arrays (None if none).
+
+    Beyond the manifest's hashes, the pair must agree: the replay holds one step per frame the
+    learner's counters say were played (and the manifest's step is that frame count).
+    """
+
+    def check(ckpt: Checkpoint) -> tuple[dict, dict[str, np.ndarray]]:
+        state = torch.load(ckpt.file("learner.pt"), weights_only=False)
+        with np.load(ckpt.file("replay.npz")) as z:
+            replay_state = dict(z)
+        steps = state_counters(replay_state)["steps"]
+        if not state["frames"] == steps == ckpt.step:
+            raise CheckpointError(f"{ckpt.path}: learner.pt counts {state['frames']} frames, replay.npz holds {steps} "
+                                  f"steps, the manifest says step {ckpt.step}: not one checkpoint")
+        return state, replay_state
+
+    found = store.load(check)
+    if found is None:
+        return None
+    ckpt, (state, replay_state) = found
+    return ckpt, state, replay_state
+
+
+def checkpoint_store(out_dir: str | Path) -> CheckpointStore:
+    """The DMPO checkpoints of run `out_dir`; a run of the previous layout is refused (`CheckpointError`)."""
+    refuse_old_layout(out_dir, OLD_LAYOUT, "checkpoint/learner.pt and replay.npz")
+    return CheckpointStore(Path(out_dir) / CHECKPOINTS, "dmpo")
 
 
 def train(
@@ -162,7 +199,8 @@ def train(
     `policy` replaces the fresh `GaussianPolicy` (fine-tuning a BC head).
     """
     out = Path(out_dir)
-    (out / "checkpoint").mkdir(parents=True, exist_ok=True)
+    store = checkpoint_store(out)
+    out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.torch_threads)
     learner = make_agent(env.observation_dim, env.action_dim, config, policy)
     set_input_statistics(learner, input_mean, input_std)
@@ -173,11 +211,11 @@ def train(
     rng = np.random.default_rng(config.seed)
     frames, episodes, next_eval, next_ckpt = 0, 0, 0, config.checkpoint_every_frames
     wall_offset = 0.0
-    ckpt = out / "checkpoint" / "learner.pt"
-    if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+    found = read_checkpoint(store) if resume else None
+    if found is not None:
+        _, state, replay_state = found
         learner.load_state_dict(state["learner"])
-        replay.load_state_dict(dict(np.load(out / "checkpoint" / "replay.npz")))
+        replay.load_state_dict(replay_state)
         frames, episodes, next_eval, next_ckpt = state["frames"], state["episodes"], state["next_eval"], state["next_ckpt"]
         wall_offset = state["wall_s"]
         rng.bit_generator.state = state["numpy_rng"]
@@ -210,7 +248,7 @@ def train(
         if frames >= next_eval:
             run_eval()
             next_eval += config.eval_every_frames
-        obs = env.reset(config.seed * 1_000_003 + episodes)
+        obs = env.reset(training_episode_seed(config.seed, episodes))
         replay.add_first({"obs": obs})
         episode_return, done = 0.0, False
         while not done:
@@ -230,24 +268,21 @@ def train(
         writer.add_scalar("train/episode_success", float(step.success), frames + frames_offset)
         if frames >= next_ckpt or frames >= config.frames:
             next_ckpt = frames + config.checkpoint_every_frames
-            _checkpoint(out, learner, replay, rng, frames, episodes, next_eval, next_ckpt, time.monotonic() - start)
+            _checkpoint(store, learner, replay, rng, frames, episodes, next_eval, next_ckpt, time.monotonic() - start)
     run_eval()
     bar.close()
     writer.close()
     return learner
 
 
-def _checkpoint(out: Path, learner, replay, rng, frames, episodes, next_eval, next_ckpt, wall_s) -> None:
+def _checkpoint(store: CheckpointStore, learner, replay, rng, frames, episodes, next_eval, next_ckpt, wall_s) -> None:
+    """Learner and replay as one checkpoint unit (both or neither; the previous one kept)."""
     state = {
         "learner": learner.state_dict(), "frames": frames, "episodes": episodes, "next_eval": next_eval,
         "next_ckpt": next_ckpt, "wall_s": wall_s, "numpy_rng": rng.bit_generator.state,
     }
-    def write_replay(path: str) -> None:
-        with open(path, "wb") as f:
-            np.savez(f, **replay.state_dict())
-
-    _save_atomic(out / "checkpoint" / "replay.npz", write_replay)
-    _save_atomic(out / "checkpoint" / "learner.pt", lambda p: torch.save(state, p))
+    store.save(frames, {"learner.pt": torch_file(state), "replay.npz": npz_file(replay.state_dict())},
+               meta={"frames": frames, "episodes": episodes, "replay_steps": replay.steps_added})
 
 
 def _writer(path: Path):

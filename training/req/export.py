@@ -30,7 +30,7 @@ from policies.artifact import (
 )
 from training.req.env import action_center_scale
 from training.req.networks import GaussianPrior, QNetwork
-from training.req.train import load_learner
+from training.req.train import load_run
 
 
 def _binary_mask(spec) -> torch.Tensor:
@@ -96,7 +96,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False
     from training.export import export_artifact
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    config, learner = load_learner(run_dir)
+    config, learner, replay = load_run(run_dir)  # one checkpoint: the learner and the replay it trained on
     task = make_task(config.task)
     try:
         spec = task.spec
@@ -107,9 +107,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False
     norm = learner.prior.normalizer
     state_stats = FieldStats.from_arrays(norm.mean[:s_dim].numpy(), norm.std[:s_dim].numpy())
     stats = {"action": _action_stats(spec), "state": state_stats}
-    with np.load(run_dir / "replay.npz") as z:
-        written = z["data/_time"] >= 0
-        obs = z["data/obs"][written]
+    obs = replay["data/obs"][replay["data/_time"] >= 0]
     rng = np.random.default_rng(0)
     obs = obs[rng.choice(len(obs), size=min(512, len(obs)), replace=False)]
     state_norm = state_stats.normalise(obs[:, :s_dim])

@@ -3,19 +3,22 @@ periodic held-out evaluation, TensorBoard, resumable checkpoints.
 
 Reads top to bottom: build env + replay + learner, (resume), then loop over episodes until
 `frames` environment steps were taken; every step may trigger learner updates, every
-`eval_every_frames` an evaluation over held-out seeds (from `training.evaluation.EVAL_SEED_BASE`),
+`eval_every_frames` an evaluation over held-out seeds (`training.seeds.evaluation_episode_seed`),
 every `checkpoint_every_frames` a checkpoint (at an episode boundary, so resuming is exact up to
-the RNG draws of the interrupted episode).
+the RNG draws of the interrupted episode). Training episode i of run seed s is reset with
+`training.seeds.training_episode_seed(s, i)`.
 
 Run directory:
     config.yaml        the TrainConfig
     run.yaml           kind: req (what `rrl export` dispatches on)
-    checkpoint.pt      learner (networks, targets, optimisers), counters, RNG state, eval history
-    replay.npz         the replay buffer
+    checkpoints/       `training.checkpoint` units, the newest and the previous one: `learner.pt`
+                       (config, learner: networks, targets, optimisers; counters, RNG state, eval history)
+                       and `replay.npz` (the replay buffer), written together and verified together;
+                       the last one, written when training stops, is what `rrl export` reads
     tb/                TensorBoard logs
     eval.jsonl         one line per evaluation: frames, success_rate, wall_s (rewritten from the checkpoint's
                        history on resume: evaluations a killed process made after its last checkpoint go)
-    final.pt           the learner state at the end (what `rrl export` reads; a later checkpoint.pt wins)
+    summary.json       the summary `train` returns
 """
 
 from __future__ import annotations
@@ -32,14 +35,17 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from training.evaluation import EVAL_SEED_BASE
-from training.replay import ReplayBuffer
+from training.checkpoint import Checkpoint, CheckpointError, CheckpointStore, npz_file, refuse_old_layout, torch_file
+from training.replay import ReplayBuffer, state_counters
 from training.req.env import ExpertEnv, TaskEnv
 from training.req.intertwine import IntertwineSchedule, collect_episode, intertwine_config, replay_fields
 from training.req.learner import Batch, REQConfig, REQLearner
+from training.seeds import EVAL_SEED_BASE, check_run_seed, evaluation_episode_seed, training_episode_seed
 
-TRAIN_SEED_BASE = 100_000
-"""Training episodes use seeds from here up (away from demo seeds and from EVAL_SEED_BASE)."""
+CHECKPOINTS = "checkpoints"
+"""The run's checkpoint directory (`training.checkpoint` layout)."""
+OLD_LAYOUT = ("checkpoint.pt", "replay.npz", "final.pt")
+"""The previous layout's separately written files (refused: the pair cannot be verified)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,8 @@ class TrainConfig:
     frames: int = 20_000
     """Environment steps to collect (expert and policy steps together)."""
     seed: int = 0
-    """Seed of networks, sampling and the training episodes' seeds."""
+    """Seed of networks and sampling; picks the run's training episodes
+    (`training.seeds.training_episode_seed(seed, i)`). In [0, 1000)."""
     learner: REQConfig = field(default_factory=REQConfig)
     """REQ / CRR hyperparameters."""
     replay_capacity: int = 1_000_000
@@ -76,12 +83,13 @@ class TrainConfig:
     eval_every_frames: int = 2000
     """Frames between evaluations."""
     eval_episodes: int = 20
-    """Held-out episodes per periodic evaluation (seeds EVAL_SEED_BASE, +1, ...)."""
+    """Held-out episodes per periodic evaluation (`training.seeds.evaluation_episode_seed(0, 1, ...)`)."""
     checkpoint_every_frames: int = 5000
     """Frames between checkpoints (written at the next episode boundary)."""
 
     def __post_init__(self) -> None:
         intertwine_config(self.mode)
+        check_run_seed(self.seed)
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
         if self.updates_per_step < 0:
@@ -124,10 +132,10 @@ def make_task_env(config: TrainConfig) -> TaskEnv:
 
 def evaluate_learner(env: ExpertEnv, learner: REQLearner, episodes: int, seed: int = EVAL_SEED_BASE,
                      acting: str | None = None) -> dict:
-    """Deterministic episodes of the learned policy on seeds `seed, seed + 1, ...`."""
+    """Deterministic episodes of the learned policy on held-out seeds from `seed` (`evaluation_episode_seed`)."""
     wins, steps = 0, []
     for i in range(episodes):
-        obs = env.reset(seed + i)
+        obs = env.reset(evaluation_episode_seed(i, first=seed))
         t = 0
         while True:
             obs, _, terminated, truncated, success = env.step(learner.act(obs, explore=False, acting=acting))
@@ -145,7 +153,7 @@ def evaluate_expert(env: ExpertEnv, episodes: int, seed: int = EVAL_SEED_BASE) -
     """The expert alone on the same held-out seeds."""
     wins = 0
     for i in range(episodes):
-        env.reset(seed + i)
+        env.reset(evaluation_episode_seed(i, first=seed))
         while True:
             _, _, terminated, truncated, success = env.step(env.expert_action)
             if terminated or truncated:
@@ -168,6 +176,7 @@ def train(config: TrainConfig, out_dir: str | Path, env_factory: Callable[[Train
     `max_wall_s` stops early (with a checkpoint) after that much wall time in this call.
     """
     out = Path(out_dir)
+    store = checkpoint_store(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     env, eval_env = env_factory(config), env_factory(config)
@@ -182,14 +191,13 @@ def train(config: TrainConfig, out_dir: str | Path, env_factory: Callable[[Train
                 "next_eval": 0, "next_checkpoint": config.checkpoint_every_frames}
     history: list[dict] = []
 
-    ckpt_path, replay_path = out / "checkpoint.pt", out / "replay.npz"
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
+    found = read_checkpoint(store) if resume else None
+    if found is not None:
+        ckpt, state, replay_state = found
         if state["config"] != config.to_dict():
-            raise ValueError(f"{ckpt_path}: checkpoint was written by a different config; use a new --out or the same options")
+            raise ValueError(f"{ckpt.path}: checkpoint was written by a different config; use a new --out or the same options")
         learner.load_state_dict(state["learner"])
-        with np.load(replay_path) as z:
-            replay.load_state_dict(dict(z))
+        replay.load_state_dict(replay_state)
         rng.bit_generator.state = state["rng"]
         counters, history = state["counters"], state["history"]
     # the evaluations of this run as resumed: a killed process may have evaluated past its last checkpoint
@@ -206,11 +214,10 @@ def train(config: TrainConfig, out_dir: str | Path, env_factory: Callable[[Train
 
     def save_checkpoint() -> None:
         counters["wall_s"] = wall0 + time.monotonic() - start
-        np.savez(out / "replay.tmp.npz", **replay.state_dict())
-        torch.save({"config": config.to_dict(), "learner": learner.state_dict(), "rng": rng.bit_generator.state,
-                    "counters": counters, "history": history}, out / "checkpoint.tmp.pt")
-        (out / "replay.tmp.npz").replace(replay_path)
-        (out / "checkpoint.tmp.pt").replace(ckpt_path)
+        state = {"config": config.to_dict(), "learner": learner.state_dict(), "rng": rng.bit_generator.state,
+                 "counters": counters, "history": history, "obs_dim": env.obs_dim, "action_dim": env.action_dim}
+        store.save(counters["frames"], {"learner.pt": torch_file(state), "replay.npz": npz_file(replay.state_dict())},
+                   meta={"frames": counters["frames"], "episodes": counters["episodes"], "replay_steps": replay.steps_added})
 
     def run_eval() -> None:
         result = evaluate_learner(eval_env, learner, config.eval_episodes)
@@ -250,7 +257,7 @@ def train(config: TrainConfig, out_dir: str | Path, env_factory: Callable[[Train
         if counters["frames"] >= counters["next_eval"]:
             run_eval()
             counters["next_eval"] += config.eval_every_frames
-        rec = collect_episode(env, explore, schedule, replay, TRAIN_SEED_BASE + 10_000 * config.seed + counters["episodes"],
+        rec = collect_episode(env, explore, schedule, replay, training_episode_seed(config.seed, counters["episodes"]),
                               on_step=on_step)
         counters["episodes"] += 1
         writer.add_scalar("collect/success", float(rec.success), counters["frames"])
@@ -263,40 +270,64 @@ def train(config: TrainConfig, out_dir: str | Path, env_factory: Callable[[Train
             break
     if not history or history[-1]["frames"] != counters["frames"]:
         run_eval()
-    save_checkpoint()
+    save_checkpoint()  # also after a wall-clock stop: the learner so far is a usable policy
     bar.close()
     writer.close()
     summary = {"task": config.task, "algo": config.algo, "mode": config.mode, "residual": config.residual,
                "frames": counters["frames"], "episodes": counters["episodes"], "updates": learner.num_updates,
                "wall_s": round(counters["wall_s"], 1), "finished": not stopped_early,
                "last_eval": history[-1] if history else None, "history": history}
-    # written also after a wall-clock stop: the learner so far is a usable policy
-    torch.save({"config": config.to_dict(), "learner": learner.state_dict(), "obs_dim": env.obs_dim,
-                "action_dim": env.action_dim, "frames": counters["frames"]}, out / "final.pt")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def load_learner(run_dir: str | Path) -> tuple[TrainConfig, REQLearner]:
-    """The trained learner of a run: the later of `final.pt` and `checkpoint.pt`.
+def checkpoint_store(out_dir: str | Path) -> CheckpointStore:
+    """The REQ checkpoints of run `out_dir`; a run of the previous layout is refused (`CheckpointError`)."""
+    refuse_old_layout(out_dir, OLD_LAYOUT, "checkpoint.pt, replay.npz and final.pt")
+    return CheckpointStore(Path(out_dir) / CHECKPOINTS, "req")
 
-    A run resumed after it wrote `final.pt` (a wall-clock stop, then more frames) and killed again has a
-    checkpoint newer than its `final.pt`; the frame counts decide, `final.pt` on a tie.
+
+def read_checkpoint(store: CheckpointStore) -> tuple[Checkpoint, dict, dict[str, np.ndarray]] | None:
+    """The newest verified checkpoint with its learner state and replay arrays (None if the run has none).
+
+    Beyond the manifest's hashes, the pair must agree: every frame counted stored one replay step
+    (and the manifest's step is that frame count).
     """
+
+    def check(ckpt: Checkpoint) -> tuple[dict, dict[str, np.ndarray]]:
+        state = torch.load(ckpt.file("learner.pt"), weights_only=False)
+        with np.load(ckpt.file("replay.npz")) as z:
+            replay_state = dict(z)
+        frames, steps = state["counters"]["frames"], state_counters(replay_state)["steps"]
+        if not frames == steps == ckpt.step:
+            raise CheckpointError(f"{ckpt.path}: learner.pt counts {frames} frames, replay.npz holds {steps} steps, "
+                                  f"the manifest says step {ckpt.step}: not one checkpoint")
+        return state, replay_state
+
+    found = store.load(check)
+    if found is None:
+        return None
+    ckpt, (state, replay_state) = found
+    return ckpt, state, replay_state
+
+
+def load_learner(run_dir: str | Path) -> tuple[TrainConfig, REQLearner]:
+    """The trained learner of a run: its newest verified checkpoint (the last one is written when training stops)."""
+    config, learner, _ = load_run(run_dir)
+    return config, learner
+
+
+def load_run(run_dir: str | Path) -> tuple[TrainConfig, REQLearner, dict[str, np.ndarray]]:
+    """`load_learner` plus the replay arrays of the same checkpoint (export samples observations from it)."""
     run_dir = Path(run_dir)
-    final, ckpt = run_dir / "final.pt", run_dir / "checkpoint.pt"
-    if not final.exists() and not ckpt.exists():
-        raise FileNotFoundError(f"{run_dir}: neither final.pt nor checkpoint.pt (not a `rrl train req` run?)")
-    candidates = []
-    for path in (final, ckpt):
-        if path.exists():
-            state = torch.load(path, weights_only=False)
-            frames = state["counters"]["frames"] if "counters" in state else state.get("frames", -1)
-            candidates.append((frames, path is final, state))
-    *_, state = max(candidates, key=lambda c: (c[0], c[1]))
+    found = read_checkpoint(checkpoint_store(run_dir))
+    if found is None:
+        raise FileNotFoundError(f"{run_dir}: no checkpoint in {run_dir / CHECKPOINTS} (not a `rrl train req` run, "
+                                "or stopped before its first checkpoint)")
+    _, state, replay_state = found
     config = TrainConfig.from_dict(state["config"])
     prior = state["learner"]["prior"]
     obs_dim, action_dim = prior["normalizer.mean"].shape[0], prior["mean_head.weight"].shape[0]
     learner = REQLearner(obs_dim, action_dim, config.learner, seed=config.seed)
     learner.load_state_dict(state["learner"])
-    return config, learner
+    return config, learner, replay_state

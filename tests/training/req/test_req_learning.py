@@ -1,4 +1,6 @@
-"""REQ learns: a short REQfSE run on a tiny task beats its too-timid expert; checkpoints resume.
+"""REQ learns: a short REQfSE run on a tiny task beats its too-timid expert; checkpoints resume (the newest
+complete one; a damaged one is refused for the previous); a full disk stops with one error and no
+temporaries; training episodes come from the run seed's own range.
 
 The task (`point_task.PointReach`) is built in-test: 2-D reaching with sparse reward, an expert
 P-controller with too low a gain (about half of the goals are reached in time).
@@ -10,8 +12,12 @@ import numpy as np
 import pytest
 
 from point_task import PointReach
+from training import seeds
+from training.checkpoint import CheckpointWarning
+from training.output import OutputError
 from training.req.learner import REQConfig
-from training.req.train import TrainConfig, evaluate_expert, evaluate_learner, load_learner, train
+from training.req.train import (TrainConfig, checkpoint_store, evaluate_expert, evaluate_learner, load_learner,
+                                read_checkpoint, train)
 
 FAST = REQConfig(hidden=(64, 64), batch_size=64, num_samples=20, temperature_steps=20, n_step=3,
                  learning_rate=1e-3, target_update_period=50, epsilon_mean=0.05)
@@ -36,7 +42,7 @@ def test_short_reqfse_run_beats_the_expert(tmp_path):
 
 def test_resume_continues_from_the_checkpoint(tmp_path):
     first = train(_config(600), tmp_path, env_factory=lambda c: PointReach(), progress=False, max_wall_s=0.0)
-    assert not first["finished"] and (tmp_path / "checkpoint.pt").exists()
+    assert not first["finished"] and read_checkpoint(checkpoint_store(tmp_path)) is not None
     # an evaluation a killed process wrote after its last checkpoint belongs to a lost branch of the run
     with open(tmp_path / "eval.jsonl", "a") as f:
         f.write(json.dumps({"frames": 550, "success_rate": 1.0, "wall_s": 9.9, "updates": 250}) + "\n")
@@ -49,14 +55,59 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
         train(_config(900), tmp_path, env_factory=lambda c: PointReach(), progress=False)
 
 
-def test_a_checkpoint_newer_than_final_wins(tmp_path):
-    # stopped by the wall clock (final.pt written), resumed, then killed: the checkpoint is the later learner
+def test_the_learner_is_the_newest_complete_checkpoint(tmp_path):
+    # stopped by the wall clock, resumed to the end: the export reads the checkpoint written at the end
     train(_config(600), tmp_path, env_factory=lambda c: PointReach(), progress=False, max_wall_s=0.0)
-    stale = (tmp_path / "final.pt").read_bytes()
     done = train(_config(600), tmp_path, env_factory=lambda c: PointReach(), progress=False)
-    (tmp_path / "final.pt").write_bytes(stale)  # as if the resumed process died before writing its own
     _, learner = load_learner(tmp_path)
     assert learner.num_updates == done["updates"] > 0
-    (tmp_path / "checkpoint.pt").unlink()
-    _, learner = load_learner(tmp_path)
-    assert learner.num_updates < done["updates"]
+    newest, _, _ = read_checkpoint(checkpoint_store(tmp_path))
+    (newest.path / "learner.pt").write_bytes((newest.path / "learner.pt").read_bytes()[:-1])  # damaged after the fact
+    with pytest.warns(CheckpointWarning, match=rf"{newest.path.name}/learner.pt: .* bytes, the manifest says"):
+        _, learner = load_learner(tmp_path)
+    assert 0 < learner.num_updates < done["updates"]
+
+
+def _collect_only(frames: int, **kw) -> TrainConfig:
+    """No learner updates (min_replay_steps > frames): only collection, evaluation and checkpoints."""
+    return TrainConfig(task="point_reach", frames=frames, min_replay_steps=10 * frames, eval_every_frames=10 * frames,
+                       eval_episodes=3, checkpoint_every_frames=300, learner=FAST, **kw)
+
+
+def test_full_disk_stops_with_one_clear_error_and_no_temporary_files(mounts):
+    disk = mounts.disk(4096)
+    run = disk / "run"
+    first = train(_collect_only(900), run, env_factory=lambda c: PointReach(), progress=False, max_wall_s=0.0)
+    ballast = mounts.fill(disk, 64 * 1024)
+    with pytest.raises(OutputError) as error:
+        train(_collect_only(900), run, env_factory=lambda c: PointReach(), progress=False)
+    assert "no space left on device" in str(error.value) and str(run / "checkpoints") in str(error.value)
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name], "temporary files left behind"
+    _, state, _ = read_checkpoint(checkpoint_store(run))
+    assert state["counters"]["frames"] == first["frames"]  # the earlier checkpoint is intact
+    ballast.unlink()
+    assert train(_collect_only(900), run, env_factory=lambda c: PointReach(), progress=False)["frames"] >= 900
+
+
+class SeedLog(PointReach):
+    def __init__(self):
+        super().__init__()
+        self.seeds = []
+
+    def reset(self, seed):
+        self.seeds.append(seed)
+        return super().reset(seed)
+
+
+def test_training_episodes_come_from_the_run_seeds_range_and_evaluation_from_the_held_out_one(tmp_path):
+    envs = []
+
+    def factory(config):
+        envs.append(SeedLog())
+        return envs[-1]
+
+    train(_collect_only(100, seed=90), tmp_path, env_factory=factory, progress=False)
+    train_env, eval_env = envs
+    assert train_env.seeds == [seeds.training_episode_seed(90, i) for i in range(len(train_env.seeds))]
+    assert not any(s in seeds.EVALUATION for s in train_env.seeds)
+    assert eval_env.seeds[:3] == [seeds.evaluation_episode_seed(i) for i in range(3)]
