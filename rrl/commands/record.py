@@ -2,7 +2,9 @@
 
 The bag is a directory (`--out`) with `metadata.yaml` and one MCAP file per kept
 episode; see `training/demos/bag.py` for the format and `training/demos/schema.py`
-for the topics.
+for the topics. Seeds come from the demonstration range (`training.seeds`, below the held-out
+evaluation seeds). A full disk or a read-only --out ends the recording with one line naming the
+path (exit 2); the episodes finished before it stay listed and readable.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", choices=["successes", "failures"], default="successes",
                    help="'successes' keeps only successful episodes (default); 'failures' keeps failed ones too")
     p.add_argument("--seed", type=int, default=None,
-                   help="seed of the first episode (default: training.evaluation.DEMO_SEED_BASE); then seed + 1, ...")
+                   help="seed of the first episode (default: training.seeds.DEMO_SEED_BASE = 0); then seed + 1, ... "
+                        "(all below 1000000, where held-out evaluation seeds start)")
     p.add_argument("--camera-px", type=int, default=240,
                    help="square camera resolution in pixels; 0 records state only (no camera)")
     p.add_argument("--variant", default=None, help="expert variant (expert source)")
@@ -42,13 +45,18 @@ def run(args: argparse.Namespace) -> int:
     from sim_bridge.task import CameraConfig
     from training.demos.bag import DemoBagWriter
     from training.demos.schema import BagSpec
-    from training.evaluation import DEMO_SEED_BASE
+    from training.output import writing
+    from training.seeds import DEMO_SEED_BASE, SeedRangeError, demo_episode_seed
 
     if args.episodes < 1:
         raise SystemExit("--episodes must be >= 1")
     if args.camera_px < 0 or 0 < args.camera_px < 8:
         raise SystemExit(f"--camera-px must be 0 (no camera) or >= 8, got {args.camera_px}")
     seed = DEMO_SEED_BASE if args.seed is None else args.seed
+    try:
+        demo_episode_seed(seed, 0)
+    except SeedRangeError as e:
+        raise SystemExit(f"--seed: {e}") from None
     camera = CameraConfig(width_px=args.camera_px, height_px=args.camera_px) if args.camera_px else None
     try:
         task = make_task(args.task, camera=camera if args.source != "ros" else None)
@@ -62,13 +70,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             act = _ros_stack(task.spec, camera, args)
         try:
-            writer = DemoBagWriter(args.out, BagSpec.from_task(task.spec, camera), source=args.source,
-                                   compression=args.compression,
-                                   custom_data={"rrl.seed": str(seed), "rrl.variant": str(args.variant),
-                                                "rrl.noise_std": str(args.noise_std)})
+            with writing(args.out):
+                writer = DemoBagWriter(args.out, BagSpec.from_task(task.spec, camera), source=args.source,
+                                       compression=args.compression,
+                                       custom_data={"rrl.seed": str(seed), "rrl.variant": str(args.variant),
+                                                    "rrl.noise_std": str(args.noise_std)})
         except FileExistsError as e:
             raise SystemExit(str(e)) from None
-        with writer:
+        with writing(args.out), writer:
             summary = act(writer, seed)
     finally:
         task.close()

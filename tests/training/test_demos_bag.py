@@ -1,10 +1,14 @@
 """Demonstration bags end to end: `rrl record` -> rosbag2/MCAP -> rosbags AnyReader and our dataset reader.
 
-Real PyBullet UR5 pick task and its scripted expert at a 64 px depth camera.
+Real PyBullet UR5 pick task and its scripted expert at a 64 px depth camera. Damaged episodes (a flipped
+byte in a zstd chunk, truncated, missing) are named and skipped; a recording onto a full disk or a
+read-only directory stops with one line and keeps what it finished.
 """
 
 import argparse
 import json
+import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -18,8 +22,8 @@ from rosbags.highlevel import AnyReader
 
 from rrl.commands import record as record_command
 from training.demos import schema
-from training.demos.bag import BagError, read_info, reindex
-from training.demos.dataset import DatasetConfig, DemoDataset
+from training.demos.bag import BagError, iter_messages, read_info, reindex
+from training.demos.dataset import BagWarning, DatasetConfig, DemoDataset
 
 ROOT = Path(__file__).resolve().parents[2]
 OBS_TOPICS = {schema.DEPTH_TOPIC: schema.IMAGE, schema.PROPRIO_TOPIC: schema.FLOAT_ARRAY,
@@ -200,23 +204,65 @@ import time; time.sleep(60)
     assert [(e.file, e.steps, e.seed) for e in rebuilt.episodes] == [(e.file, e.steps, e.seed) for e in info.episodes]
 
 
-def test_truncated_and_foreign_bags_give_clear_errors(pick_bag, tmp_path):
-    import shutil
+def chunk_data_offset(path: Path) -> tuple[int, int]:
+    """(file offset, length) of the compressed records of the file's first MCAP chunk."""
+    with open(path, "rb") as f:
+        index = make_reader(f).get_summary().chunk_indexes[0]
+    data = path.read_bytes()
+    p = index.chunk_start_offset
+    assert data[p] == 0x06  # Chunk opcode
+    p += 1 + 8 + 8 + 8 + 8 + 4  # record length, message start/end time, uncompressed size, uncompressed CRC
+    (n,) = struct.unpack_from("<I", data, p)
+    assert data[p + 4:p + 4 + n] == b"zstd"
+    p += 4 + n
+    (length,) = struct.unpack_from("<Q", data, p)
+    return p + 8, length
 
+
+@pytest.mark.parametrize("where", ["block_header", "middle"])
+def test_a_flipped_byte_in_a_zstd_chunk_names_the_episode_and_the_others_stay_usable(pick_bag, tmp_path, where):
     bad = tmp_path / "bad"
     shutil.copytree(pick_bag, bad, ignore=shutil.ignore_patterns(".rrl_cache"))
-    victim = bad / "bad_1.mcap" if (bad / "bad_1.mcap").exists() else bad / "pick_1.mcap"
+    victim = bad / "pick_1.mcap"
+    start, length = chunk_data_offset(victim)
+    data = bytearray(victim.read_bytes())
+    # byte 10 of the zstd frame: zstd itself fails (ZstdError); the middle: the chunk CRC catches it
+    data[start + (10 if where == "block_header" else length // 2)] ^= 0x01
+    victim.write_bytes(bytes(data))
+    info = read_info(bad)
+    with pytest.raises(BagError, match=r"pick_1\.mcap: corrupt MCAP data .*\(episode 1 of the bag, seed 12\)"):
+        list(iter_messages(bad, info.episodes[1]))
+    with pytest.warns(BagWarning, match=r"skipping episode 1 \(pick_1\.mcap\).*keeping the others: .*corrupt MCAP data"):
+        ds = DemoDataset(bad, DatasetConfig(frame_dtype="float32", val_fraction=0.0))
+    good = DemoDataset(pick_bag, DatasetConfig(frame_dtype="float32", val_fraction=0.0))
+    assert [e.record.seed for e in ds.episodes] == [11, 13] and [p.name for p, _ in ds.skipped] == ["pick_1.mcap"]
+    for ep, ref in zip(ds.episodes, [good.episodes[0], good.episodes[2]]):
+        np.testing.assert_array_equal(ep.action, ref.action)
+        np.testing.assert_array_equal(ep.frames, ref.frames)  # the frame cache skips the episode's slot
+    with pytest.warns(BagWarning):  # the cache built above serves the same episodes
+        again = DemoDataset(bad, DatasetConfig(frame_dtype="float32", val_fraction=0.0))
+    np.testing.assert_array_equal(again.episodes[1].frames, good.episodes[2].frames)
+
+
+def test_truncated_and_foreign_bags_give_clear_errors(pick_bag, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(pick_bag, bad, ignore=shutil.ignore_patterns(".rrl_cache"))
+    victim = bad / "pick_1.mcap"
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])
-    with pytest.raises(BagError, match=r"pick_1\.mcap.*(truncated|not a complete MCAP)"):
-        DemoDataset(bad)
+    with pytest.warns(BagWarning, match=r"skipping episode 1 .*pick_1\.mcap.*(truncated|not a complete MCAP)"):
+        assert len(DemoDataset(bad).episodes) == 2
 
     victim.write_bytes(b"this is not an mcap file at all" * 10)
-    with pytest.raises(BagError, match=r"pick_1\.mcap.*not a complete MCAP"):
-        DemoDataset(bad)
+    with pytest.raises(BagError, match=r"pick_1\.mcap.*not a complete MCAP.*episode 1"):
+        list(iter_messages(bad, read_info(bad).episodes[1]))
 
     victim.unlink()
-    with pytest.raises(BagError, match=r"pick_1\.mcap: listed in metadata.yaml but missing"):
+    with pytest.warns(BagWarning, match=r"pick_1\.mcap: listed in metadata.yaml but missing"):
+        assert len(DemoDataset(bad).episodes) == 2
+    for name in ("pick_0.mcap", "pick_2.mcap"):
+        (bad / name).unlink()
+    with pytest.raises(ValueError, match="no successful episodes .* skipped as unreadable"), pytest.warns(BagWarning):
         DemoDataset(bad)
 
     with pytest.raises(BagError, match="missing; .* is not a rosbag2 bag"):
@@ -236,6 +282,30 @@ def test_truncated_and_foreign_bags_give_clear_errors(pick_bag, tmp_path):
     (foreign / "metadata.yaml").write_text("just: [a, list")
     with pytest.raises(BagError, match="not valid YAML"):
         read_info(foreign)
+
+
+def test_recording_onto_a_full_disk_or_read_only_directory_stops_with_one_line(tmp_path, mounts, capsys):
+    from rrl.cli import main
+
+    read_only = mounts.read_only()
+    assert main(["record", "--task", "ur5_pick", "--source", "expert", "--episodes", "1", "--camera-px", "0",
+                 "--out", str(read_only / "bag")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {read_only / 'bag'}: read-only file system" in err and "Traceback" not in err
+
+    disk = mounts.disk(160)  # room for an episode or two of 64 px depth, not for five
+    out = disk / "bag"
+    assert main(["record", "--task", "ur5_pick", "--source", "expert", "--episodes", "5", "--camera-px", "64",
+                 "--out", str(out), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "no space left on device" in err and str(out) in err and "Traceback" not in err
+    info = read_info(out)
+    assert 1 <= len(info.episodes) < 5, err
+    # every file left is a listed, complete episode: no partial MCAP file, no metadata.yaml.tmp
+    assert sorted(p.name for p in out.iterdir()) == sorted([e.file for e in info.episodes] + ["metadata.yaml"])
+    shutil.copytree(out, tmp_path / "copy")  # read it where the dataset's frame cache has room
+    ds = DemoDataset(tmp_path / "copy", DatasetConfig(val_fraction=0.0))
+    assert [e.record.seed for e in ds.episodes] == [e.seed for e in info.episodes] and not ds.skipped
 
 
 def test_writer_refuses_existing_output(pick_bag):

@@ -19,12 +19,20 @@ describes itself, and `metadata.yaml` repeats the episode table in its
 
 Serialisation uses the `rosbags` type store; the container is written by the
 `mcap` library (zstd-compressed chunks by default).
+
+Reading an episode that cannot be read (missing, truncated, a corrupt chunk: a flipped byte in
+compressed data fails zstd or the chunk CRC) raises `BagError` naming the file and the episode;
+readers of whole bags (`training.demos.dataset`) skip that episode with a warning and keep the
+others. Writing onto a full disk or a read-only directory raises `training.output.OutputError`
+naming the path; the interrupted episode's file is removed and `metadata.yaml` still lists every
+episode finished before it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,14 +42,19 @@ import yaml
 from mcap.exceptions import McapError
 from mcap.reader import make_reader
 from mcap.writer import CompressionType, Writer as McapWriter
+from zstandard import ZstdError
 
 from training.demos import schema
 from training.demos.schema import BagSpec
+from training.output import as_output_error, fsync_dir
 
 ROSBAG2_VERSION = 9
 EPISODE_METADATA = "rrl_episode"
 """Name of the MCAP metadata record that describes the episode in a file."""
 COMPRESSION = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
+CORRUPT_DATA = (McapError, ValueError, OSError, EOFError, AssertionError, struct.error, ZstdError, RuntimeError)
+"""What reading a damaged MCAP file raises: the mcap library's own errors (CRC, record layout), zstandard's
+ZstdError and lz4.frame's RuntimeError on a corrupt compressed chunk, struct/EOF errors on truncation."""
 
 
 class BagError(ValueError):
@@ -111,7 +124,10 @@ class DemoBagWriter:
             raise FileExistsError(f"{self.path} exists and is not an empty directory; choose a new --out")
         if compression not in COMPRESSION:
             raise ValueError(f"compression must be one of {sorted(COMPRESSION)}, got {compression!r}")
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise as_output_error(e, self.path) or e from None
         self.spec = spec
         self.source = source
         self.compression = compression
@@ -120,7 +136,10 @@ class DemoBagWriter:
         self.episodes: list[EpisodeRecord] = []
         self._file_index = 0
         self._current: _EpisodeFile | None = None
-        write_metadata(self.path, self.spec, self.source, self.episodes, self.custom_data)
+        try:
+            write_metadata(self.path, self.spec, self.source, self.episodes, self.custom_data)
+        except OSError as e:
+            raise as_output_error(e, self.path / "metadata.yaml") or e from None
 
     @property
     def recording(self) -> bool:
@@ -131,28 +150,31 @@ class DemoBagWriter:
             raise RuntimeError("begin_episode called while an episode is being recorded")
         name = f"{self.path.name}_{self._file_index}.mcap"
         self._file_index += 1
-        self._current = _EpisodeFile(self.path / name, self.topics, self.compression, len(self.episodes), seed)
-        self._current.write(schema.EPISODE_TOPIC, time_ns, schema.event_msg(
+        try:
+            self._current = _EpisodeFile(self.path / name, self.topics, self.compression, len(self.episodes), seed)
+        except OSError as e:
+            raise self._write_failed(e, self.path / name) or e from None
+        self._write(schema.EPISODE_TOPIC, time_ns, schema.event_msg(
             {"event": "start", "episode": len(self.episodes), "seed": int(seed), "task": self.spec.task}))
 
     def write_observation(self, time_ns: int, obs: dict[str, np.ndarray]) -> None:
         """Write the newest camera frame, proprio, state and joint positions of an observation."""
         ep = self._require()
         if self.spec.camera == "depth":
-            ep.write(schema.DEPTH_TOPIC, time_ns, schema.image_msg(obs["depth"][-1], time_ns))
+            self._write(schema.DEPTH_TOPIC, time_ns, schema.image_msg(obs["depth"][-1], time_ns))
         elif self.spec.camera == "rgb":
-            ep.write(schema.RGB_TOPIC, time_ns, schema.image_msg(obs["rgb"][-1], time_ns))
-        ep.write(schema.PROPRIO_TOPIC, time_ns, schema.float_array_msg(obs["proprio"], list(self.spec.proprio_labels)))
-        ep.write(schema.STATE_TOPIC, time_ns, schema.float_array_msg(obs["state"], list(self.spec.state_labels)))
-        ep.write(schema.JOINTS_TOPIC, time_ns,
-                 schema.joint_state_msg(list(self.spec.joint_names), obs["joint_pos_rad"], time_ns))
+            self._write(schema.RGB_TOPIC, time_ns, schema.image_msg(obs["rgb"][-1], time_ns))
+        self._write(schema.PROPRIO_TOPIC, time_ns, schema.float_array_msg(obs["proprio"], list(self.spec.proprio_labels)))
+        self._write(schema.STATE_TOPIC, time_ns, schema.float_array_msg(obs["state"], list(self.spec.state_labels)))
+        self._write(schema.JOINTS_TOPIC, time_ns,
+                    schema.joint_state_msg(list(self.spec.joint_names), obs["joint_pos_rad"], time_ns))
         ep.observations += 1
 
     def write_action(self, time_ns: int, action: np.ndarray) -> None:
         ep = self._require()
         if ep.actions >= ep.observations:
             raise RuntimeError("write_action needs the observation of its step first")
-        ep.write(schema.ACTION_TOPIC, time_ns, schema.float_array_msg(action, list(self.spec.action_labels)))
+        self._write(schema.ACTION_TOPIC, time_ns, schema.float_array_msg(action, list(self.spec.action_labels)))
         ep.actions += 1
 
     def end_episode(self, time_ns: int, success: bool, keep: bool = True, terminal_observation: bool = True,
@@ -168,9 +190,13 @@ class DemoBagWriter:
             raise RuntimeError(f"episode has {ep.observations} observations for {ep.actions} actions; "
                                + ("write the final observation before end_episode" if terminal_observation
                                   else "without a terminal observation every observation needs its action"))
-        record = ep.finish(time_ns, success=bool(success), source=self.source, spec=self.spec, info=info)
+        try:
+            record = ep.finish(time_ns, success=bool(success), source=self.source, spec=self.spec, info=info)
+            write_metadata(self.path, self.spec, self.source, self.episodes + [record], self.custom_data)
+        except OSError as e:
+            ep.abandon()  # finished or not, an episode metadata.yaml does not list goes
+            raise self._write_failed(e, ep.path) or e from None
         self.episodes.append(record)
-        write_metadata(self.path, self.spec, self.source, self.episodes, self.custom_data)
         return record
 
     def discard_episode(self) -> None:
@@ -189,6 +215,20 @@ class DemoBagWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _write(self, topic: str, time_ns: int, msg: Any) -> None:
+        ep = self._require()
+        try:
+            ep.write(topic, time_ns, msg)
+        except OSError as e:
+            self._current = None
+            ep.abandon()
+            raise self._write_failed(e, ep.path) or e from None
+
+    def _write_failed(self, error: OSError, path: Path):
+        """The `OutputError` for a failed episode write (None for other OS errors), saying what is kept."""
+        return as_output_error(error, path, kept=f"{path.name} removed; metadata.yaml lists the {len(self.episodes)} "
+                                                 "episodes finished before it, all readable")
 
     def _require(self) -> "_EpisodeFile":
         if self._current is None:
@@ -251,8 +291,15 @@ class _EpisodeFile:
         return record
 
     def abandon(self) -> None:
-        self.stream.close()
-        self.path.unlink(missing_ok=True)
+        """Close and delete the file (closing may fail again on a full disk; the file goes regardless)."""
+        try:
+            self.stream.close()
+        except OSError:
+            pass
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
@@ -296,20 +343,19 @@ def write_metadata(path: Path, spec: BagSpec, source: str, episodes: list[Episod
     }
     text = yaml.safe_dump({"rosbag2_bagfile_information": info}, sort_keys=False)
     tmp = path / "metadata.yaml.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path / "metadata.yaml")
-    _fsync_dir(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path / "metadata.yaml")
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path)
 
 
 # --- reading ----------------------------------------------------------------------------------------
@@ -369,32 +415,37 @@ def read_info(path: str | Path) -> BagInfo:
 def iter_messages(bag: Path, episode: EpisodeRecord) -> Iterator[tuple[str, int, Any]]:
     """(topic, log time ns, deserialised message) of one episode file, in log-time order.
 
-    Checks the file is a complete MCAP file with the message counts the metadata promises.
+    Checks the file is a complete MCAP file with the message counts the metadata promises; any
+    failure is a `BagError` naming the file and the episode (a corrupt chunk may be found only
+    after some messages were yielded).
     """
     path = Path(bag) / episode.file
+    which = f"(episode {episode.index} of the bag, seed {episode.seed})"
     if not path.exists():
-        raise BagError(f"{path}: listed in metadata.yaml but missing")
+        raise BagError(f"{path}: listed in metadata.yaml but missing {which}")
     with open(path, "rb") as stream:
         try:
             reader = make_reader(stream, validate_crcs=True)
             summary = reader.get_summary()
-        except (McapError, ValueError, OSError, StopIteration, EOFError) as e:
-            raise BagError(f"{path}: not a complete MCAP file ({type(e).__name__}: {e}); truncated or foreign") from None
+        except (StopIteration, *CORRUPT_DATA) as e:
+            raise BagError(f"{path}: not a complete MCAP file ({type(e).__name__}: {e}); truncated or foreign "
+                           f"{which}") from None
         if summary is None or summary.statistics is None:
-            raise BagError(f"{path}: MCAP file has no summary section (truncated or written by an unfinished recording)")
+            raise BagError(f"{path}: MCAP file has no summary section (truncated or written by an unfinished recording) "
+                           f"{which}")
         counts = {ch.topic: summary.statistics.channel_message_counts.get(cid, 0) for cid, ch in summary.channels.items()}
         for topic, expected in episode.message_counts.items():
             if counts.get(topic, 0) != expected:
-                raise BagError(f"{path}: {counts.get(topic, 0)} messages on {topic}, metadata.yaml says {expected}")
+                raise BagError(f"{path}: {counts.get(topic, 0)} messages on {topic}, metadata.yaml says {expected} {which}")
         for ch in summary.channels.values():
             sch = summary.schemas.get(ch.schema_id)
             if ch.message_encoding != "cdr" or sch is None or sch.encoding != "ros2msg":
-                raise BagError(f"{path}: channel {ch.topic} is not a ROS 2 CDR channel")
+                raise BagError(f"{path}: channel {ch.topic} is not a ROS 2 CDR channel {which}")
         try:
             for sch, ch, msg in reader.iter_messages(log_time_order=True):
                 yield ch.topic, msg.log_time, schema.deserialize(msg.data, sch.name)
-        except (McapError, ValueError, OSError, EOFError, AssertionError) as e:
-            raise BagError(f"{path}: corrupt MCAP data ({type(e).__name__}: {e})") from None
+        except CORRUPT_DATA as e:
+            raise BagError(f"{path}: corrupt MCAP data ({type(e).__name__}: {e}) {which}") from None
 
 
 def read_file_record(path: Path) -> tuple[BagSpec, EpisodeRecord] | None:
@@ -408,7 +459,7 @@ def read_file_record(path: Path) -> tuple[BagSpec, EpisodeRecord] | None:
                 if rec.name == EPISODE_METADATA and rec.metadata.get("format") == schema.FORMAT:
                     return (BagSpec.from_json(rec.metadata["spec"]),
                             EpisodeRecord.from_dict(json.loads(rec.metadata["episode"])))
-    except (McapError, ValueError, OSError, StopIteration, EOFError, KeyError):
+    except (StopIteration, KeyError, *CORRUPT_DATA):
         return None
     return None
 

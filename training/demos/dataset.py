@@ -15,8 +15,11 @@ Memory stays bounded however many bags are loaded: camera frames go once into a
 per-bag cache file (`<bag>/.rrl_cache/frames-<key>-<dtype>.npy`, float16 depth
 or uint8 RGB by default) that is memory-mapped read-only; only the small vectors
 live in RAM (200 episodes x 150 steps of a 240 x 240 depth camera: 3.5 GB of
-float16 on disk, a few MB in memory). The cache key hashes `metadata.yaml`, so a
-re-recorded or reindexed bag gets a fresh cache.
+float16 on disk, a few MB in memory). The cache key hashes `metadata.yaml` and each episode
+file's size and modification time, so a re-recorded, reindexed or repaired bag gets a fresh cache.
+
+An episode that cannot be read (`BagError`: missing, truncated, a corrupt chunk) is skipped with a
+`BagWarning` naming it and why; the others are kept (`DemoDataset.skipped` lists what went).
 
 Train/validation split is by episode (never by step, so no validation step has
 its neighbours in training), deterministic in `split_seed`. Normalisation
@@ -32,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -42,6 +46,10 @@ from policies.artifact import FieldStats
 from training.demos import schema
 from training.demos.bag import BagError, BagInfo, EpisodeRecord, iter_messages, read_info
 from training.demos.schema import BagSpec
+
+
+class BagWarning(UserWarning):
+    """An episode of a bag was skipped because it cannot be read; the message names it and why."""
 
 
 @dataclass(frozen=True)
@@ -117,10 +125,14 @@ class DemoDataset:
             raise ValueError(f"history {config.history} exceeds the bags' camera history {self.spec.history}")
         self.bags = [info.path for info in infos]
         self.episodes: list[Episode] = []
+        self.skipped: list[tuple[Path, str]] = []
+        """(episode file, why) of every episode skipped as unreadable."""
         for info in infos:
-            self.episodes.extend(_load_bag(info, config, progress))
+            self.episodes.extend(_load_bag(info, config, progress, self.skipped))
         if not self.episodes:
-            raise ValueError(f"no {'' if config.include_failures else 'successful '}episodes with steps in {self.bags}")
+            unreadable = f"; skipped as unreadable: {[reason for _, reason in self.skipped]}" if self.skipped else ""
+            raise ValueError(f"no {'' if config.include_failures else 'successful '}episodes with steps in {self.bags}"
+                             + unreadable)
         n = len(self.episodes)
         n_val = 0 if config.val_fraction == 0 or n < 2 else max(1, int(round(config.val_fraction * n)))
         order = np.random.default_rng(config.split_seed).permutation(n)
@@ -208,7 +220,14 @@ def _common_spec(infos: list[BagInfo]) -> BagSpec:
 
 
 def _cache_path(info: BagInfo, config: DatasetConfig) -> Path:
-    key = hashlib.sha256((info.path / "metadata.yaml").read_bytes()).hexdigest()[:16]
+    h = hashlib.sha256((info.path / "metadata.yaml").read_bytes())
+    for e in info.episodes:  # a file replaced under the same metadata (repaired, re-copied) gets a fresh cache
+        try:
+            st = (info.path / e.file).stat()
+            h.update(f"{e.file}:{st.st_size}:{st.st_mtime_ns};".encode())
+        except OSError:
+            h.update(f"{e.file}:missing;".encode())
+    key = h.hexdigest()[:16]
     dtype = "uint8" if info.spec.camera == "rgb" else config.frame_dtype
     name = f"frames-{key}-{dtype}.npy"
     if config.cache_dir is not None:
@@ -220,8 +239,12 @@ def _cache_path(info: BagInfo, config: DatasetConfig) -> Path:
     return user / hashlib.sha256(str(info.path.resolve()).encode()).hexdigest()[:16] / name
 
 
-def _load_bag(info: BagInfo, config: DatasetConfig, progress: bool) -> list[Episode]:
-    """Read the vectors of every selected episode; build (or reuse) the frame cache and map it."""
+def _load_bag(info: BagInfo, config: DatasetConfig, progress: bool,
+              skipped: list[tuple[Path, str]] | None = None) -> list[Episode]:
+    """Read the vectors of every selected episode; build (or reuse) the frame cache and map it.
+
+    An unreadable episode is skipped (warned, appended to `skipped`); the cache keeps its slot
+    (zeros when it is built now) so every episode's frames stay at the same offset."""
     selected = [e for e in info.episodes if (e.success or config.include_failures) and e.steps > 0]
     spec = info.spec
     image_topic = {"depth": schema.DEPTH_TOPIC, "rgb": schema.RGB_TOPIC}.get(spec.camera or "")
@@ -248,7 +271,7 @@ def _load_bag(info: BagInfo, config: DatasetConfig, progress: bool) -> list[Epis
         writer = os.fdopen(fd, "wb")
         np.lib.format.write_array_header_1_0(writer, {"descr": np.lib.format.dtype_to_descr(dtype),
                                                       "fortran_order": False, "shape": shape})
-    episodes = []
+    episodes, offsets = [], []
     offset = 0
     iterator = selected
     if progress:
@@ -256,11 +279,22 @@ def _load_bag(info: BagInfo, config: DatasetConfig, progress: bool) -> list[Epis
         iterator = tqdm(selected, desc=f"reading {info.path.name}", unit="ep", leave=False)
     try:
         for record in iterator:
-            vectors, frames = _read_episode(info, record, image_topic if need_frames else None)
             n_obs = record.observations
+            try:
+                vectors, frames = _read_episode(info, record, image_topic if need_frames else None)
+            except BagError as e:
+                warnings.warn(f"skipping episode {record.index} ({record.file}) of {info.path}, keeping the others: {e}",
+                              BagWarning, stacklevel=3)
+                if skipped is not None:
+                    skipped.append((info.path / record.file, str(e)))
+                if writer is not None:
+                    writer.write(np.zeros((n_obs, *shape[1:]), dtype).tobytes())
+                offset += n_obs
+                continue
             if writer is not None:
                 writer.write(np.ascontiguousarray(np.stack(frames), dtype=dtype).tobytes())
             episodes.append(Episode(bag=info.path, record=record, frames=None, **vectors))
+            offsets.append(offset)
             offset += n_obs
         if writer is not None:
             writer.close()
@@ -273,10 +307,8 @@ def _load_bag(info: BagInfo, config: DatasetConfig, progress: bool) -> list[Epis
             os.unlink(tmp_name)
     if frames_map is not None:
         _advise_random(frames_map)
-        offset = 0
-        for ep in episodes:
+        for ep, offset in zip(episodes, offsets):
             ep.frames = frames_map[offset:offset + ep.record.observations]
-            offset += ep.record.observations
     return episodes
 
 

@@ -8,6 +8,9 @@ control rate even though it was written much faster.
 The action written for a step is the one the task executed: the policy's output
 clipped to the task limits (`TaskSpec.clip_action`, which also thresholds the
 gripper), so a BC policy learns what the robot actually did.
+
+Attempt i of a recording that starts at seed `first` uses `training.seeds.demo_episode_seed(first, i)`,
+which refuses seeds outside the demonstration range (held-out evaluation starts at 1 000 000).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from tqdm import tqdm
 from sim_bridge.task import Task
 from training.demos.bag import DemoBagWriter, EpisodeRecord
 from training.evaluation import Policy
+from training.seeds import demo_episode_seed
 
 EPISODE_GAP_NS = 1_000_000_000
 """Simulated time between the end of one episode and the start of the next."""
@@ -69,7 +73,8 @@ def record_episode(task: Task, policy: Policy, writer: DemoBagWriter, seed: int,
                 break
         writer.write_observation(clock.now_ns, obs)
     except BaseException:
-        writer.discard_episode()
+        if writer.recording:  # a failed write (OutputError) has already removed the episode's file
+            writer.discard_episode()
         raise
     success = bool(step.success)
     record = writer.end_episode(clock.now_ns, success=success, keep=success or keep_failures,
@@ -81,13 +86,14 @@ def record_episode(task: Task, policy: Policy, writer: DemoBagWriter, seed: int,
 def record_policy(task: Task, policy: Policy, writer: DemoBagWriter, episodes: int, seed: int,
                   keep_failures: bool = False, max_attempts: int | None = None, progress: bool = True,
                   clock: SimClock | None = None, **info) -> RecordSummary:
-    """Record until `episodes` episodes are kept, trying seeds `seed, seed + 1, ...`.
+    """Record until `episodes` episodes are kept, trying seeds `seed, seed + 1, ...` (`demo_episode_seed`).
 
     Without `keep_failures` only successful episodes are kept; `max_attempts`
     (default 3 x episodes + 10) stops a policy that rarely succeeds, with an error.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    demo_episode_seed(seed, 0)  # a first seed outside the demonstration range fails before anything is recorded
     max_attempts = 3 * episodes + 10 if max_attempts is None else max_attempts
     clock = clock or SimClock()
     summary = RecordSummary()
@@ -97,7 +103,7 @@ def record_policy(task: Task, policy: Policy, writer: DemoBagWriter, episodes: i
             if summary.attempts >= max_attempts:
                 raise RuntimeError(f"only {len(summary.kept)} of {episodes} episodes kept after {summary.attempts} "
                                    f"attempts ({summary.successes} successes); the policy fails too often")
-            success, steps, record = record_episode(task, policy, writer, seed + summary.attempts, clock,
+            success, steps, record = record_episode(task, policy, writer, demo_episode_seed(seed, summary.attempts), clock,
                                                     keep_failures=keep_failures, **info)
             summary.attempts += 1
             summary.successes += int(success)
