@@ -12,16 +12,24 @@ implementation RRLfD used with its defaults, lr changed to 3.3e-4):
    trains the dual variables (temperature, α_μ, α_Σ) with their own Adam;
 5. gradients of policy and critic clipped to global norm 40.
 
+Device: networks, targets, duals, optimiser state, the sampling generator and every tensor of
+`update` live on `device` (a CUDA generator on CUDA); `update` takes a CPU or device batch and
+moves it once, and its stats cost one device sync. `state_dict()` holds CPU tensors only (a run
+resumes on either kind of machine); `load_state_dict` maps them onto this learner's device.
+Acting stays on the CPU: `actor_state_dict()` hands out CPU copies of the policy's weights and
+`cpu_policy()` a CPU copy of the policy to load them into (rollout workers act on CPU).
+
 Data, replay, logging and checkpoint files stay in the training script.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
+from training.device import cpu_state_dict, floats, generator_state, load_generator_state, to_device
 from training.dmpo import losses
 from training.dmpo.networks import CategoricalCritic, GaussianPolicy
 
@@ -94,28 +102,38 @@ class Batch:
 
 
 class DMPOLearner:
-    """Online and target networks, optimisers and dual variables; `update(batch)` does one step."""
+    """Online and target networks, optimisers and dual variables; `update(batch)` does one step.
 
-    def __init__(self, policy: GaussianPolicy, critic: CategoricalCritic, action_dim: int, config: DMPOConfig, seed: int = 0):
+    `policy` and `critic` are moved to `device` (in place: the caller's modules are the learner's).
+    """
+
+    def __init__(
+        self, policy: GaussianPolicy, critic: CategoricalCritic, action_dim: int, config: DMPOConfig, seed: int = 0,
+        device: torch.device | str = "cpu",
+    ):
         self.config = config
-        self.policy, self.critic = policy, critic
+        self.device = torch.device(device)
+        self.policy, self.critic = policy.to(self.device), critic.to(self.device)
         self.target_policy = copy.deepcopy(policy).requires_grad_(False)
         self.target_critic = copy.deepcopy(critic).requires_grad_(False)
-        self.log_temperature = torch.tensor([config.init_log_temperature], requires_grad=True)
-        self.log_alpha_mean = torch.full((action_dim,), config.init_log_alpha_mean, requires_grad=True)
-        self.log_alpha_std = torch.full((action_dim,), config.init_log_alpha_std, requires_grad=True)
+        dual = dict(device=self.device, requires_grad=True)
+        self.log_temperature = torch.tensor([config.init_log_temperature], **dual)
+        self.log_alpha_mean = torch.full((action_dim,), config.init_log_alpha_mean, **dual)
+        self.log_alpha_std = torch.full((action_dim,), config.init_log_alpha_std, **dual)
         self.policy_opt = torch.optim.Adam(policy.parameters(), lr=config.policy_lr)
         self.critic_opt = torch.optim.Adam(critic.parameters(), lr=config.critic_lr)
         self.dual_opt = torch.optim.Adam([self.log_temperature, self.log_alpha_mean, self.log_alpha_std], lr=config.dual_lr)
         self.steps = 0
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def sync_targets(self) -> None:
         self.target_policy.load_state_dict(self.policy.state_dict())
         self.target_critic.load_state_dict(self.critic.state_dict())
 
     def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step on `batch` (CPU or on the learner's device); stats as floats."""
         cfg = self.config
+        batch = to_device(batch, self.device)
         if self.steps % cfg.target_update_period == 0:
             self.sync_targets()
         self.steps += 1
@@ -123,7 +141,7 @@ class DMPOLearner:
 
         with torch.no_grad():
             target_mean, target_std = self.target_policy(batch.next_obs)
-            noise = torch.randn((n, *target_mean.shape), generator=self.generator)
+            noise = torch.randn((n, *target_mean.shape), generator=self.generator, device=self.device)
             sampled = target_mean + target_std * noise  # (N, B, D)
             tiled_next = batch.next_obs.unsqueeze(0).expand(n, *batch.next_obs.shape)
             sampled_logits = self.target_critic(tiled_next, sampled)  # (N, B, A)
@@ -155,24 +173,37 @@ class DMPOLearner:
             for p in (self.log_temperature, self.log_alpha_mean, self.log_alpha_std):
                 p.clamp_(min=losses.MIN_LOG_DUAL)
 
-        stats = {**asdict(critic_stats), **asdict(mpo_stats)}
-        stats.update(critic_grad_norm=float(critic_grad), policy_grad_norm=float(policy_grad), reward_mean=float(batch.reward.mean()))
-        return stats
+        return floats(critic_stats, mpo_stats, {
+            "critic_grad_norm": critic_grad, "policy_grad_norm": policy_grad, "reward_mean": batch.reward.mean()})
+
+    # -- acting on the CPU ------------------------------------------------------------------------
+
+    def actor_state_dict(self) -> dict[str, torch.Tensor]:
+        """CPU copies of what acting needs: the online policy's state (load it into `cpu_policy()`)."""
+        return cpu_state_dict(self.policy)
+
+    def cpu_policy(self) -> torch.nn.Module:
+        """A CPU copy of the online policy (no gradients) to act with; refresh it with
+        `load_state_dict(learner.actor_state_dict())` after updates. Picklable, for rollout workers."""
+        return copy.deepcopy(self.policy).cpu().requires_grad_(False)
+
+    # -- checkpoints --------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {
+        """Everything `load_state_dict` restores, as CPU tensors (for checkpoints on any machine)."""
+        return cpu_state_dict({
             "policy": self.policy.state_dict(), "critic": self.critic.state_dict(),
             "target_policy": self.target_policy.state_dict(), "target_critic": self.target_critic.state_dict(),
             "duals": {
-                "log_temperature": self.log_temperature.detach().clone(),
-                "log_alpha_mean": self.log_alpha_mean.detach().clone(),
-                "log_alpha_std": self.log_alpha_std.detach().clone(),
+                "log_temperature": self.log_temperature, "log_alpha_mean": self.log_alpha_mean,
+                "log_alpha_std": self.log_alpha_std,
             },
             "policy_opt": self.policy_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-            "dual_opt": self.dual_opt.state_dict(), "steps": self.steps, "generator": self.generator.get_state(),
-        }
+            "dual_opt": self.dual_opt.state_dict(), "steps": self.steps, "generator": generator_state(self.generator),
+        })
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict()` (CPU or device tensors) onto this learner's device."""
         self.policy.load_state_dict(state["policy"])
         self.critic.load_state_dict(state["critic"])
         self.target_policy.load_state_dict(state["target_policy"])
@@ -185,4 +216,5 @@ class DMPOLearner:
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.dual_opt.load_state_dict(state["dual_opt"])
         self.steps = int(state["steps"])
-        self.generator.set_state(state["generator"])
+        load_generator_state(self.generator, state["generator"])
+

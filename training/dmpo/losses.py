@@ -24,6 +24,10 @@
   unbounded in normalised units and clipped to the task limits at execution.
 
 Shape key: B batch, N action samples per state, D action dims, A atoms.
+
+Stats are detached 0-dim tensors on the inputs' device, not floats: reading a CUDA value is a
+device sync, so the learner turns all of an update's stats into floats at once
+(`training.device.floats`).
 """
 
 from __future__ import annotations
@@ -63,11 +67,11 @@ def l2_project(z_p: torch.Tensor, p: torch.Tensor, z_q: torch.Tensor) -> torch.T
 
 @dataclass(frozen=True)
 class CriticStats:
-    critic_loss: float
+    critic_loss: torch.Tensor
     """Mean cross-entropy between the projected target and the online distribution."""
-    q_mean: float
+    q_mean: torch.Tensor
     """Mean of the online critic's expected value E[Z(s, a)] over the batch."""
-    target_q_mean: float
+    target_q_mean: torch.Tensor
     """Mean of the expected value of the projected target."""
 
 
@@ -86,9 +90,9 @@ def categorical_td_loss(
     loss = -(target * F.log_softmax(logits, dim=-1)).sum(-1).mean()
     with torch.no_grad():
         stats = CriticStats(
-            critic_loss=float(loss),
-            q_mean=float((F.softmax(logits, -1) * atoms).sum(-1).mean()),
-            target_q_mean=float((target * atoms).sum(-1).mean()),
+            critic_loss=loss.detach(),
+            q_mean=(F.softmax(logits, -1) * atoms).sum(-1).mean(),
+            target_q_mean=(target * atoms).sum(-1).mean(),
         )
     return loss, stats
 
@@ -154,25 +158,25 @@ def kl_penalty_and_dual_loss(kl: torch.Tensor, alpha: torch.Tensor, epsilon: flo
 
 @dataclass(frozen=True)
 class MPOStats:
-    policy_loss: float
+    policy_loss: torch.Tensor
     """Total MPO loss: weighted NLL of both decomposed policies + KL penalties + dual losses."""
-    temperature: float
+    temperature: torch.Tensor
     """η, the E-step temperature."""
-    alpha_mean: float
+    alpha_mean: torch.Tensor
     """Mean over D of the Lagrange multipliers of the mean KL constraint."""
-    alpha_std: float
+    alpha_std: torch.Tensor
     """Mean over D of the Lagrange multipliers of the std KL constraint."""
-    kl_q_rel: float
+    kl_q_rel: torch.Tensor
     """KL(q ‖ π_target) / ε: how much of the E-step budget the weights use."""
-    kl_mean_rel: float
+    kl_mean_rel: torch.Tensor
     """Mean KL of the mean part / ε_μ."""
-    kl_std_rel: float
+    kl_std_rel: torch.Tensor
     """Mean KL of the std part / ε_Σ."""
-    q_min: float
+    q_min: torch.Tensor
     """Mean over states of the smallest sampled Q."""
-    q_max: float
+    q_max: torch.Tensor
     """Mean over states of the largest sampled Q."""
-    pi_std: float
+    pi_std: torch.Tensor
     """Mean standard deviation of the online policy."""
 
 
@@ -219,15 +223,15 @@ def mpo_policy_loss(
     loss = loss_policy_mean + loss_policy_std + penalty_mean + penalty_std + loss_alpha_mean + loss_alpha_std + loss_temperature
     with torch.no_grad():
         stats = MPOStats(
-            policy_loss=float(loss),
-            temperature=float(eta.mean()),
-            alpha_mean=float(alpha_mean.mean()),
-            alpha_std=float(alpha_std.mean()),
-            kl_q_rel=float(nonparametric_kl(weights).mean() / epsilon),
-            kl_mean_rel=float(kl_mean.mean() / epsilon_mean),
-            kl_std_rel=float(kl_std.mean() / epsilon_std),
-            q_min=float(q_values.min(0).values.mean()),
-            q_max=float(q_values.max(0).values.mean()),
-            pi_std=float(online_std.mean()),
+            policy_loss=loss.detach(),
+            temperature=eta.mean(),
+            alpha_mean=alpha_mean.mean(),
+            alpha_std=alpha_std.mean(),
+            kl_q_rel=nonparametric_kl(weights).mean() / epsilon,
+            kl_mean_rel=kl_mean.mean() / epsilon_mean,
+            kl_std_rel=kl_std.mean() / epsilon_std,
+            q_min=q_values.min(0).values.mean(),
+            q_max=q_values.max(0).values.mean(),
+            pi_std=online_std.mean(),
         )
     return loss, stats

@@ -14,6 +14,14 @@ Acting (`act`): `prior` uses the prior (a sample while exploring, the mean when 
 `importance` samples N actions from the prior and picks one with probability softmax(Q/eta)
 (the KL-constrained policy pi_i that REQ evaluates; argmax of the weights when evaluating).
 
+Device: networks, targets, multipliers, optimiser state, the sampling generator and every tensor
+of `update` live on `device` (a CUDA generator on CUDA); `update` takes a CPU or device batch and
+moves it once, and its stats cost one device sync. `state_dict()` holds CPU tensors only (a run
+resumes on either kind of machine); `load_state_dict` maps them onto this learner's device.
+Acting runs in a `REQActor` (prior, Q and a generator): the learner's own acts on its device;
+`actor_state_dict()` hands out CPU copies of the prior's and Q's weights and `cpu_actor()` (or
+`REQActor.from_state_dict` in a rollout worker) builds a CPU actor from them.
+
 The learner pulls no data; the training script owns replay, logging and checkpoints.
 Actions live in [-1, 1]^D (see `training.req.env`).
 """
@@ -21,11 +29,12 @@ Actions live in [-1, 1]^D (see `training.req.env`).
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
 
+from training.device import cpu_state_dict, floats, generator_state, load_generator_state, to_device
 from training.req import losses
 from training.req.networks import GaussianPrior, QNetwork
 
@@ -108,45 +117,95 @@ class Batch:
     """(B, D) psi(s) in [-1, 1]"""
 
 
+def _sample_prior(prior: GaussianPrior, obs: torch.Tensor, num_samples: int, generator: torch.Generator) -> torch.Tensor:
+    """N clipped samples per state (B, N, D) from `prior` at obs (B, S), noise from `generator`."""
+    mean, std = prior(obs)
+    noise = torch.randn((num_samples, *mean.shape), generator=generator, device=mean.device)
+    return (mean + std * noise).clamp(-1.0, 1.0).transpose(0, 1)
+
+
+def _q_of_samples(q: QNetwork, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Q(s, a_j) (B, N) for obs (B, S) and actions (B, N, D)."""
+    n = actions.shape[1]
+    return q(obs[:, None, :].expand(-1, n, -1), actions)
+
+
+class REQActor:
+    """Acts with a prior and a Q network (`act`), on the device they live on.
+
+    The learner's own actor shares its networks and generator; a rollout worker's is built on the
+    CPU from `REQLearner.actor_state_dict()` (`from_state_dict`) and refreshed with `load_state_dict`.
+    """
+
+    def __init__(self, prior: GaussianPrior, q: QNetwork, config: REQConfig, generator: torch.Generator):
+        self.prior, self.q, self.config, self.generator = prior, q, config, generator
+
+    @classmethod
+    def from_state_dict(cls, obs_dim: int, action_dim: int, config: REQConfig, state: dict, seed: int = 0) -> REQActor:
+        """A CPU actor from `REQLearner.actor_state_dict()` (the global torch RNG is left as it was)."""
+        with torch.random.fork_rng(devices=[]):  # building the networks draws initial weights: not from the caller's stream
+            prior = GaussianPrior(obs_dim, action_dim, config.hidden, config.init_std, config.min_var)
+            q = QNetwork(obs_dim, action_dim, config.hidden)
+        actor = cls(prior.requires_grad_(False), q.requires_grad_(False), config, torch.Generator().manual_seed(seed))
+        actor.load_state_dict(state)
+        return actor
+
+    def load_state_dict(self, state: dict) -> None:
+        """New weights from `REQLearner.actor_state_dict()` (mapped onto this actor's device)."""
+        self.prior.load_state_dict(state["prior"])
+        self.q.load_state_dict(state["q"])
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool, acting: str | None = None) -> np.ndarray:
+        """Action (D,) in [-1, 1] for one observation (S,); `acting` overrides the config's mode."""
+        acting = acting or self.config.acting
+        device = self.prior.normalizer.mean.device
+        x = torch.as_tensor(np.asarray(obs, np.float32), device=device)[None]
+        mean, std = self.prior(x)
+        if acting == "prior":
+            a = mean + std * torch.randn(mean.shape, generator=self.generator, device=device) if explore else mean
+            return a.clamp(-1, 1)[0].cpu().numpy()
+        if acting != "importance":
+            raise ValueError(f"acting must be one of {ACTING}, got {acting!r}")
+        samples = _sample_prior(self.prior, x, self.config.num_samples, self.generator)  # (1, N, D)
+        q_samples = _q_of_samples(self.q, x, samples)
+        eta, _ = losses.solve_temperature(q_samples, self.config.epsilon, self.config.temperature_steps)
+        weights = losses.importance_weights(q_samples, eta)[0]
+        j = int(torch.multinomial(weights, 1, generator=self.generator)) if explore else int(weights.argmax())
+        return samples[0, j].cpu().numpy()
+
+
 @dataclass
 class REQLearner:
     obs_dim: int
     action_dim: int
     config: REQConfig = field(default_factory=REQConfig)
     seed: int = 0
+    device: torch.device | str = "cpu"
+    """Where networks, optimiser state and updates live (`training.device.resolve_device`)."""
 
     def __post_init__(self) -> None:
         cfg = self.config
-        torch.manual_seed(self.seed)
-        self.prior = GaussianPrior(self.obs_dim, self.action_dim, cfg.hidden, cfg.init_std, cfg.min_var)
-        self.q = QNetwork(self.obs_dim, self.action_dim, cfg.hidden)
+        self.device = torch.device(self.device)
+        torch.manual_seed(self.seed)  # initial weights drawn on the CPU: the same on every kind of machine
+        self.prior = GaussianPrior(self.obs_dim, self.action_dim, cfg.hidden, cfg.init_std, cfg.min_var).to(self.device)
+        self.q = QNetwork(self.obs_dim, self.action_dim, cfg.hidden).to(self.device)
         self.target_prior = copy.deepcopy(self.prior).requires_grad_(False)
         self.target_q = copy.deepcopy(self.q).requires_grad_(False)
-        self.log_alpha_mean = torch.nn.Parameter(torch.tensor(1.0))
-        self.log_alpha_cov = torch.nn.Parameter(torch.tensor(1.0))
+        self.log_alpha_mean = torch.nn.Parameter(torch.tensor(1.0, device=self.device))
+        self.log_alpha_cov = torch.nn.Parameter(torch.tensor(1.0, device=self.device))
         self.prior_optim = torch.optim.Adam([
             {"params": list(self.prior.parameters()), "lr": cfg.learning_rate},
             {"params": [self.log_alpha_mean, self.log_alpha_cov], "lr": cfg.dual_learning_rate}])
         self.q_optim = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate)
         self.num_updates = 0
-        self.generator = torch.Generator().manual_seed(self.seed)
-
-    # -- sampling helpers -----------------------------------------------------------------------
-
-    def _sample_prior(self, prior: GaussianPrior, obs: torch.Tensor) -> torch.Tensor:
-        """N clipped samples per state (B, N, D)."""
-        mean, std = prior(obs)
-        noise = torch.randn((self.config.num_samples, *mean.shape), generator=self.generator)
-        return (mean + std * noise).clamp(-1.0, 1.0).transpose(0, 1)
-
-    def _q_of_samples(self, q: QNetwork, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Q(s, a_j) (B, N) for actions (B, N, D)."""
-        n = actions.shape[1]
-        return q(obs[:, None, :].expand(-1, n, -1), actions)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.actor = REQActor(self.prior, self.q, cfg, self.generator)  # the learner's own networks, on its device
 
     def _value(self, obs: torch.Tensor) -> tuple[torch.Tensor, losses.TemperatureStats | None]:
         """V(s) (B,) of the evaluated policy from target prior and target Q."""
-        q_samples = self._q_of_samples(self.target_q, obs, self._sample_prior(self.target_prior, obs))
+        samples = _sample_prior(self.target_prior, obs, self.config.num_samples, self.generator)
+        q_samples = _q_of_samples(self.target_q, obs, samples)
         eta, stats = None, None
         if self.config.operator == "req":
             eta, stats = losses.solve_temperature(q_samples, self.config.epsilon, self.config.temperature_steps)
@@ -156,12 +215,14 @@ class REQLearner:
 
     def fit_normalizers(self, obs: np.ndarray) -> None:
         """Fix the observation statistics of all networks (call once, on the first data)."""
-        x = torch.as_tensor(obs, dtype=torch.float32)
+        x = torch.as_tensor(obs, dtype=torch.float32).to(self.device)
         for net in (self.prior, self.q, self.target_prior, self.target_q):
             net.normalizer.fit(x)
 
     def update(self, batch: Batch) -> dict[str, float]:
+        """One update on `batch` (CPU or on the learner's device); stats as floats."""
         cfg = self.config
+        batch = to_device(batch, self.device)
         # 1. policy evaluation (eq. 2 / TD(0))
         with torch.no_grad():
             next_value, temp_stats = self._value(batch.next_obs)
@@ -194,43 +255,38 @@ class REQLearner:
             self.target_prior.load_state_dict(self.prior.state_dict())
             self.target_q.load_state_dict(self.q.state_dict())
 
-        stats = {**asdict(q_stats), **asdict(p_stats), "prior_std": float(std.detach().mean())}
-        if temp_stats is not None:
-            stats.update({f"temperature_{k}": v for k, v in asdict(temp_stats).items()})
-        return stats
+        temperature = {} if temp_stats is None else {
+            f"temperature_{f.name}": getattr(temp_stats, f.name) for f in fields(temp_stats)}
+        return floats(q_stats, p_stats, {"prior_std": std.detach().mean()}, temperature)
 
     # -- acting ---------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool, acting: str | None = None) -> np.ndarray:
-        """Action (D,) in [-1, 1] for one observation (S,); `acting` overrides the config's mode."""
-        acting = acting or self.config.acting
-        x = torch.as_tensor(np.asarray(obs, np.float32))[None]
-        mean, std = self.prior(x)
-        if acting == "prior":
-            a = mean + std * torch.randn(mean.shape, generator=self.generator) if explore else mean
-            return a.clamp(-1, 1)[0].numpy()
-        if acting != "importance":
-            raise ValueError(f"acting must be one of {ACTING}, got {acting!r}")
-        samples = self._sample_prior(self.prior, x)  # (1, N, D)
-        q_samples = self._q_of_samples(self.q, x, samples)
-        eta, _ = losses.solve_temperature(q_samples, self.config.epsilon, self.config.temperature_steps)
-        weights = losses.importance_weights(q_samples, eta)[0]
-        j = int(torch.multinomial(weights, 1, generator=self.generator)) if explore else int(weights.argmax())
-        return samples[0, j].numpy()
+        """Action (D,) in [-1, 1] for one observation (S,) with the learner's networks (`REQActor.act`)."""
+        return self.actor.act(obs, explore, acting)
+
+    def actor_state_dict(self) -> dict:
+        """CPU copies of what acting needs: the online prior's and Q's states."""
+        return {"prior": cpu_state_dict(self.prior), "q": cpu_state_dict(self.q)}
+
+    def cpu_actor(self, seed: int = 0) -> REQActor:
+        """A CPU actor with the current weights and its own generator (refresh with `load_state_dict`)."""
+        return REQActor.from_state_dict(self.obs_dim, self.action_dim, self.config, self.actor_state_dict(), seed)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {
+        """Everything `load_state_dict` restores, as CPU tensors (for checkpoints on any machine)."""
+        return cpu_state_dict({
             "prior": self.prior.state_dict(), "q": self.q.state_dict(),
             "target_prior": self.target_prior.state_dict(), "target_q": self.target_q.state_dict(),
-            "log_alpha_mean": self.log_alpha_mean.detach().clone(), "log_alpha_cov": self.log_alpha_cov.detach().clone(),
+            "log_alpha_mean": self.log_alpha_mean, "log_alpha_cov": self.log_alpha_cov,
             "prior_optim": self.prior_optim.state_dict(), "q_optim": self.q_optim.state_dict(),
-            "num_updates": self.num_updates, "generator": self.generator.get_state(),
-        }
+            "num_updates": self.num_updates, "generator": generator_state(self.generator),
+        })
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict()` (CPU or device tensors) onto this learner's device."""
         self.prior.load_state_dict(state["prior"])
         self.q.load_state_dict(state["q"])
         self.target_prior.load_state_dict(state["target_prior"])
@@ -241,4 +297,4 @@ class REQLearner:
         self.prior_optim.load_state_dict(state["prior_optim"])
         self.q_optim.load_state_dict(state["q_optim"])
         self.num_updates = int(state["num_updates"])
-        self.generator.set_state(state["generator"])
+        load_generator_state(self.generator, state["generator"])

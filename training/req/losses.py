@@ -2,7 +2,9 @@
 Suboptimal Experts", papers/004_*).
 
 Every function takes tensors and returns tensors (losses return `(loss, stats)`); nothing here
-owns a network, an optimiser or data. Shape key:
+owns a network, an optimiser or data. Stats are detached 0-dim tensors on the inputs' device, not
+floats: reading a CUDA value is a device sync, so the learner turns all of an update's stats into
+floats at once (`training.device.floats`). Shape key:
 
     B   batch size
     N   action samples per state drawn from the prior (paper: M in Alg. 1, N in eq. 2; 20-50)
@@ -36,11 +38,11 @@ OPERATORS = ("req", "td0")
 
 @dataclass(frozen=True)
 class TemperatureStats:
-    eta_mean: float
+    eta_mean: torch.Tensor
     """Mean temperature over the batch after the last step."""
-    kl_mean: float
+    kl_mean: torch.Tensor
     """Mean KL(w || uniform) over the batch at the final temperature (target: eps)."""
-    dual_grad_abs_mean: float
+    dual_grad_abs_mean: torch.Tensor
     """Mean |g'(eta)| at the final temperature (0 at the optimum)."""
 
 
@@ -86,13 +88,12 @@ def solve_temperature(
         raise ValueError(f"epsilon must be > 0, got {epsilon}")
     q = q_samples.detach().double()
     eta0 = q.std(dim=-1).mean().clamp_min(1e-3)
-    eta = torch.full(q.shape[:1], float(eta0), dtype=q.dtype)
+    eta = eta0.expand(q.shape[:1]).clone()  # no float(eta0): that would wait for the device
     for _ in range(num_steps):
         grad = epsilon - _kl_to_uniform(q, eta)
         eta = (eta * torch.exp(-step_size * grad.clamp(-4.0, 4.0))).clamp(eta_min, 1e6)
     kl = _kl_to_uniform(q, eta)
-    stats = TemperatureStats(
-        eta_mean=float(eta.mean()), kl_mean=float(kl.mean()), dual_grad_abs_mean=float((epsilon - kl).abs().mean()))
+    stats = TemperatureStats(eta_mean=eta.mean(), kl_mean=kl.mean(), dual_grad_abs_mean=(epsilon - kl).abs().mean())
     return eta.to(q_samples.dtype), stats
 
 
@@ -125,16 +126,16 @@ def policy_evaluation_target(
 
 @dataclass(frozen=True)
 class CriticStats:
-    critic_loss: float
-    q_mean: float
-    target_mean: float
+    critic_loss: torch.Tensor
+    q_mean: torch.Tensor
+    target_mean: torch.Tensor
 
 
 def critic_loss(q: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, CriticStats]:
     """Squared TD error of eq. 2: mean_B (Q(s, a) - y)^2 / 2, with y constant."""
     target = target.detach()
     loss = 0.5 * (q - target).pow(2).mean()
-    return loss, CriticStats(float(loss.detach()), float(q.detach().mean()), float(target.mean()))
+    return loss, CriticStats(loss.detach(), q.detach().mean(), target.mean())
 
 
 def advantage_filter(q_action: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -156,18 +157,18 @@ def gaussian_kl(mean_p: torch.Tensor, std_p: torch.Tensor, mean_q: torch.Tensor,
 
 @dataclass(frozen=True)
 class PriorStats:
-    prior_loss: float
+    prior_loss: torch.Tensor
     """Filtered negative log-likelihood (mean part + covariance part)."""
-    frac_data_kept: float
+    frac_data_kept: torch.Tensor
     """Fraction of dataset actions with advantage >= 0."""
-    frac_expert_kept: float
+    frac_expert_kept: torch.Tensor
     """Fraction of expert actions psi(s) with advantage >= 0 (0 when eq. 4 is off)."""
-    kl_mean: float
+    kl_mean: torch.Tensor
     """Mean KL of the mean-only update (target: <= eps_mu)."""
-    kl_cov: float
+    kl_cov: torch.Tensor
     """Mean KL of the covariance-only update (target: <= eps_sigma)."""
-    alpha_mean: float
-    alpha_cov: float
+    alpha_mean: torch.Tensor
+    alpha_cov: torch.Tensor
 
 
 def prior_improvement_loss(
@@ -208,12 +209,12 @@ def prior_improvement_loss(
         return -(weight.detach() * (lp_mean + lp_cov)).sum() / batch
 
     loss_nll = nll(data_action, data_weight)
-    frac_expert = 0.0
+    frac_expert = data_weight.new_zeros(())
     if expert_action is not None:
         if expert_weight is None:
             raise ValueError("expert_action given without expert_weight")
         loss_nll = loss_nll + nll(expert_action, expert_weight)
-        frac_expert = float(expert_weight.mean())
+        frac_expert = expert_weight.detach().mean()
 
     kl_mean = gaussian_kl(mean, target_std, target_mean, target_std).mean()
     kl_cov = gaussian_kl(target_mean, std, target_mean, target_std).mean()
@@ -223,6 +224,5 @@ def prior_improvement_loss(
     loss_alpha = alpha_mean * (epsilon_mean - kl_mean.detach()) + alpha_cov * (epsilon_cov - kl_cov.detach())
     loss = loss_nll + loss_kl + loss_alpha
     return loss, PriorStats(
-        prior_loss=float(loss_nll.detach()), frac_data_kept=float(data_weight.mean()), frac_expert_kept=frac_expert,
-        kl_mean=float(kl_mean.detach()), kl_cov=float(kl_cov.detach()), alpha_mean=float(alpha_mean.detach()),
-        alpha_cov=float(alpha_cov.detach()))
+        prior_loss=loss_nll.detach(), frac_data_kept=data_weight.detach().mean(), frac_expert_kept=frac_expert,
+        kl_mean=kl_mean.detach(), kl_cov=kl_cov.detach(), alpha_mean=alpha_mean.detach(), alpha_cov=alpha_cov.detach())
