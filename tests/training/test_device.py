@@ -16,6 +16,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from training.bc.network import BCNet, ExportWrapper
 from training.device import (
@@ -406,6 +407,40 @@ def test_req_cpu_actor_acts_as_the_learner_and_takes_new_weights(acting):
     a = REQActor.from_state_dict(OBS, ACT, req_config(), weights, seed=4)
     b = REQActor.from_state_dict(OBS, ACT, req_config(), copy.deepcopy(weights), seed=4)
     assert np.array_equal(a.act(obs, explore=True, acting=acting), b.act(obs, explore=True, acting=acting))
+
+
+class FactoryWatch(TorchFunctionMode):
+    """Records tensor factories called without `device=` that make more than a 0-dim scalar.
+
+    On CUDA such a tensor lands on the CPU and the next operation with device tensors fails (a
+    0-dim CPU tensor is allowed there, as a scalar), so the learners must name the device."""
+
+    FACTORIES = {torch.randn, torch.rand, torch.randint, torch.randperm, torch.normal, torch.zeros, torch.ones,
+                 torch.full, torch.empty, torch.eye, torch.arange, torch.linspace, torch.tensor, torch.as_tensor}
+
+    def __init__(self):
+        super().__init__()
+        self.without_device: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in self.FACTORIES and "device" not in kwargs and isinstance(out, torch.Tensor) and out.dim() > 0:
+            self.without_device.append(func.__name__)
+        return out
+
+
+def test_updates_and_acting_make_every_tensor_on_the_learners_device():
+    dmpo, req = dmpo_learner(), req_learner()
+    dmpo_batch, req_batch = dmpo_batches(1)[0], req_batches(1)[0]
+    obs = np.zeros(OBS, np.float32)
+    with FactoryWatch() as watch:
+        dmpo.update(dmpo_batch)
+        req.update(req_batch)
+        for acting in ("prior", "importance"):
+            for explore in (True, False):
+                req.act(obs, explore, acting)
+    assert watch.without_device == []
 
 
 def _tensors_in(state) -> list[torch.Tensor]:
