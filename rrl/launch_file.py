@@ -26,7 +26,8 @@ Supported (the subset of the YAML front end our launch files use):
         ros_args: "..."    # extra --ros-args arguments
 
 Substitutions: `$(var NAME)`, `$(env NAME [DEFAULT])`, `$(optenv NAME [DEFAULT])`,
-`$(dirname)`, `$(filename)`, `$(find-pkg-share PKG)` (nested substitutions
+`$(dirname)`, `$(filename)`, `$(find-pkg-share PKG)`, `$(equals A B)` / `$(not-equals A B)`
+(`true` or `false`, as ros2 launch's EqualsSubstitution) (nested substitutions
 allowed); conditions `if:` / `unless:` on any action. Every error names the file
 and line.
 """
@@ -479,6 +480,10 @@ class _Parser:
             if kind == "optenv":
                 return ""
             raise LaunchFileError(f"{where}: environment variable {rest[0]!r} is not set and $(env) gives no default")
+        if kind in ("equals", "not-equals"):
+            if len(rest) != 2:
+                raise LaunchFileError(f"{where}: $({kind} A B) compares two values, got $({body})")
+            return str((rest[0] == rest[1]) == (kind == "equals")).lower()
         if kind == "dirname":
             return str(ctx.file.parent)
         if kind == "filename":
@@ -488,7 +493,7 @@ class _Parser:
                 raise LaunchFileError(f"{where}: $(find-pkg-share PKG) takes one package")
             return find_package_share(rest[0], where)
         raise LaunchFileError(f"{where}: unsupported substitution $({body}); supported: var, env, optenv, dirname, "
-                              f"filename, find-pkg-share")
+                              f"filename, find-pkg-share, equals, not-equals")
 
 
 def _join_ns(base: str, ns: str) -> str:

@@ -198,3 +198,34 @@ def test_rrl_launch_exits_2_before_any_node_starts(tmp_path):
     out = subprocess.run([*RRL_LAUNCH, str(launch_file)], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert "did you mean 'stale_periods'" in out.stderr and "started" not in out.stdout, out.stdout + out.stderr
+
+
+def test_each_clock_mode_of_the_ur5_launch_file_picks_its_control_loop():
+    """realtime -> the observation loop, lockstep -> lockstep, driver -> the robot file's timer loop; ($(equals))."""
+    loops = {}
+    for mode in ("realtime", "lockstep", "driver"):
+        plan = load_launch(ROOT / "launch" / "ur5.launch.yaml", {"clock_mode": mode, "command_interface": "twist"})
+        assert [n.label for n in plan.nodes] == ["sim_bridge", "control"]
+        control = plan.nodes[1]
+        inline = {k: v for p in control.params if isinstance(p, dict) for k, v in p.items()}
+        loops[mode] = (inline["loop"], inline["command_interface"])
+        assert control.source.startswith(str(ROOT / "launch" / ("ur5_robot" if mode == "driver" else "ur5")))
+        check_plan(plan)
+    assert loops == {"realtime": ("observation", "native"), "lockstep": ("lockstep", "native"),
+                     "driver": ("timer", "twist")}
+    with pytest.raises(LaunchFileError, match="launch argument 'clock_mode' is 'drive'; allowed: realtime, lockstep, driver"):
+        load_launch(ROOT / "launch" / "ur5.launch.yaml", {"clock_mode": "drive"})
+
+
+def test_equals_substitutions(tmp_path):
+    f = write(tmp_path, "eq.launch.yaml", """
+        launch:
+        - arg: {name: mode, default: a}
+        - node: {pkg: p, exec: e, name: x, if: "$(equals $(var mode) a)"}
+        - node: {pkg: p, exec: e, name: y, if: "$(not-equals $(var mode) a)"}
+        """)
+    assert [n.name for n in load_launch(f, {}).nodes] == ["x"]
+    assert [n.name for n in load_launch(f, {"mode": "b"}).nodes] == ["y"]
+    bad = write(tmp_path, "bad.launch.yaml", 'launch:\n- node: {pkg: p, exec: e, if: "$(equals a)"}\n')
+    with pytest.raises(LaunchFileError, match=r"\$\(equals A B\) compares two values"):
+        load_launch(bad, {})

@@ -1,61 +1,83 @@
-"""The control node: base controller + optional residual + safety layer, publishing /command.
+"""The control node: base controller + optional residual + safety layer, commanding the robot.
 
 A thin shell over `policies.runtime.ComposedPolicy`, the one policy path (base + residual +
 safety layer) that `rrl eval` and the training rollouts run too: the node assembles the task
-observation from the sim's topics, calls `step`, publishes the command. Only ROS concerns live here.
+observation, calls `step`, publishes the command. Only ROS concerns live here.
 
-When does it compute? On the observation: the sim publishes one set per tick
-(joint states, proprio, state, camera frame, then /task/status); once every topic
-the models need has a message of the new tick, the command goes out. In realtime
-the sim's wall-clock timer is therefore the one clock of the loop (a second,
-unsynchronised timer here would add up to a period of latency, DESIGN.md); the
-node's own 10 Hz timer is the watchdog: if the newest observation is older than
-`stale_periods` periods it publishes the hold command (zero velocity, gripper
-kept). In lockstep the node answers each observation; there is no deadline.
+When does it compute? Parameter `loop`:
+- `timer` (the default; a robot, or our sim in `clock_mode:=driver`): the node's own timer at
+  `rate_hz` (on the node's clock: ROS time, so `use_sim_time` is honoured) runs the policy on the
+  *latest* message of each standard input, each with its own staleness limit
+  (`*_stale_periods`): sensor_msgs/JointState on `joint_states`, geometry_msgs/PoseStamped on
+  `objects/<object>/pose` for each object the task's state names (cube, bowl), sensor_msgs/Image
+  on `camera/depth/image_raw` (32FC1 m or 16UC1 mm) when a model reads images, and the cube's
+  edge from `cube_size_m` or `objects/cube/size` (std_msgs/Float64, transient local). The
+  observation is assembled by `policies.observations.ur5_observation` (FK, Jacobian). A stale or
+  missing required input, or inputs that do not make an observation (wrong joint names), hold the
+  robot: zero velocity on the command interface, gripper kept; counted per input in the report
+  and logged once. The safety layer also keeps the tool in the task's workspace box. Sensor
+  inputs are subscribed best-effort, so both RELIABLE and best-effort (SensorDataQoS) drivers match.
+  Commands (`command_interface`): `joint_velocity` -> std_msgs/Float64MultiArray (6 rad/s) on
+  `forward_velocity_controller/commands`; `twist` -> geometry_msgs/TwistStamped (frame base_link)
+  on `servo_node/delta_twist_cmds`; `native` -> `command` (the task action, no tick field); the
+  gripper (not native) -> Float64MultiArray [opening m] on `gripper_controller/commands`.
+  Episodes: `task/status` (optional; our sim publishes it) or the `~/reset` service
+  (std_srvs/Trigger) start a new episode (the base's state, the frame history).
+  The timer and the inputs run in one callback group, the parameter services in another, on two
+  executor threads: validating and loading a new base never delays a tick.
+- `observation` (our realtime sim): the sim publishes one set per tick (joint states, proprio,
+  state, camera frame, then /task/status); once every topic the models need has a message of
+  the new tick, the command goes out. The sim's wall-clock timer is the one clock of the loop;
+  the node's own timer is the watchdog: if the newest observation is older than
+  `stale_periods` periods it publishes the hold command (zero velocity, gripper kept).
+- `lockstep` (our lockstep sim): the node answers each observation; there is no deadline.
 
 Parameters (read-only unless said; names, types, defaults and ranges: rrl_ros.params.CONTROL, where an
 unknown name or a wrong type ends the node with exit code 2; a float parameter takes an integer):
-  task                 task name (its spec names every vector)
-  clock_mode           realtime | lockstep
-  rate_hz              nominal control rate, Hz
-  base_controller      waypoint | waypoint:VARIANT | bc  -- settable at run time (`rrl switch`)
-  base_artifact        artifact dir or ONNX file for bc  -- settable at run time
-  residual             '' | artifact dir | ONNX file (policies.plain_onnx: the plain contract)
-  residual_scale       c for a plain-ONNX residual (artifacts carry their own)
-  stale_periods        observation older than this many periods: hold
-  camera_history       frames stacked for image models without their own camera spec
-A change of base_controller/base_artifact is validated in the set-parameters
-callback (the model is loaded and checked against the task and the residual);
-a bad one is rejected with the reason, a good one is applied before the next tick.
+  task, loop, command_interface, rate_hz, base_controller / base_artifact (settable at run time:
+  `rrl switch`), residual, residual_scale, stale_periods, joint_states_stale_periods,
+  object_pose_stale_periods, image_stale_periods, cube_size_m, camera_history, rt_priority.
+A change of base_controller/base_artifact is validated in the set-parameters callback (the model
+is loaded and checked against the task and the residual); a bad one is rejected with the reason, a
+good one is applied before the next tick. The pair may come in either order or in one atomic call:
+`base_controller: bc` without an artifact is accepted and waits for `base_artifact`; an artifact
+set under a waypoint base is kept for a later `base_controller: bc`.
 
-Publishes `command` (Float64MultiArray, action layout followed by a `tick` field: the tick of the
-observation it answers, so a lockstep sim steps on this answer only; the watchdog's hold command
-answers no tick and carries none; see rrl_ros.conversions) and `~/status`
-(std_msgs/String JSON per tick: tick, episode, step, base, reason, command,
-base_action, residual, counters, latency_ms). Writes its loop metrics and
-safety counters to $RRL_REPORT_DIR/<name>.json on shutdown.
+Publishes, in observation and lockstep, `command` (Float64MultiArray, action layout followed by a
+`tick` field: the tick of the observation it answers, so a lockstep sim steps on this answer only;
+the watchdog's hold command answers no tick and carries none; see rrl_ros.conversions), and in
+every loop `~/status` (std_msgs/String JSON per tick: tick, base, reason, command, base_action,
+residual, counters, latency_ms; plus episode and step from the sim, or the stale inputs). Writes
+its loop metrics and safety counters to $RRL_REPORT_DIR/<name>.json on shutdown.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import deque
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
+from std_msgs.msg import Float32MultiArray, Float64, Float64MultiArray, String
+from std_srvs.srv import Trigger
 
-from controllers.safety import SafetyConfig
+from controllers.safety import SafetyConfig, WorkspaceLimits
+from policies.base_spec import BaseSpecError, is_waypoint, parse_node_base
+from policies.observations import FrameStack, ObservationError, joint_reading, required_objects, ur5_observation
+from policies.robot_commands import robot_command
+from policies.runtime import LOAD_ERRORS, ComposedPolicy, Tick, check_residual_fits, load_base, load_residual
 from rrl_ros import conversions as conv
-from policies.base_spec import parse_node_base
-from policies.runtime import LOAD_ERRORS, ComposedPolicy, check_residual_fits, load_base, load_residual
-from rrl_ros.metrics import LoopMetrics
+from rrl_ros.inputs import LatestInputs
+from rrl_ros.metrics import LoopMetrics, percentiles_ms
 from rrl_ros.params import CONTROL, ParamError, declare_node_parameters, init_rclpy
 from rrl_ros.realtime import apply_rt_priority, set_fifo_priority
 from rrl_ros.reports import write_node_report
@@ -63,6 +85,11 @@ from sim_bridge import task_names
 from sim_bridge.task_specs import task_spec
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+SENSOR_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+"""Sensor inputs of the timer loop: a best-effort subscription matches RELIABLE and best-effort (SensorDataQoS) drivers."""
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+HOLD_REASONS = ("stale_hold", "nonfinite_hold", "workspace_hold", "input_hold")
+"""Tick verdicts that hold the robot: every velocity goes out as exactly zero."""
 
 
 class ParameterError(ValueError):
@@ -81,7 +108,12 @@ class ControlNode(Node):
         if g("task") not in task_names():
             raise ParameterError(f"parameter task={g('task')!r} is not a known task; known: {task_names()}")
         self.spec = task_spec(g("task"))
-        self.lockstep = g("clock_mode") == "lockstep"
+        self.loop = g("loop")
+        self.lockstep = self.loop == "lockstep"
+        self.interface = g("command_interface")
+        if self.loop != "timer" and self.interface != "native":
+            raise ParameterError(f"parameter command_interface={self.interface!r}: loop {self.loop!r} drives our sim, "
+                                 f"which takes the native /command only (use loop:=timer for a robot driver)")
         self.period_s = 1.0 / float(g("rate_hz"))
         kind, artifact = g("base_controller"), g("base_artifact")
         try:
@@ -91,12 +123,22 @@ class ControlNode(Node):
                 if g("residual") else None
         except LOAD_ERRORS as e:
             raise ParameterError(str(e)) from None
-        self.policy = ComposedPolicy(self.spec, base, residual,
-                                     SafetyConfig(period_s=self.period_s, stale_periods=float(g("stale_periods"))))
+        if self.loop == "timer":
+            if self.spec.robot != "ur5":
+                raise ParameterError(f"task {self.spec.name}: loop 'timer' reads standard robot inputs, which exist for "
+                                     f"the UR5 tasks only; run {self.spec.robot} tasks with loop:=observation or lockstep")
+            limits = {"joint_states": g("joint_states_stale_periods"), "objects": g("object_pose_stale_periods"),
+                      "image": g("image_stale_periods")}
+            safety = SafetyConfig(period_s=self.period_s, stale_periods=float(max(limits.values())),
+                                  workspace=WorkspaceLimits.from_spec(self.spec))
+        else:
+            safety = SafetyConfig(period_s=self.period_s, stale_periods=float(g("stale_periods")))
+        self.policy = ComposedPolicy(self.spec, base, residual, safety)
         self.residual_name = g("residual")
         self.history = int(g("camera_history"))
         self.metrics = LoopMetrics(self.period_s, deadlines=not self.lockstep)
         self.pending_base = None
+        self.swap_lock = threading.Lock()
         self.swaps: list[dict] = []
 
         self.latest: dict[str, object] = {}
@@ -109,18 +151,22 @@ class ControlNode(Node):
         self.watchdog_holds = 0
         self.sim_finished = False
 
-        self.pub_command = self.create_publisher(Float64MultiArray, "command", QOS)
         self.pub_status = self.create_publisher(String, "~/status", QOS)
-        self.create_subscription(Float32MultiArray, "task/state", lambda m: self.on_message("state", m), QOS)
-        self.create_subscription(Float32MultiArray, "robot/proprio", lambda m: self.on_message("proprio", m), QOS)
-        self.create_subscription(JointState, "joint_states", lambda m: self.on_message("joints", m), QOS)
-        self.create_subscription(Image, f"camera/{self.spec.camera}", lambda m: self.on_message("image", m), QOS)
-        self.create_subscription(String, "task/status", self.on_status, QOS)
         self.add_on_set_parameters_callback(self.on_set_parameters)
-        if not self.lockstep:
-            self.create_timer(self.period_s, self.watchdog)
+        if self.loop == "timer":
+            self.setup_timer_loop(limits, float(g("cube_size_m")))
+        else:
+            self.pub_command = self.create_publisher(Float64MultiArray, "command", QOS)
+            self.create_subscription(Float32MultiArray, "task/state", lambda m: self.on_message("state", m), QOS)
+            self.create_subscription(Float32MultiArray, "robot/proprio", lambda m: self.on_message("proprio", m), QOS)
+            self.create_subscription(JointState, "joint_states", lambda m: self.on_message("joints", m), QOS)
+            self.create_subscription(Image, f"camera/{self.spec.camera}", lambda m: self.on_message("image", m), QOS)
+            self.create_subscription(String, "task/status", self.on_status, QOS)
+            if not self.lockstep:
+                self.create_timer(self.period_s, self.watchdog)
         self.get_logger().info(f"{self.spec.name}: base {self.base_spec.name}, residual {self.residual_name or 'none'}, "
-                               f"{g('clock_mode')} at {1 / self.period_s:g} Hz")
+                               f"loop {self.loop} at {1 / self.period_s:g} Hz"
+                               + (f", commands on {self.interface}" if self.loop == "timer" else ""))
 
     # --- parameters ------------------------------------------------------------------------------
 
@@ -130,20 +176,46 @@ class ControlNode(Node):
             return SetParametersResult(successful=True)
         kind = changes.get("base_controller", self.get_parameter("base_controller").value)
         artifact = changes.get("base_artifact", self.get_parameter("base_artifact").value)
+        if kind == "bc" and not artifact:  # the pair in two calls, controller first: wait for the artifact
+            self.get_logger().info("base_controller bc: waiting for base_artifact (the base is unchanged until then)")
+            return SetParametersResult(successful=True)
+        if is_waypoint(kind) and "base_controller" not in changes:  # artifact first: kept for a later bc
+            try:
+                parse_node_base("bc", artifact) if artifact else None
+            except BaseSpecError as e:
+                return SetParametersResult(successful=False, reason=str(e))
+            self.get_logger().info(f"base_artifact {artifact!r} kept for base_controller bc (the base stays {kind})")
+            return SetParametersResult(successful=True)
         try:
             spec = parse_node_base(kind, artifact)
             base = load_base(spec, self.spec)
             check_residual_fits(getattr(self.policy.residual, "artifact", None), spec)
-            if base.needs_images and "image" not in self.latest:
+            if base.needs_images and "image" not in self.latest and not self.has_image():
                 raise ValueError(f"base {artifact} needs camera frames but none arrived on "
-                                f"{self.resolve_topic_name('camera/' + self.spec.camera)} (start the sim with camera_px > 0)")
+                                 f"{self.resolve_topic_name(self.image_topic())} (start the sim with camera_px > 0)")
         except (*LOAD_ERRORS, ValueError) as e:
             self.get_logger().warning(f"rejected base change to {kind} {artifact!r}: {e}")
             return SetParametersResult(successful=False, reason=str(e))
         name = spec.name
-        self.pending_base = (base, spec, self.last_answered_tick)
+        with self.swap_lock:
+            self.pending_base = (base, spec, self.last_answered_tick)
         self.get_logger().info(f"base controller -> {name} (applied before the next tick)")
         return SetParametersResult(successful=True)
+
+    def image_topic(self) -> str:
+        return "camera/depth/image_raw" if self.loop == "timer" else f"camera/{self.spec.camera}"
+
+    def has_image(self) -> bool:
+        return self.loop == "timer" and "image" in self.inputs.latest
+
+    def apply_pending_base(self, tick: int) -> None:
+        with self.swap_lock:
+            pending, self.pending_base = self.pending_base, None
+        if pending is not None:
+            base, spec, accepted_after_tick = pending
+            self.policy.set_base(base)
+            self.base_spec = spec
+            self.swaps.append({"tick": tick, "accepted_after_tick": accepted_after_tick, "base": spec.name})
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -180,12 +252,7 @@ class ControlNode(Node):
         if any(conv.time_ns(self.latest[key].header.stamp) != stamp for key in stamped):
             return
         self.fresh.clear()
-        if self.pending_base is not None:
-            base, spec, accepted_after_tick = self.pending_base
-            self.pending_base = None
-            self.policy.set_base(base)
-            self.base_spec = spec
-            self.swaps.append({"tick": status["tick"], "accepted_after_tick": accepted_after_tick, "base": spec.name})
+        self.apply_pending_base(int(status["tick"]))
         if self.last_answered_tick < 0 and self.rt_priority:
             set_fifo_priority(self.rt_priority)  # DDS made threads while matching the sim: they get the priority too
         if status["episode"] != self.episode:
@@ -202,7 +269,8 @@ class ControlNode(Node):
         now_ns = time.time_ns()
         latency_s = (now_ns - status["stamp_ns"]) * 1e-9
         self.metrics.record(int(status["tick"]), time.monotonic(), latency_s)
-        self.last_answered_tick = int(status["tick"])
+        with self.swap_lock:
+            self.last_answered_tick = int(status["tick"])
         self.last_obs_stamp_ns = int(status["stamp_ns"])
         self.publish_status(status, out, latency_s)
 
@@ -235,21 +303,183 @@ class ControlNode(Node):
                 self.get_logger().warning(f"observation {age_s:.2f} s old: holding the robot (zero velocity)")
             self.watchdog_holds += 1
 
-    def publish_status(self, status: dict, out, latency_s: float) -> None:
+    def publish_status(self, status: dict, out, latency_s: float, **extra) -> None:
         tolist = lambda a: None if a is None else [round(float(x), 6) for x in np.asarray(a).reshape(-1)]  # noqa: E731
         self.pub_status.publish(conv.to_json_string({
             "tick": status["tick"], "episode": status["episode"], "step": status["step"], "base": self.base_spec.name,
             "reason": out.reason, "command": tolist(out.command), "base_action": tolist(out.base_action),
             "residual": tolist(out.residual_mean), "counters": self.policy.counters.as_dict(),
-            "latency_ms": round(latency_s * 1e3, 3),
+            "latency_ms": round(latency_s * 1e3, 3), **extra,
         }))
 
     def report(self) -> dict:
-        return {"kind": "control", "node": self.get_fully_qualified_name(), "task": self.spec.name,
-                "clock_mode": "lockstep" if self.lockstep else "realtime", "base": self.base_spec.name,
-                "residual": self.residual_name or None, "metrics": self.metrics.summary(),
-                "safety": self.policy.counters.as_dict(), "watchdog_holds": self.watchdog_holds,
-                "base_errors": self.policy.counters.base_errors, "swaps": self.swaps}
+        out = {"kind": "control", "node": self.get_fully_qualified_name(), "task": self.spec.name, "loop": self.loop,
+               "clock_mode": "lockstep" if self.lockstep else "realtime", "base": self.base_spec.name,
+               "residual": self.residual_name or None, "metrics": self.metrics.summary(),
+               "safety": self.policy.counters.as_dict(), "watchdog_holds": self.watchdog_holds,
+               "base_errors": self.policy.counters.base_errors, "swaps": self.swaps}
+        if self.loop == "timer":
+            out["metrics"].update(percentiles_ms(self.compute_s, "compute"))
+            out.update({"command_interface": self.interface, "stale_inputs": dict(self.inputs.stale_ticks),
+                        "input_errors": self.input_errors, "held_ticks": self.held_ticks,
+                        "episodes_started": self.episodes_started})
+        return out
+
+    # --- the timer loop (robot-facing) -------------------------------------------------------------
+
+    def setup_timer_loop(self, stale_periods: dict[str, float], cube_size_m: float) -> None:
+        loop_group = MutuallyExclusiveCallbackGroup()
+        self.pose_objects, self.size_objects = required_objects(self.spec)
+        self.object_size_m = {name: cube_size_m for name in self.size_objects}
+        limits = {"joint_states": stale_periods["joint_states"] * self.period_s}
+        topics = {"joint_states": self.resolve_topic_name("joint_states")}
+        sub = lambda msg_type, topic, callback, qos=SENSOR_QOS: self.create_subscription(  # noqa: E731
+            msg_type, topic, callback, qos, callback_group=loop_group)
+        sub(JointState, "joint_states", lambda m: self.on_input("joint_states", m))
+        for name in self.pose_objects:
+            key = f"objects/{name}/pose"
+            limits[key] = stale_periods["objects"] * self.period_s
+            topics[key] = self.resolve_topic_name(key)
+            sub(PoseStamped, key, lambda m, k=key: self.on_input(k, m))
+        for name in self.size_objects:
+            sub(Float64, f"objects/{name}/size", lambda m, n=name: self.on_size(n, m), LATCHED_QOS)
+        limits["image"] = stale_periods["image"] * self.period_s
+        topics["image"] = self.resolve_topic_name(self.image_topic())
+        sub(Image, self.image_topic(), lambda m: self.on_input("image", m))
+        sub(String, "task/status", self.on_task_status, QOS)
+        self.inputs = LatestInputs(limits, topics)
+        self.frame_stack = FrameStack(self.history)
+        self.previous_reading = None
+        self.tick = 0
+        self.compute_s: list[float] = []
+        """Per tick: the timer firing -> the command published, s."""
+        self.held_ticks = 0
+        self.input_errors = 0
+        self.episodes_started = 0
+        self.logged: set[str] = set()
+        self.hold_logged = False
+        if self.interface == "joint_velocity":
+            self.pub_joint_velocity = self.create_publisher(Float64MultiArray, "forward_velocity_controller/commands", QOS)
+        elif self.interface == "twist":
+            self.pub_twist = self.create_publisher(TwistStamped, "servo_node/delta_twist_cmds", QOS)
+        else:
+            self.pub_command = self.create_publisher(Float64MultiArray, "command", QOS)
+        if self.interface != "native":
+            self.pub_gripper = self.create_publisher(Float64MultiArray, "gripper_controller/commands", QOS)
+        self.create_service(Trigger, "~/reset", self.on_reset_service, callback_group=loop_group)
+        self.timer = self.create_timer(self.period_s, self.on_timer, callback_group=loop_group)
+
+    def now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def on_input(self, key: str, msg) -> None:
+        self.inputs.put(key, msg, conv.time_ns(msg.header.stamp), self.now_ns())
+
+    def on_size(self, name: str, msg: Float64) -> None:
+        if np.isfinite(msg.data) and msg.data > 0:
+            self.object_size_m[name] = float(msg.data)
+        else:
+            self.log_once(f"size:{name}", f"ignoring objects/{name}/size = {msg.data!r}: must be > 0 m")
+
+    def on_task_status(self, msg: String) -> None:
+        try:
+            status = conv.from_json_string(msg)
+        except conv.ConversionError:
+            return
+        if status.get("event") in ("tick", "episode_start") and status.get("episode", self.episode) != self.episode:
+            self.start_episode(int(status["episode"]), int(status.get("seed", 0)))
+
+    def on_reset_service(self, request, response):
+        self.start_episode(self.episode + 1, 0)
+        response.success, response.message = True, f"episode {self.episode} started"
+        return response
+
+    def start_episode(self, episode: int, seed: int) -> None:
+        self.episode = episode
+        self.policy.reset(seed)
+        self.frame_stack.reset()
+        self.previous_reading = None
+        self.episodes_started += 1
+
+    def log_once(self, kind: str, text: str) -> None:
+        if kind not in self.logged:
+            self.logged.add(kind)
+            self.get_logger().error(text)
+
+    def required_inputs(self) -> list[str]:
+        keys = ["joint_states"] + [f"objects/{n}/pose" for n in self.pose_objects]
+        return keys + (["image"] if self.policy.needs_images else [])
+
+    def on_timer(self) -> None:
+        """One tick of the robot-facing loop: latest inputs -> observation -> policy -> command interface."""
+        started_ns = self.now_ns()
+        if self.episode < 0:
+            self.start_episode(0, 0)
+        self.apply_pending_base(self.tick)
+        required = self.required_inputs()
+        stale = self.inputs.stale(required, started_ns)
+        reading, obs, out = None, None, None
+        if stale:
+            out = self.policy.hold()
+            if not self.hold_logged:
+                self.get_logger().warning("holding the robot (zero velocity): " + "; ".join(
+                    self.inputs.describe(k, a) for k, a in stale.items()))
+                self.hold_logged = True
+        else:
+            try:
+                js = self.inputs.latest["joint_states"].msg
+                reading = joint_reading(js.name, js.position, js.velocity,
+                                        self.inputs.latest["joint_states"].stamp_ns * 1e-9, self.spec)
+                positions = {n: conv.from_pose_position(self.inputs.latest[f"objects/{n}/pose"].msg)
+                             for n in self.pose_objects}
+                obs = ur5_observation(self.spec, reading, positions, self.object_size_m, self.previous_reading)
+                if self.policy.needs_images:
+                    img = self.inputs.latest["image"].msg
+                    obs[self.spec.camera] = self.frame_stack.push(conv.depth_image_for_policy(img, self.spec))
+            except (ObservationError, conv.ConversionError) as e:
+                self.input_errors += 1
+                self.log_once(f"obs:{e}", f"cannot make the observation, holding the robot: {e}")
+                obs = None
+                out = Tick(self.policy.safety.hold(), None, None, "input_hold")
+        if obs is not None:
+            self.hold_logged = False
+            ages = [self.inputs.age_s(k, started_ns) for k in required]
+            self.policy.safety.observe_tool(obs["proprio"][0:3])
+            out = self.policy.step(obs, max(ages))
+            self.previous_reading = reading
+        hold = out.reason in HOLD_REASONS or out.reason.startswith("base_error")
+        self.held_ticks += hold
+        arm_q = None if reading is None else reading.position[:6]
+        cmd = robot_command(self.interface, self.spec, out.command, arm_q, self.policy.safety, hold=hold)
+        stamp = self.get_clock().now()
+        self.publish_robot_command(cmd, stamp)
+        now_ns = stamp.nanoseconds
+        compute_s = (now_ns - started_ns) * 1e-9
+        self.compute_s.append(compute_s)
+        newest = self.inputs.newest_stamp_ns(required)
+        # latency: the newest input's stamp -> this command; a held tick answers no input: its compute time
+        latency_s = (now_ns - newest) * 1e-9 if newest is not None and obs is not None else compute_s
+        if self.tick == 0:
+            self.first_tick_ns = started_ns
+        lateness_s = (now_ns - self.first_tick_ns) * 1e-9 - self.tick * self.period_s
+        self.metrics.record(self.tick, time.monotonic(), latency_s, lateness_s=lateness_s)
+        self.publish_status({"tick": self.tick, "episode": self.episode, "step": None}, out, latency_s,
+                            stale=sorted(stale))
+        with self.swap_lock:
+            self.last_answered_tick = self.tick
+        self.tick += 1
+        if self.tick == 1 and self.rt_priority:
+            set_fifo_priority(self.rt_priority)
+
+    def publish_robot_command(self, cmd, stamp) -> None:
+        if self.interface == "joint_velocity":
+            self.pub_joint_velocity.publish(Float64MultiArray(data=cmd.joint_velocity_rad_s.tolist()))
+        elif self.interface == "twist":
+            self.pub_twist.publish(conv.to_twist_stamped(cmd.tool_velocity_m_s, stamp.to_msg(), "base_link"))
+        else:
+            self.pub_command.publish(conv.to_command(self.spec.action, cmd.action))
+        if self.interface != "native":
+            self.pub_gripper.publish(Float64MultiArray(data=[cmd.gripper_opening_m]))
 
 
 def main(args: list[str] | None = None) -> int:
@@ -261,7 +491,9 @@ def main(args: list[str] | None = None) -> int:
     node = None
     try:
         node = ControlNode()
-        executor = SingleThreadedExecutor()
+        # timer loop: the loop's callback group and the parameter services run on two threads (a base swap
+        # loads its model off the loop thread); observation and lockstep keep the single thread of today
+        executor = MultiThreadedExecutor(num_threads=2) if node.loop == "timer" else SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
         return 0

@@ -22,7 +22,13 @@ Conventions (what other tools reading our topics can rely on):
   The control node stacks the frame history itself (first frame of an episode
   repeated, as `sim_bridge.task` does).
 - `/joint_states`: sensor_msgs/JointState with the task's joint names and
-  positions (rad for revolute joints, m for prismatic fingers).
+  positions (rad for revolute joints, m for prismatic fingers); the driver-mode sim adds
+  velocities and the frame_id `base_link`.
+- Robot-facing inputs (the timer loop): object poses are geometry_msgs/PoseStamped in frame
+  `base_link` (only the position is read); depth images follow REP 118 (32FC1 in metres,
+  16UC1 in millimetres), converted to the policies' [0, 1] by `policies.observations`.
+- Robot-facing commands: std_msgs/Float64MultiArray without a layout (ros2_control's
+  forward_command_controller reads `data` only) and geometry_msgs/TwistStamped.
 - `/task/status` and `~/status`: std_msgs/String holding one JSON object
   (see `sim_bridge_node` and `control_node` for the keys).
 - Time stamps: `header.stamp` is the sim time in lockstep (the `/clock` value)
@@ -39,6 +45,7 @@ from typing import Any, Mapping
 import numpy as np
 from builtin_interfaces.msg import Time
 from rosgraph_msgs.msg import Clock
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimension, MultiArrayLayout, String
 
@@ -182,6 +189,65 @@ def to_image(frame: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Imag
     msg.height, msg.width = int(frame.shape[0]), int(frame.shape[1])
     msg.is_bigendian = 0
     msg.data = data.tobytes()
+    return msg
+
+
+def from_depth_image(msg: Image) -> tuple[np.ndarray, str]:
+    """(H, W) depth as sent, with its encoding: float32 for 32FC1, uint16 for 16UC1 (row padding and
+    byte order handled); other encodings are refused by name."""
+    dtype = {"32FC1": np.float32, "16UC1": np.uint16}.get(msg.encoding)
+    if dtype is None:
+        raise ConversionError(f"depth image encoding {msg.encoding!r} is not supported; expected 32FC1 (m) or 16UC1 (mm)")
+    item = np.dtype(dtype).itemsize
+    data = np.frombuffer(bytes(msg.data), dtype=np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<"))
+    step = int(msg.step) or item * int(msg.width)
+    if step % item or step < item * msg.width or len(data) * item < step * msg.height:
+        raise ConversionError(f"depth image {msg.width}x{msg.height} step {msg.step}: {len(msg.data)} bytes do not fit")
+    rows = data[:step // item * msg.height].reshape(msg.height, step // item)
+    return rows[:, :msg.width].astype(dtype), msg.encoding
+
+
+def depth_image_for_policy(msg: Image, spec) -> np.ndarray:
+    """A REP 118 depth image as the policies' [0, 1] frame (H, W) float32 (policies.observations.depth_to_policy)."""
+    from policies.observations import ObservationError, depth_to_policy
+
+    image, encoding = from_depth_image(msg)
+    try:
+        return depth_to_policy(image, encoding, spec)
+    except ObservationError as e:
+        raise ConversionError(str(e)) from None
+
+
+def to_depth_image_m(depth_m: np.ndarray, stamp: Time, frame_id: str) -> Image:
+    """A 32FC1 image in metres (REP 118) from an (H, W) float32 frame."""
+    data = np.ascontiguousarray(depth_m, dtype=np.float32)
+    msg = Image(height=int(data.shape[0]), width=int(data.shape[1]), encoding=DEPTH_ENCODING, is_bigendian=0,
+                step=4 * int(data.shape[1]))
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.data = data.tobytes()
+    return msg
+
+
+def from_pose_position(msg: PoseStamped) -> np.ndarray:
+    """(3,) float64 position of a PoseStamped (the frame is the robot base frame by convention)."""
+    p = msg.pose.position
+    return np.array([p.x, p.y, p.z], dtype=np.float64)
+
+
+def to_pose_stamped(position: np.ndarray, quat_xyzw, stamp: Time, frame_id: str = "base_link") -> PoseStamped:
+    msg = PoseStamped()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in np.asarray(position).reshape(3))
+    q = [float(v) for v in quat_xyzw]
+    msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = q
+    return msg
+
+
+def to_twist_stamped(linear_m_s: np.ndarray, stamp: Time, frame_id: str = "base_link") -> TwistStamped:
+    """A TwistStamped with the tool's linear velocity (angular zero), MoveIt Servo's delta_twist_cmds."""
+    msg = TwistStamped()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in np.asarray(linear_m_s).reshape(3))
     return msg
 
 

@@ -51,13 +51,17 @@ class LoopMetrics:
     """(|period - nominal| s, tick) of the worst period."""
     _last: tuple[int, float] | None = None
 
-    def record(self, tick: int, publish_time_s: float, latency_s: float) -> None:
-        """One command: the tick it answers, its publish time (monotonic, s) and its latency (s)."""
+    def record(self, tick: int, publish_time_s: float, latency_s: float, lateness_s: float | None = None) -> None:
+        """One command: the tick it answers, its publish time (monotonic, s) and its latency (s).
+
+        `lateness_s`: how long after its scheduled time the command went out, where the loop has a schedule
+        (the timer loop: tick k is due at t_0 + k period); a deadline is missed when it exceeds a period.
+        Without it the latency decides (the observation loop: the sim steps on one period after observing)."""
         self.ticks += 1
         self.latencies_s.append(latency_s)
         if latency_s > self.worst_latency[0]:
             self.worst_latency = (latency_s, tick)
-        if self.deadlines and latency_s > self.period_s:
+        if self.deadlines and (latency_s if lateness_s is None else lateness_s) > self.period_s:
             self.missed_deadlines += 1
         if self._last is not None:
             last_tick, last_time = self._last

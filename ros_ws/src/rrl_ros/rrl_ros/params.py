@@ -122,26 +122,42 @@ def is_ros_builtin(name: str) -> bool:
 
 RT_PRIORITY = ParamSpec("rt_priority", int, 0, "SCHED_FIFO priority 1..99 for every thread of the node (0: ordinary)",
                         minimum=0)
-CLOCK_MODES = ("realtime", "lockstep")
+CLOCK_MODES = ("realtime", "lockstep", "driver")
 
 SIM_BRIDGE = NodeParams("sim_bridge", "sim_bridge", (
     ParamSpec("task", str, "ur5_pick", "task name (sim_bridge.task_names())"),
     ParamSpec("episodes", int, 1, "episodes to run; the node exits after the last", minimum=1),
     ParamSpec("seed", int, 0, "seed of episode 0; episode i uses seed + i"),
     ParamSpec("max_ticks", int, 0, "stop after this many control ticks even mid-episode (0: no limit)", minimum=0),
-    ParamSpec("clock_mode", str, "realtime", "realtime (wall clock) or lockstep (/clock, waits for commands)",
-              choices=CLOCK_MODES),
+    ParamSpec("clock_mode", str, "realtime", "realtime (wall clock) | lockstep (/clock, waits for commands) | driver "
+              "(a robot driver: own clock, standard topics, rrl_ros.sim_driver)", choices=CLOCK_MODES),
     ParamSpec("rate_hz", float, 10.0, "control rate in realtime, Hz (the task's rate)", positive=True),
     ParamSpec("camera_px", int, 0, "square camera image size in px; 0 renders no camera (else >= 8)", minimum=0),
     ParamSpec("camera_history", int, 3, "frames the task stacks (the control node stacks its own)", minimum=1),
     ParamSpec("command_timeout_periods", float, 2.0, "a command older than this many periods: hold", positive=True),
     ParamSpec("startup_timeout_s", float, 30.0, "wait at most this long for the controller to connect", minimum=0),
+    ParamSpec("joint_states_hz", float, 125.0, "driver: joint state rate, Hz (the physics follows the wall clock)",
+              positive=True),
+    ParamSpec("object_pose_hz", float, 30.0, "driver: object pose rate, Hz", positive=True),
+    ParamSpec("camera_hz", float, 15.0, "driver: depth camera rate, Hz (with camera_px > 0)", positive=True),
+    ParamSpec("command_timeout_s", float, 0.1, "driver: a command older than this stops the arm (ur_robot_driver)",
+              positive=True),
     RT_PRIORITY,
 ))
 
+LOOPS = ("timer", "observation", "lockstep")
+"""How the control node's loop is clocked (rrl_ros.control_node): its own timer on the latest inputs (a robot),
+on each observation of our sim (realtime sim), or once per tick of the lockstep sim."""
+COMMAND_INTERFACES = ("joint_velocity", "twist", "native")
+"""policies.robot_commands.COMMAND_INTERFACES (not imported: this module stays import-light for the launcher)."""
+
 CONTROL = NodeParams("control_node", "control", (
     ParamSpec("task", str, "ur5_pick", "task name (sim_bridge.task_names())"),
-    ParamSpec("clock_mode", str, "realtime", "realtime or lockstep", choices=CLOCK_MODES),
+    ParamSpec("loop", str, "timer", "timer (own clock, latest standard inputs: a robot) | observation (our realtime "
+              "sim's ticks) | lockstep (our lockstep sim)", choices=LOOPS),
+    ParamSpec("command_interface", str, "joint_velocity", "joint_velocity (/forward_velocity_controller/commands) | "
+              "twist (/servo_node/delta_twist_cmds) | native (/command; the only one in observation and lockstep)",
+              choices=COMMAND_INTERFACES),
     ParamSpec("rate_hz", float, 10.0, "nominal control rate, Hz", positive=True),
     ParamSpec("base_controller", str, "waypoint", "base controller: waypoint, waypoint:VARIANT or bc; settable at run time",
               read_only=False),
@@ -149,7 +165,16 @@ CONTROL = NodeParams("control_node", "control", (
               read_only=False),
     ParamSpec("residual", str, "", "residual: '' (none), artifact directory or ONNX file"),
     ParamSpec("residual_scale", float, 1.0, "residual scale c for a plain ONNX residual"),
-    ParamSpec("stale_periods", float, 2.0, "an observation older than this many periods holds the robot", positive=True),
+    ParamSpec("stale_periods", float, 2.0, "observation loop: an observation older than this many periods holds "
+              "the robot", positive=True),
+    ParamSpec("joint_states_stale_periods", float, 2.0, "timer loop: joint states older than this many periods "
+              "hold the robot", positive=True),
+    ParamSpec("object_pose_stale_periods", float, 2.0, "timer loop: an object pose older than this many periods "
+              "holds the robot", positive=True),
+    ParamSpec("image_stale_periods", float, 3.0, "timer loop: a camera image older than this many periods holds "
+              "the robot", positive=True),
+    ParamSpec("cube_size_m", float, 0.05, "timer loop: the cube's edge, m, until a message on objects/cube/size "
+              "(std_msgs/Float64, transient local) says otherwise", positive=True),
     ParamSpec("camera_history", int, 3, "frames stacked for image models", minimum=1),
     RT_PRIORITY,
 ))

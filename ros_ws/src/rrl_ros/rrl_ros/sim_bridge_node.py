@@ -27,7 +27,8 @@ Which commands step the sim (`rrl_ros.sim_core.judge_command`):
 - a command of the wrong layout or length is refused and counted in `bad_commands` (the first of
   each reason logged).
 
-Clocks (parameter clock_mode):
+Clocks (parameter clock_mode; `driver`: the sim on a robot driver's standard topics and own clock, see
+rrl_ros.sim_driver; the list of topics above is then that module's):
 - realtime: a wall-clock timer at rate_hz is the one clock of the loop. Each tick
   publishes the current observation; the command that answers it is applied as
   soon as it arrives (the task steps one control period), and the result is
@@ -68,6 +69,7 @@ from rrl_ros.params import SIM_BRIDGE, ParamError, declare_node_parameters, init
 from rrl_ros.realtime import apply_rt_priority, set_fifo_priority
 from rrl_ros.reports import write_node_report
 from rrl_ros.sim_core import APPLY, FOREIGN, NONFINITE, EpisodeRunner, judge_command
+from rrl_ros.sim_driver import DriverLoop
 from sim_bridge import make_task, task_names
 from sim_bridge.task import CameraConfig
 
@@ -93,6 +95,15 @@ class SimBridgeNode(Node):
         self.p = p
         self.lockstep = p["clock_mode"] == "lockstep"
         self.period_s = 1.0 / float(p["rate_hz"])
+        self.finished = False
+        self.driver = None
+        if p["clock_mode"] == "driver":  # a robot driver's topics on its own clock: rrl_ros.sim_driver
+            try:
+                self.driver = DriverLoop(self, p)
+            except ValueError as e:
+                raise ParameterError(str(e)) from None
+            self.task = self.driver.task
+            return
         camera = CameraConfig(p["camera_px"], p["camera_px"], p["camera_history"]) if p["camera_px"] else None
         self.task = make_task(p["task"], camera=camera)
         self.spec = self.task.spec
@@ -133,6 +144,8 @@ class SimBridgeNode(Node):
 
     def start(self, executor: SingleThreadedExecutor) -> None:
         """Wait for the controller (its /command publisher, a subscriber on every observation topic), then run."""
+        if self.driver is not None:
+            return self.driver.start(executor)
         deadline = time.monotonic() + float(self.p["startup_timeout_s"])
         while rclpy.ok() and time.monotonic() < deadline:
             observed = [self.pub_joints, self.pub_proprio, self.pub_state, self.pub_status]
@@ -273,6 +286,8 @@ class SimBridgeNode(Node):
         self.pub_status.publish(conv.to_json_string(payload))
 
     def report(self) -> dict:
+        if self.driver is not None:
+            return self.driver.report()
         return {"kind": "sim_bridge", "node": self.get_fully_qualified_name(), "task": self.spec.name,
                 "clock_mode": self.p["clock_mode"], "seed": self.p["seed"], **self.runner.summary(),
                 "commands_received": self.commands_received, "ticks_without_command": self.ticks_without_command,
