@@ -14,7 +14,6 @@ or given with --base-success) is a horizontal line. Writes a PNG and prints one 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 from machine_info import machine
@@ -24,17 +23,14 @@ from machine_info import machine
 
 
 def read_curve(run: Path) -> dict:
-    """frames, success_rate, mean_steps_success, wall_s lists from RUN/eval.csv."""
-    path = run / "eval.csv"
-    if not path.is_file():
-        raise SystemExit(f"residual_curves: {run} has no eval.csv (not an `rrl train residual` run?)")
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
+    """frames, success_rate, mean_steps_success, wall_s lists from RUN/eval.jsonl (training.harness)."""
+    from training.harness import read_eval_log
+
+    rows = read_eval_log(run)
     if not rows:
-        raise SystemExit(f"residual_curves: {path} holds no evaluation yet")
-    num = lambda v: None if v in ("", "None") else float(v)  # noqa: E731
+        raise SystemExit(f"residual_curves: {run} holds no evaluation (not an `rrl train residual` run, or none yet)")
     return {"frames": [int(r["frames"]) for r in rows], "success_rate": [float(r["success_rate"]) for r in rows],
-            "mean_steps_success": [num(r["mean_steps_success"]) for r in rows], "wall_s": [float(r["wall_s"]) for r in rows]}
+            "mean_steps_success": [r.get("mean_steps_success") for r in rows], "wall_s": [float(r["wall_s"]) for r in rows]}
 
 
 def main() -> int:

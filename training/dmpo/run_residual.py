@@ -17,10 +17,10 @@
    `final_eval_episodes` held-out seeds; `RUN/summary.json` holds the numbers.
 
 Baselines (`dmpo_scratch`, `dmpo_finetune` runs) stop after training: they have no
-base action, so there is no residual artifact; their `eval.csv` feeds the plot.
+base action, so there is no residual artifact; their `eval.jsonl` feeds the plot.
 
 Run directory: `run.yaml` (kind `residual`, `dmpo_scratch` or `dmpo_finetune`, the config, the
-input size), `stats.json`, `eval.csv`, `tb/`, `checkpoints/`, `artifact/`,
+input size), `stats.json`, `config.yaml`, `eval.jsonl`, `tb/`, `checkpoints/`, `artifact/`,
 `summary.json`.
 """
 

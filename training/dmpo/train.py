@@ -9,14 +9,14 @@ n-step target is formed at sample time; the learner does one update every
 `frames_per_update` frames once `min_replay` steps are stored (Acme: 32
 samples per insert with batch 256, i.e. one update per 8 frames).
 
-Outputs under the run directory:
-- `tb/`: TensorBoard scalars (learner stats, episode returns, evaluations);
-- `eval.csv`: frames, wall_s, success_rate, mean_steps_success, episodes per evaluation;
-- `checkpoints/`: one `training.checkpoint` unit per checkpoint, written at episode
-  boundaries: `learner.pt` (networks, targets, optimisers, duals, loop counters, rng
-  states) and `replay.npz` (the whole replay buffer) in one directory with their hashes,
-  the previous checkpoint kept; `resume=True` continues from the newest one that
-  verifies (its replay holds exactly the learner's frame count of steps).
+The loop itself is the shared harness (`training.harness.OffPolicyLoop`): DMPO plugs in
+`DMPOAgent` (the learner, its replay, the per-frame update rule, its actors). The run directory
+is a `training.harness.RunDir`: `config.yaml`, `checkpoints/` (one verified unit: `learner.pt`
+with the networks, targets, optimisers, duals, loop counters and rng states, and `replay.npz`),
+`eval.jsonl` (frames, wall_s, success_rate, mean_steps_success, episodes, updates per
+evaluation), `tb/`. `--workers K` collects episodes on K Ray rollout workers (each acting with
+a CPU copy of the policy and its own noise stream per episode); `--device` puts the learner on
+an accelerator.
 
 Training episode i of run seed s is reset with `training.seeds.training_episode_seed(s, i)`,
 a range no other seed, no demonstration and no held-out evaluation uses.
@@ -35,28 +35,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.checkpoint import Checkpoint, CheckpointError, CheckpointStore, npz_file, refuse_old_layout, torch_file
+from training.checkpoint import CheckpointStore
 from training.dmpo.learner import Batch, DMPOConfig, DMPOLearner
 from training.dmpo.networks import CategoricalCritic, GaussianPolicy
-from training.replay import FieldSpec, ReplayBuffer, Sample, state_counters
-from training.seeds import check_run_seed, training_episode_seed
-
-CHECKPOINTS = "checkpoints"
-"""The run's checkpoint directory (`training.checkpoint` layout)."""
-OLD_LAYOUT = ("checkpoint/learner.pt", "checkpoint/replay.npz")
-"""The previous layout's separately written files (refused: the pair cannot be verified)."""
-
-
-@dataclass
-class EnvStep:
-    obs: np.ndarray
-    """(S,) float32 observation vector after the step."""
-    reward: float
-    terminated: bool
-    """Episode ended by success (no bootstrap)."""
-    truncated: bool
-    """Episode ended by the horizon (bootstrap)."""
-    success: bool
+from training.harness import LoopSchedule, OffPolicyLoop, RunDir, RunOptions, read_checkpoint  # noqa: F401 (re-exported)
+from training.harness import checkpoint_store as _checkpoint_store
+from training.replay import FieldSpec, ReplayBuffer, Sample
+from training.rollout import EnvStep  # noqa: F401 (re-exported: the rollout contract's step)
+from training.seeds import check_run_seed
+from training.workers import episode_rng
 
 
 class Environment(Protocol):
@@ -109,13 +96,17 @@ class TrainConfig:
         check_run_seed(self.seed)
 
 
-def make_agent(obs_dim: int, action_dim: int, config: TrainConfig, policy: torch.nn.Module | None = None) -> DMPOLearner:
-    """A learner with a fresh `GaussianPolicy` (or the given policy: obs -> (mean, std), with a `normalizer`)."""
+def make_agent(obs_dim: int, action_dim: int, config: TrainConfig, policy: torch.nn.Module | None = None,
+               device: str = "cpu") -> DMPOLearner:
+    """A learner with a fresh `GaussianPolicy` (or the given policy: obs -> (mean, std), with a `normalizer`),
+    on `device` (`training.device.resolve_device`: auto, cpu, cuda, cuda:N)."""
+    from training.device import resolve_device
+
     torch.manual_seed(config.seed)
     lc = config.learner
     policy = policy if policy is not None else GaussianPolicy(obs_dim, action_dim, lc.policy_hidden, init_std=lc.init_std)
     critic = CategoricalCritic(obs_dim, action_dim, lc.critic_hidden, lc.num_atoms, lc.v_min, lc.v_max)
-    return DMPOLearner(policy, critic, action_dim, lc, seed=config.seed)
+    return DMPOLearner(policy, critic, action_dim, lc, seed=config.seed, device=resolve_device(device))
 
 
 def set_input_statistics(learner: DMPOLearner, mean: np.ndarray, std: np.ndarray) -> None:
@@ -149,34 +140,84 @@ Evaluate = Callable[[Callable[[np.ndarray], np.ndarray]], dict]
 `success_rate`, `episodes` and `mean_steps_success`."""
 
 
-def read_checkpoint(store: CheckpointStore) -> tuple[Checkpoint, dict, dict[str, np.ndarray]] | None:
-    """The newest verified checkpoint of a run with its learner state and replay arrays (None if none).
-
-    Beyond the manifest's hashes, the pair must agree: the replay holds one step per frame the
-    learner's counters say were played (and the manifest's step is that frame count).
-    """
-
-    def check(ckpt: Checkpoint) -> tuple[dict, dict[str, np.ndarray]]:
-        state = torch.load(ckpt.file("learner.pt"), weights_only=False)
-        with np.load(ckpt.file("replay.npz")) as z:
-            replay_state = dict(z)
-        steps = state_counters(replay_state)["steps"]
-        if not state["frames"] == steps == ckpt.step:
-            raise CheckpointError(f"{ckpt.path}: learner.pt counts {state['frames']} frames, replay.npz holds {steps} "
-                                  f"steps, the manifest says step {ckpt.step}: not one checkpoint")
-        return state, replay_state
-
-    found = store.load(check)
-    if found is None:
-        return None
-    ckpt, (state, replay_state) = found
-    return ckpt, state, replay_state
-
-
 def checkpoint_store(out_dir: str | Path) -> CheckpointStore:
-    """The DMPO checkpoints of run `out_dir`; a run of the previous layout is refused (`CheckpointError`)."""
-    refuse_old_layout(out_dir, OLD_LAYOUT, "checkpoint/learner.pt and replay.npz")
-    return CheckpointStore(Path(out_dir) / CHECKPOINTS, "dmpo")
+    """The DMPO checkpoints of run `out_dir`; a run of a previous layout is refused (`RunDirError`)."""
+    return _checkpoint_store(out_dir, "dmpo")
+
+
+class DMPOActor:
+    """The exploring actor: z ~ N(mean, std) of the policy (Acme's DMPO actor).
+
+    In the single-process loop it is the learner's own policy and generator (so a fixed seed gives
+    the same run as always); on a rollout worker it is a CPU copy whose weights come by broadcast and
+    whose noise stream is drawn per episode from (run seed, episode index)."""
+
+    def __init__(self, policy: torch.nn.Module, generator: torch.Generator, run_seed: int | None = None):
+        self.policy, self.generator, self.run_seed = policy, generator, run_seed
+
+    def start_episode(self, seed: int, index: int) -> None:
+        if self.run_seed is not None:  # a worker: the episode's own stream, whichever worker runs it
+            self.generator.manual_seed(int(episode_rng(self.run_seed, index).integers(2**62)))
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, env) -> tuple[np.ndarray, dict]:
+        device = next(self.policy.parameters()).device
+        mean, std = self.policy(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+        noise = torch.randn(mean.shape, generator=self.generator, device=self.generator.device)
+        return (mean + std * noise.to(device))[0].cpu().numpy(), {}
+
+    def observe(self, env, done: bool) -> dict:
+        return {}
+
+    def load_weights(self, weights: dict) -> None:
+        self.policy.load_state_dict(weights)
+
+
+def make_remote_actor(policy: torch.nn.Module, run_seed: int) -> DMPOActor:
+    """A rollout worker's actor: a CPU policy copy (weights by broadcast) and a CPU generator."""
+    torch.set_num_threads(1)
+    return DMPOActor(policy, torch.Generator(), run_seed)
+
+
+class DMPOAgent:
+    """DMPO as an `training.harness.OffPolicyAgent`: learner, replay, update rule, actors, evaluation."""
+
+    def __init__(self, learner: DMPOLearner, replay: ReplayBuffer, config: TrainConfig, evaluate: Evaluate):
+        self.learner, self.replay, self.config, self._evaluate = learner, replay, config, evaluate
+        self.rng = np.random.default_rng(config.seed)
+        self._local = DMPOActor(learner.policy, learner.generator)
+        self._deterministic = Actor(learner.policy, learner.generator)
+
+    @property
+    def updates(self) -> int:
+        return self.learner.steps
+
+    def local_actor(self) -> DMPOActor:
+        return self._local
+
+    def remote_actor_factory(self):
+        import functools
+
+        return functools.partial(make_remote_actor, self.learner.cpu_policy(), self.config.seed)
+
+    def actor_weights(self) -> dict:
+        return self.learner.actor_state_dict()
+
+    def after_step(self, frames: int) -> dict | None:
+        """One update every `frames_per_update` frames once `min_replay` steps are stored."""
+        c = self.config
+        if len(self.replay) >= c.min_replay and frames % c.frames_per_update == 0:
+            return self.learner.update(to_batch(self.replay.sample(c.batch_size, c.n_step, c.gamma, self.rng)))
+        return None
+
+    def evaluate(self, episodes: int, seed: int) -> dict:
+        return self._evaluate(lambda o: self._deterministic.act(o, deterministic=True))
+
+    def state_dict(self) -> dict:
+        return {"learner": self.learner.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state["learner"])
 
 
 def train(
@@ -190,102 +231,45 @@ def train(
     progress: bool = True,
     frames_offset: int = 0,
     policy: torch.nn.Module | None = None,
+    options: RunOptions = RunOptions(device="cpu"),
+    env_factory: Callable[[], Environment] | None = None,
+    evaluate_episodes: Callable | None = None,
+    eval_episodes: int = 0,
+    run_dir: RunDir | None = None,
 ) -> DMPOLearner:
     """Train for `config.frames` frames (continuing a checkpoint when `resume`); returns the learner.
 
     `input_mean`/`input_std` fix the observation normalisation of the networks;
     `frames_offset` frames already spent elsewhere (e.g. statistics episodes) are
     added to the logged frame counts so curves show the full interaction budget;
-    `policy` replaces the fresh `GaussianPolicy` (fine-tuning a BC head).
+    `policy` replaces the fresh `GaussianPolicy` (fine-tuning a BC head). `options` selects the
+    device and the rollout workers (`env_factory` builds a worker's environment, `evaluate_episodes`
+    evaluates on the workers; without it evaluations run here through `evaluate`). The learner's
+    `result` is the loop's `training.harness.LoopResult` (frames/s, updates/s, workers, restarts).
     """
-    out = Path(out_dir)
-    store = checkpoint_store(out)
-    out.mkdir(parents=True, exist_ok=True)
+    import dataclasses
+
+    options = dataclasses.replace(options, progress=progress and options.progress)
     torch.set_num_threads(config.torch_threads)
-    learner = make_agent(env.observation_dim, env.action_dim, config, policy)
+    run = RunDir(out_dir, "dmpo", asdict(config), resume=resume) if run_dir is None else run_dir
+    if not resume and run.has_checkpoint():
+        from training.harness import RunDirError
+
+        raise RunDirError(f"{run.root} already holds checkpoints; resume it or use a new --out")
+    learner = make_agent(env.observation_dim, env.action_dim, config, policy, device=options.device)
     set_input_statistics(learner, input_mean, input_std)
     replay = ReplayBuffer(
         config.replay_capacity,
         {"obs": FieldSpec((env.observation_dim,)), "action": FieldSpec((env.action_dim,), kind="step")},
     )
-    rng = np.random.default_rng(config.seed)
-    frames, episodes, next_eval, next_ckpt = 0, 0, 0, config.checkpoint_every_frames
-    wall_offset = 0.0
-    found = read_checkpoint(store) if resume else None
-    if found is not None:
-        _, state, replay_state = found
-        learner.load_state_dict(state["learner"])
-        replay.load_state_dict(replay_state)
-        frames, episodes, next_eval, next_ckpt = state["frames"], state["episodes"], state["next_eval"], state["next_ckpt"]
-        wall_offset = state["wall_s"]
-        rng.bit_generator.state = state["numpy_rng"]
-    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
-    actor = Actor(learner.policy, learner.generator)
-    writer = _writer(out / "tb")
-    eval_csv = out / "eval.csv"
-    if not eval_csv.exists() or not resume:
-        eval_csv.write_text("frames,wall_s,success_rate,mean_steps_success,episodes\n")
-    else:  # evaluations made after the checkpoint are redone: drop them
-        lines = eval_csv.read_text().splitlines()
-        kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",")[0]) < frames]
-        eval_csv.write_text("\n".join(kept) + "\n")
-    start = time.monotonic() - wall_offset
-    bar = tqdm(total=config.frames, initial=frames, desc="dmpo", unit="frame", disable=not progress, smoothing=0.05)
-
-    def run_eval() -> None:
-        summary = evaluate(lambda o: actor.act(o, deterministic=True))
-        wall = time.monotonic() - start
-        total = frames + frames_offset
-        writer.add_scalar("eval/success_rate", summary["success_rate"], total)
-        if summary.get("mean_steps_success") is not None:
-            writer.add_scalar("eval/mean_steps_success", summary["mean_steps_success"], total)
-        with eval_csv.open("a", newline="") as f:
-            csv.writer(f).writerow([total, f"{wall:.1f}", summary["success_rate"], summary.get("mean_steps_success"), summary["episodes"]])
-        bar.set_postfix(eval_success=f"{summary['success_rate']:.2f}")
-
-    stats: dict[str, float] = {}
-    while frames < config.frames:
-        if frames >= next_eval:
-            run_eval()
-            next_eval += config.eval_every_frames
-        obs = env.reset(training_episode_seed(config.seed, episodes))
-        replay.add_first({"obs": obs})
-        episode_return, done = 0.0, False
-        while not done:
-            z = actor.act(obs, deterministic=False)
-            step = env.step(z)
-            replay.add({"action": z}, step.reward, 0.0 if step.terminated else 1.0, {"obs": step.obs})
-            obs, episode_return, done = step.obs, episode_return + step.reward, step.terminated or step.truncated
-            frames += 1
-            bar.update(1)
-            if len(replay) >= config.min_replay and frames % config.frames_per_update == 0:
-                stats = learner.update(to_batch(replay.sample(config.batch_size, config.n_step, config.gamma, rng)))
-                if learner.steps % 100 == 0:
-                    for key, value in stats.items():
-                        writer.add_scalar(f"learner/{key}", value, frames + frames_offset)
-        episodes += 1
-        writer.add_scalar("train/episode_return", episode_return, frames + frames_offset)
-        writer.add_scalar("train/episode_success", float(step.success), frames + frames_offset)
-        if frames >= next_ckpt or frames >= config.frames:
-            next_ckpt = frames + config.checkpoint_every_frames
-            _checkpoint(store, learner, replay, rng, frames, episodes, next_eval, next_ckpt, time.monotonic() - start)
-    run_eval()
-    bar.close()
-    writer.close()
+    agent = DMPOAgent(learner, replay, config, evaluate)
+    schedule = LoopSchedule(frames=config.frames, seed=config.seed, eval_every_frames=config.eval_every_frames,
+                            eval_episodes=eval_episodes, checkpoint_every_frames=config.checkpoint_every_frames,
+                            frames_offset=frames_offset)
+    loop = OffPolicyLoop(agent, env, schedule, run, options, env_factory=env_factory, evaluate_episodes=evaluate_episodes,
+                         device=str(learner.device), desc="dmpo")
+    try:
+        learner.result = loop.train()
+    finally:
+        run.close()
     return learner
-
-
-def _checkpoint(store: CheckpointStore, learner, replay, rng, frames, episodes, next_eval, next_ckpt, wall_s) -> None:
-    """Learner and replay as one checkpoint unit (both or neither; the previous one kept)."""
-    state = {
-        "learner": learner.state_dict(), "frames": frames, "episodes": episodes, "next_eval": next_eval,
-        "next_ckpt": next_ckpt, "wall_s": wall_s, "numpy_rng": rng.bit_generator.state,
-    }
-    store.save(frames, {"learner.pt": torch_file(state), "replay.npz": npz_file(replay.state_dict())},
-               meta={"frames": frames, "episodes": episodes, "replay_steps": replay.steps_added})
-
-
-def _writer(path: Path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(path))

@@ -2,7 +2,6 @@
 checkpoint unit (also after a kill inside a checkpoint, a full disk, or with the newest one damaged);
 training episodes drawn from the run seed's own range, never the held-out one."""
 
-import csv
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch
 from training import seeds
 from training.checkpoint import CheckpointError
 from training.dmpo.learner import Batch, DMPOConfig
+from training.harness import read_eval_log
 from training.dmpo.train import TrainConfig, checkpoint_store, make_agent, read_checkpoint, train
 from training.output import OutputError
 from training.replay import state_counters
@@ -31,8 +31,7 @@ def config(frames, **kw):
 
 
 def read_eval(run):
-    with open(run / "eval.csv") as f:
-        return list(csv.DictReader(f))
+    return read_eval_log(run)
 
 
 @pytest.mark.timeout(600)

@@ -124,7 +124,7 @@ def test_rrl_train_residual_end_to_end_and_refuses_another_config(tmp_path):
     assert main(args) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["residual"]["episodes"] == 3 and summary["learner_steps"] > 0
-    assert (tmp_path / "run" / "tb").is_dir() and len((tmp_path / "run" / "eval.csv").read_text().splitlines()) >= 3
+    assert (tmp_path / "run" / "tb").is_dir() and len((tmp_path / "run" / "eval.jsonl").read_text().splitlines()) >= 2
     assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "exported"), "--json"]) == 0
     assert (tmp_path / "exported" / "policy.yaml").exists()
     with pytest.raises(SystemExit, match="another configuration"):
