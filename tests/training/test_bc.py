@@ -1,6 +1,8 @@
 """BC: network shapes and size, the multi-horizon loss by hand, augmentation geometry, a short real run on
 recorded expert demos that lowers the validation loss, exact resume after a stop, resume after SIGKILL,
-and export parity of an image policy run on a real task observation."""
+export parity of an image policy run on a real task observation; the run directory of the shared
+harness (another config refused naming the fields, previous layouts refused), CPU losses pinned, and
+the command line (--config YAML < flags, --workers refused, no torch for --help)."""
 
 import json
 import os
@@ -23,6 +25,9 @@ from training.evaluation import EVAL_SEED_BASE
 from training.export import round_weights_fp16
 from training.bc.train import (BCConfig, Batches, build_net, checkpoint_store, evaluate_loss, export_run, load_dataset,
                                read_checkpoint, train)
+from training.harness import RunOptions, read_eval_log
+
+CPU = RunOptions(device="cpu", progress=False)
 
 
 def last_checkpoint(run: Path) -> dict:
@@ -120,10 +125,15 @@ def test_short_bc_run_lowers_validation_loss(demos, tmp_path, capsys):
     ds = load_dataset(config, progress=False)
     torch.manual_seed(config.seed)
     untrained = evaluate_loss(build_net(config, ds), Batches(ds, config), config)["loss"]
-    summary = train(config, tmp_path / "run", progress=False)
-    assert summary["finished"] and (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+    summary = train(config, tmp_path / "run", CPU)
+    assert summary["finished"] and (tmp_path / "run" / "best.pt").exists()
+    assert summary["device"] == "cpu" and summary["workers"] == 0 and summary["updates_per_s"] > 0
     assert summary["best_val_loss"] < 0.5 * untrained, (untrained, summary)
     assert list((tmp_path / "run" / "tb").iterdir()), "no TensorBoard logs"
+    log = read_eval_log(tmp_path / "run")  # one line per epoch, what the summary's history says
+    assert [e["epoch"] for e in log] == list(range(6)) and [e["val_loss"] for e in log] == \
+        [h["val_loss"] for h in summary["history"]]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["best_epoch"] == summary["best_epoch"]
     # the command line: export the run, evaluate the artifact and the waypoint expert on held-out seeds
     assert rrl(["export", str(tmp_path / "run"), "--out", str(tmp_path / "art"), "--json"]) == 0
     assert rrl(["eval", "--task", "ur5_pick", "--base", str(tmp_path / "art"), "--episodes", "2", "--json"]) == 0
@@ -135,25 +145,24 @@ def test_short_bc_run_lowers_validation_loss(demos, tmp_path, capsys):
 
 def test_stopped_run_resumes_exactly(demos, tmp_path):
     config = BCConfig(task="ur5_pick", demos=(str(demos / "state"),), obs="state", epochs=2)
-    full = train(config, tmp_path / "full", progress=False)
-    part = train(config, tmp_path / "part", progress=False, max_batches=3)  # stops inside epoch 0
+    full = train(config, tmp_path / "full", CPU)
+    part = train(config, tmp_path / "part", CPU, max_batches=3)  # stops inside epoch 0
     assert not part["finished"] and part["epochs_done"] == 0
-    resumed = train(config, tmp_path / "part", progress=False)
+    resumed = train(config, tmp_path / "part", CPU)
     assert resumed["finished"]
     assert resumed["best_val_loss"] == pytest.approx(full["best_val_loss"], rel=1e-6)
     a = last_checkpoint(tmp_path / "full")["model"]
     b = last_checkpoint(tmp_path / "part")["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k])
-    with pytest.raises(ValueError, match="different config"):
-        train(BCConfig(task="ur5_pick", demos=config.demos, obs="state", epochs=2, lr=0.01), tmp_path / "part",
-              progress=False)
+    with pytest.raises(ValueError, match=r"different config; these fields differ: lr: 0.001 -> 0.01"):
+        train(BCConfig(task="ur5_pick", demos=config.demos, obs="state", epochs=2, lr=0.01), tmp_path / "part", CPU)
 
 
 def test_sigkilled_run_continues_where_it_stopped(demos, tmp_path):
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "rrl.cli", "train", "bc", "--task", "ur5_pick", "--demos", str(demos / "state"),
-           "--obs", "state", "--epochs", "400", "--out", str(run), "--json"]
+           "--obs", "state", "--epochs", "400", "--device", "cpu", "--out", str(run), "--json"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not (run / "checkpoints" / "latest").exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -165,7 +174,7 @@ def test_sigkilled_run_continues_where_it_stopped(demos, tmp_path):
     assert 1 <= done < 400
     config = BCConfig(task="ur5_pick", demos=(str(demos / "state"),), obs="state", epochs=400)
     # continue in-process for a few more batches only, then check it started from the saved epoch
-    summary = train(config, run, progress=False, max_batches=5)
+    summary = train(config, run, CPU, max_batches=5)
     assert summary["epochs_done"] >= done
     history = last_checkpoint(run)["state"]["history"]
     assert [h["epoch"] for h in history[:done]] == list(range(done))
@@ -173,7 +182,7 @@ def test_sigkilled_run_continues_where_it_stopped(demos, tmp_path):
 
 def test_image_policy_export_parity_and_runtime(demos, tmp_path):
     config = BCConfig(task="ur5_pick", demos=(str(demos / "depth"),), obs="depth+proprio", epochs=1)
-    train(config, tmp_path / "run", progress=False)
+    train(config, tmp_path / "run", CPU)
     art = export_run(tmp_path / "run", tmp_path / "art")
     diffs = art.provenance["export"]["parity_max_abs_diff"]
     assert max(diffs.values()) <= 1e-4
@@ -190,7 +199,7 @@ def test_image_policy_export_parity_and_runtime(demos, tmp_path):
         # the same observation through torch
         ds = load_dataset(config, progress=False)
         net = build_net(config, ds).eval()
-        net.load_state_dict(torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=False)["model"])
+        net.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=False)["model"])
         net = fuse_batchnorm(net)
         round_weights_fp16(net)  # what was exported (float16 weights, float32 compute)
         depth = torch.from_numpy(obs["depth"][None, :, 1:31, 1:31].astype(np.float32))
@@ -210,12 +219,12 @@ def test_unwritable_out_gives_one_line_and_exit_2(demos, tmp_path, mounts, capsy
     no traceback, nothing left behind in --out."""
     read_only = mounts.read_only()
     assert rrl(["train", "bc", "--task", "ur5_pick", "--demos", str(demos / "state"), "--obs", "state", "--epochs", "1",
-                "--out", str(read_only / "run"), "--json"]) == 2
+                "--device", "cpu", "--out", str(read_only / "run"), "--json"]) == 2
     err = capsys.readouterr().err
     assert f"{read_only / 'run'}" in err and "read-only file system" in err and "Traceback" not in err
 
     run = tmp_path / "run"
-    train(BCConfig(task="ur5_pick", demos=(str(demos / "state"),), obs="state", epochs=1), run, progress=False)
+    train(BCConfig(task="ur5_pick", demos=(str(demos / "state"),), obs="state", epochs=1), run, CPU)
     assert rrl(["export", str(run), "--out", str(read_only / "art")]) == 2
     assert "read-only file system" in capsys.readouterr().err
 
@@ -227,3 +236,116 @@ def test_unwritable_out_gives_one_line_and_exit_2(demos, tmp_path, mounts, capsy
     err = capsys.readouterr().err
     assert f"cannot write {disk / 'art'}" in err and "no space left on device" in err and "Traceback" not in err
     assert sorted(p.name for p in (disk / "art").iterdir()) == ["notes.txt"]  # temporaries removed
+
+
+# -- the shared harness's run directory, the device, the command line --------------------------------
+
+PINNED = {
+    "state": {"epochs": [[6.7984631061553955, 6.3015055656433105], [2.9583891365263195, 4.3734660148620605]],
+              "sum": 114.0883981763659, "abs": 2708.4920271646256},
+    "depth": {"epochs": [[11.33163036618914, 4.786300182342529]], "steps": 7,
+              "sum": 3021.9769145280384, "abs": 41041.508275634245},
+}
+"""(train loss, validation loss) per epoch and sums of the final weights of two tiny runs on the `demos` fixture,
+recorded with the BC trainer as it was before it took a device (commit 612116d; one thread). Equal to the last
+bit on the recording machine; the tolerance leaves room for another CPU's float rounding only: a changed random
+draw, batch order or augmentation moves these by far more (a generator seeded off by one: 11.33 -> 10.48).
+Only for an intended change of the numbers: the failing assertions print the new values."""
+PINNED_REL = 1e-5
+
+
+def weight_sums(model: dict) -> dict:
+    floats = [v.double() for v in model.values() if v.is_floating_point()]
+    return {"sum": float(sum(v.sum() for v in floats)), "abs": float(sum(v.abs().sum() for v in floats))}
+
+
+def test_device_cpu_reproduces_the_pinned_losses(demos, tmp_path, capsys):
+    """`rrl train bc --device cpu` gives the losses and weights of the trainer before it took a device, for an
+    MLP run and an image run (crop + rotation augmentation drawn from the run's generator)."""
+    runs = {"state": ["--demos", str(demos / "state"), "--obs", "state", "--epochs", "2"],
+            "depth": ["--demos", str(demos / "depth"), "--obs", "depth+proprio", "--epochs", "1", "--batch-size", "16"]}
+    for name, flags in runs.items():
+        out = tmp_path / name
+        assert rrl(["train", "bc", "--task", "ur5_pick", *flags, "--device", "cpu", "--out", str(out), "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["device"] == "cpu" and summary["finished"]
+        log = read_eval_log(out)
+        losses = [loss for e in log for loss in (e["train_loss"], e["val_loss"])]
+        assert losses == pytest.approx([loss for pair in PINNED[name]["epochs"] for loss in pair], rel=PINNED_REL)
+        sums = weight_sums(last_checkpoint(out)["model"])
+        assert sums == pytest.approx({k: PINNED[name][k] for k in ("sum", "abs")}, rel=PINNED_REL)
+        if name == "depth":
+            assert summary["updates"] == PINNED["depth"]["steps"]
+
+
+def test_resume_with_another_config_is_refused_naming_the_fields(demos, tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["train", "bc", "--task", "ur5_pick", "--demos", str(demos / "state"), "--obs", "state", "--epochs", "2",
+            "--device", "cpu", "--out", str(run), "--json"]
+    assert rrl(base + ["--max-wall-s", "1e-9"]) == 0  # one gradient step, then a checkpoint
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not summary["finished"] and summary["updates_this_call"] == 1 and summary["best_val_loss"] is None
+    config_yaml = (run / "config.yaml").read_text()
+    assert rrl(base + ["--lr", "0.01", "--seed", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "different config" in err and "lr: 0.001 -> 0.01" in err \
+        and "seed: 0 -> 4" in err and "Traceback" not in err
+    assert (run / "config.yaml").read_text() == config_yaml and len(checkpoint_store(run).candidates()) == 1
+    assert rrl(base) == 0  # the same command continues from the checkpoint
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["finished"] and summary["updates"] == summary["updates_this_call"] + 1
+
+
+def test_previous_run_layouts_are_refused(demos, tmp_path, capsys):
+    """A run directory of the previous BC layouts is refused in one line (exit 2) and stays exportable."""
+    run = tmp_path / "run"
+    train(BCConfig(task="ur5_pick", demos=(str(demos / "state"),), obs="state", epochs=1), run, CPU)
+    (run / "checkpoints" / "best.pt").write_bytes((run / "best.pt").read_bytes())  # as the previous layout kept it
+    (run / "best.pt").unlink()
+    (run / "config.yaml").unlink()
+    argv = ["train", "bc", "--task", "ur5_pick", "--demos", str(demos / "state"), "--obs", "state", "--epochs", "1",
+            "--device", "cpu", "--out", str(run)]
+    assert rrl(argv) == 2
+    err = capsys.readouterr().err
+    assert "previous layout" in err and "checkpoints/best.pt" in err and "Traceback" not in err
+    assert export_run(run, tmp_path / "art").kind == "bc"  # the previous layout's best.pt still exports
+    (run / "checkpoints" / "best.pt").unlink()  # checkpoints without config.yaml: their config cannot be checked
+    assert rrl(argv) == 2
+    assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_config_yaml_then_flags(demos, tmp_path, capsys):
+    """Defaults < --config YAML < flags; the summary line reports device, workers and speed; a misspelt key or
+    --workers > 0 is one line and exit 2, before anything is written."""
+    cfg = tmp_path / "bc.yaml"
+    cfg.write_text(f"task: ur5_pick\ndemos: [{demos / 'state'}]\nobs: state\nepochs: 3\nlr: 0.01\nseed: 3\n")
+    run = tmp_path / "run"
+    assert rrl(["train", "bc", "--config", str(cfg), "--lr", "0.002", "--device", "cpu", "--max-wall-s", "1e-9",
+                "--out", str(run), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["device"] == "cpu" and summary["workers"] == 0 and summary["updates_per_s"] > 0
+    import yaml
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["kind"] == "bc"
+    assert saved["config"] == {**BCConfig(task="ur5_pick", demos=(str(demos / "state"),)).to_dict(), "obs": "state",
+                               "epochs": 3, "lr": 0.002, "seed": 3}
+    cfg.write_text("task: ur5_pick\ndemos: [x]\nepoch: 3\n")
+    assert rrl(["train", "bc", "--config", str(cfg), "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rrl train bc: --config") and "unknown field 'epoch'" in err and "'epochs'" in err
+    assert rrl(["train", "bc", "--task", "ur5_pick", "--demos", str(demos / "state"), "--workers", "1",
+                "--out", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--workers 1" in err and "no rollouts" in err
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "w").exists()
+
+
+def test_help_imports_no_torch():
+    """`rrl --help` builds every flag from BCConfig and RunOptions without importing torch."""
+    code = ("import sys; from rrl.cli import build_parser; from rrl.commands import train_bc; import argparse; "
+            "p = argparse.ArgumentParser(); train_bc.add_arguments(p); h = p.format_help(); "
+            "assert '--device' in h and '--rotation-deg' in h and '--config' in h; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

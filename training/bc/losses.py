@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-LAMBDA = 0.9
+from training.bc.config import LAMBDA
+from training.device import floats
 
 
 @dataclass
@@ -39,24 +40,29 @@ class BCStats:
 
 def bc_loss(pred: torch.Tensor, target: torch.Tensor, binary: torch.Tensor, lam: float = LAMBDA,
             valid: torch.Tensor | None = None) -> tuple[torch.Tensor, BCStats]:
-    """RRLfD eq. 1; returns (loss, stats)."""
+    """RRLfD eq. 1; returns (loss, stats). The stats reach the host in one transfer (one sync per step on a GPU)."""
     if pred.shape != target.shape or pred.dim() != 3:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must both be (B, K, A)")
-    binary = binary.to(torch.bool).to(pred.device)
-    cont = ~binary
+    # Index vectors from the mask on the host: boolean-mask indexing of a GPU tensor waits for the GPU.
+    mask = binary.detach().to("cpu", torch.bool)
+    has_binary = bool(mask.any())
+    cont_idx = torch.nonzero(~mask).flatten().to(pred.device)
+    bin_idx = torch.nonzero(mask).flatten().to(pred.device)
     weight = torch.ones(pred.shape[:2], dtype=pred.dtype, device=pred.device) if valid is None else valid.to(pred.dtype)
-    if not bool(binary.any()):
+    if not has_binary:
         lam = 1.0
-    sq = (pred[..., cont] - target[..., cont]).pow(2).sum(-1)  # (B, K)
+    sq = (pred.index_select(-1, cont_idx) - target.index_select(-1, cont_idx)).pow(2).sum(-1)  # (B, K)
     velocity_l2 = (sq * weight).sum(-1).mean()
-    if bool(binary.any()):
-        ce = F.binary_cross_entropy_with_logits(pred[..., binary], target[..., binary], reduction="none").sum(-1)
+    if has_binary:
+        ce = F.binary_cross_entropy_with_logits(pred.index_select(-1, bin_idx), target.index_select(-1, bin_idx),
+                                                reduction="none").sum(-1)
         gripper_ce = (ce * weight).sum(-1).mean()
         with torch.no_grad():
-            acc = float(((pred[:, 0, binary] > 0) == (target[:, 0, binary] > 0.5)).float().mean())
+            acc = ((pred[:, 0].index_select(-1, bin_idx) > 0) == (target[:, 0].index_select(-1, bin_idx) > 0.5)).float().mean()
     else:
         gripper_ce = torch.zeros((), dtype=pred.dtype, device=pred.device)
         acc = float("nan")
     loss = lam * velocity_l2 + (1.0 - lam) * gripper_ce
-    return loss, BCStats(loss=float(loss.detach()), velocity_l2=float(velocity_l2.detach()),
-                         gripper_ce=float(gripper_ce.detach()), gripper_accuracy=acc)
+    stats = floats({"loss": loss.detach(), "velocity_l2": velocity_l2.detach(), "gripper_ce": gripper_ce.detach(),
+                    "gripper_accuracy": acc})
+    return loss, BCStats(**stats)

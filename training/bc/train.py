@@ -1,26 +1,38 @@
 """Behavioural cloning of a base policy from demonstration bags (RRLfD Sec. 4.1), resumable.
 
-Reads top to bottom: `BCConfig` (what to train), `Batches` (demo batches -> normalised
-tensors, with the paper's image augmentation), `train(config, run_dir)` (the loop, with
-TensorBoard logs, a progress bar, checkpoints and best-epoch selection) and `export_run`
-(best checkpoint -> policy artifact).
+Reads top to bottom: `BCConfig` (what to train; `training.bc.config`, torch-free, re-exported),
+`Batches` (demo batches -> normalised tensors on the training device, with the paper's image
+augmentation), `train(config, run_dir, options)` (the loop, on the shared harness's run
+directory) and `export_run` (best weights -> policy artifact, on the CPU).
 
-Run directory layout:
+Run directory layout (a `training.harness.RunDir` of kind "bc"):
 
+    RUN/config.yaml           kind + the config; a resumed run with another config is refused,
+                              naming the fields that differ
     RUN/run.yaml              kind/algo (for `rrl export`), the config, the demos, the dataset split
                               (and any demo episodes skipped as unreadable)
     RUN/checkpoints/ckpt-<step>/state.pt
                               a `training.checkpoint` unit (hashed, written whole; the previous one
-                              kept) every `checkpoint_every_s` and at each epoch end: model,
-                              optimiser, RNG states, epoch and batch position, best so far
-    RUN/checkpoints/best.pt   weights of the epoch with the lowest validation loss (RRLfD: "the
+                              kept) every `checkpoint_every_s`, at each epoch end and when a call
+                              stops early: model, optimiser, generator state, epoch and batch
+                              position, best so far, the epoch history; CPU tensors only
+    RUN/best.pt               weights of the epoch with the lowest validation loss (RRLfD: "the
                               training epoch with the lowest validation loss"), replaced atomically
-    RUN/tb/                   TensorBoard scalars
+    RUN/eval.jsonl            one line per finished epoch: train and validation losses, the best so far
+    RUN/summary.json          the last call's summary (what `rrl train bc --json` prints)
+    RUN/tb/                   TensorBoard scalars (losses, steps/s)
+
+Run directories of the previous layouts (`checkpoints/last.pt`, `checkpoints/best.pt`, or
+checkpoints without `config.yaml`) are refused; they stay exportable (`export_run`).
 
 A killed run started again with the same command continues from its newest complete checkpoint
 at the batch it stopped at (the batch order of an epoch is a function of seed and epoch,
-`training.seeds.batch_order_seed`, so skipping the done batches replays it exactly); a different
-config for an existing run directory is refused.
+`training.seeds.batch_order_seed`, so skipping the done batches replays it exactly).
+
+Device (`RunOptions.device`): the network, optimiser state, batches, augmentation and losses live
+on it; checkpoints and `best.pt` hold CPU tensors, so a run resumes on either kind of machine (a
+CUDA generator's state cannot continue a CPU one: `training.device.load_generator_state`).
+BC trains from a dataset: there are no rollouts, so `workers` must be 0.
 
 Observation variants (`obs`):
 - `depth`, `depth+proprio`: the ResNet-18-half on the 3 stacked depth frames (+ proprio at the
@@ -35,7 +47,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,93 +55,32 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from training.bc.losses import LAMBDA, bc_loss
+from training.bc.config import CROP_FRACTION, LAMBDA, OBS_VARIANTS, BCConfig, crop_px
+from training.bc.losses import bc_loss
 from training.bc.network import HORIZONS, BCNet, ExportWrapper, fuse_batchnorm, parameter_count
-from training.checkpoint import (Checkpoint, CheckpointError, CheckpointStore, refuse_old_layout, torch_file,
-                                 write_file_atomic)
+from training.checkpoint import Checkpoint, CheckpointError, CheckpointStore, torch_file, write_file_atomic
+from training.device import cpu_state_dict, describe, generator_state, load_generator_state, resolve_device
+from training.harness import CONFIG_FILE, RunDir, RunOptions
 from training.seeds import batch_order_seed
 
+__all__ = ["BCConfig", "Batches", "LAMBDA", "OBS_VARIANTS", "CROP_FRACTION", "crop_px", "train", "export_run"]
+
 RUN_FILE = "run.yaml"
-CHECKPOINTS = "checkpoints"
-"""The run's checkpoint directory (`training.checkpoint` layout; also holds `best.pt`)."""
-OLD_LAYOUT = ("checkpoints/last.pt",)
-"""The previous layout's checkpoint file (refused: written in place, it cannot be verified)."""
-OBS_VARIANTS = ("depth", "depth+proprio", "state", "proprio")
-CROP_FRACTION = 224 / 240
-"""RRLfD crops 224 px out of 240 px renders; other resolutions keep the proportion."""
+BEST_FILE = "best.pt"
+"""Weights of the best epoch, `RUN/best.pt` (`best_weights_path` also finds the previous layout's)."""
+OLD_BEST_FILE = "checkpoints/best.pt"
+"""Where runs of the previous layouts kept the best epoch's weights."""
+KIND = "bc"
+WORKERS_REFUSED = "BC trains from a dataset and has no rollouts to run on workers; use --workers 0"
 
 
-@dataclass(frozen=True)
-class BCConfig:
-    """What `rrl train bc` trains."""
-
-    task: str
-    """Task name the demos were recorded on, e.g. ur5_pick."""
-    demos: tuple[str, ...]
-    """Demonstration bag directories (rosbag2/MCAP, `rrl record`)."""
-    obs: str = "depth+proprio"
-    """Inputs: depth | depth+proprio (ResNet-18-half) | state | proprio (MLP)."""
-    epochs: int = 30
-    """Training epochs; the epoch with the lowest validation loss is kept."""
-    batch_size: int = 64
-    """Samples per gradient step."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    weight_decay: float = 0.0
-    """Adam L2 weight decay."""
-    lam: float = LAMBDA
-    """lambda of the loss (velocity L2 weight); the paper's 0.9."""
-    rotation_deg: float = 5.0
-    """Maximum random rotation of the image augmentation, degrees (the paper says "small rotations")."""
-    val_fraction: float = 0.05
-    """Episodes held out for validation (RRLfD: 95/5 split)."""
-    split_seed: int = 0
-    """Seed of the episode split."""
-    seed: int = 0
-    """Seed of initialisation, batch order and augmentation."""
-    threads: int = 1
-    """torch intra-op threads (the machine is shared; keep 1-2)."""
-    checkpoint_every_s: float = 30.0
-    """Write a checkpoint at least this often within an epoch (and always at its end)."""
-
-    def __post_init__(self) -> None:
-        if self.obs not in OBS_VARIANTS:
-            raise ValueError(f"obs must be one of {OBS_VARIANTS}, got {self.obs!r}")
-        if not self.demos:
-            raise ValueError("no demonstration bags given (--demos DIR ...)")
-        for name in ("epochs", "batch_size", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.seed < 0 or self.split_seed < 0:
-            raise ValueError(f"seed and split_seed must be >= 0, got {self.seed} and {self.split_seed}")
-        if not self.lr > 0 or not 0 <= self.lam <= 1 or self.rotation_deg < 0:
-            raise ValueError(f"invalid lr {self.lr}, lam {self.lam} or rotation_deg {self.rotation_deg}")
-
-    @property
-    def uses_images(self) -> bool:
-        return self.obs.startswith("depth")
-
-    @property
-    def scalar_field(self) -> str | None:
-        """Vector observation field fed to the network: proprio, state or none."""
-        return {"depth": None, "depth+proprio": "proprio", "state": "state", "proprio": "proprio"}[self.obs]
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["demos"] = list(self.demos)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BCConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown BC config keys {sorted(unknown)}")
-        return cls(**{**d, "demos": tuple(d["demos"])})
-
-
-def crop_px(image_px: int) -> int:
-    return max(8, int(round(image_px * CROP_FRACTION)))
+def best_weights_path(run_dir: str | Path) -> Path:
+    """The best epoch's weights of a BC run (`{"model", "epoch", "val"}`, CPU tensors): `RUN/best.pt`, or
+    `RUN/checkpoints/best.pt` in runs of the previous layout. The path may not exist (no epoch finished)."""
+    run = Path(run_dir)
+    if not (run / BEST_FILE).exists() and (run / OLD_BEST_FILE).exists():
+        return run / OLD_BEST_FILE
+    return run / BEST_FILE
 
 
 def load_dataset(config: BCConfig, progress: bool = True):
@@ -143,6 +93,8 @@ def load_dataset(config: BCConfig, progress: bool = True):
     if config.uses_images and dataset.spec.camera != "depth":
         raise ValueError(f"--obs {config.obs} needs depth demos; the bags have camera {dataset.spec.camera!r} "
                          "(record with --camera-px N)")
+    if config.image_px is not None and config.uses_images and dataset.spec.image_hw != (config.image_px, config.image_px):
+        raise ValueError(f"the demos have {tuple(dataset.spec.image_hw)} px frames, --image-px says {config.image_px}")
     return dataset
 
 
@@ -159,29 +111,35 @@ def action_stats(dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Batches:
-    """Demo batches -> (images, scalars, normalised targets) tensors; image augmentation in training."""
+    """Demo batches -> (images, scalars, normalised targets) tensors on `device`; image augmentation in training.
 
-    def __init__(self, dataset, config: BCConfig):
-        self.dataset, self.config = dataset, config
-        self.a_mean, self.a_std = (torch.from_numpy(v) for v in action_stats(dataset))
+    `binary` (the mask of binary action dims, what `bc_loss` takes) stays on the CPU: the loss indexes
+    with it on the host."""
+
+    def __init__(self, dataset, config: BCConfig, device: torch.device | str = "cpu"):
+        self.dataset, self.config, self.device = dataset, config, torch.device(device)
+        self.a_mean, self.a_std = (torch.from_numpy(v).to(self.device) for v in action_stats(dataset))
         self.binary = torch.from_numpy(binary_mask(dataset))
+        self._binary_on_device = self.binary.to(self.device)
         field_ = config.scalar_field
-        self.s_mean = None if field_ is None else torch.tensor(dataset.stats[field_].mean, dtype=torch.float32)
-        self.s_std = None if field_ is None else torch.tensor(dataset.stats[field_].std, dtype=torch.float32)
+        self.s_mean = None if field_ is None else torch.tensor(dataset.stats[field_].mean, dtype=torch.float32,
+                                                               device=self.device)
+        self.s_std = None if field_ is None else torch.tensor(dataset.stats[field_].std, dtype=torch.float32,
+                                                              device=self.device)
         if config.uses_images:
             h, w = dataset.spec.image_hw
             self.image_hw = (h, w)
             self.crop = (crop_px(h), crop_px(w))
 
     def tensors(self, batch: dict[str, np.ndarray], augment: bool, generator: torch.Generator | None = None):
-        targets = torch.from_numpy(batch["targets"])
-        targets = torch.where(self.binary, targets, (targets - self.a_mean) / self.a_std)
+        targets = torch.from_numpy(batch["targets"]).to(self.device)
+        targets = torch.where(self._binary_on_device, targets, (targets - self.a_mean) / self.a_std)
         scalars = None
         if self.config.scalar_field is not None:
-            scalars = (torch.from_numpy(batch[self.config.scalar_field]) - self.s_mean) / self.s_std
+            scalars = (torch.from_numpy(batch[self.config.scalar_field]).to(self.device) - self.s_mean) / self.s_std
         images = None
         if self.config.uses_images:
-            frames = torch.from_numpy(np.ascontiguousarray(batch["frames"], dtype=np.float32))
+            frames = torch.from_numpy(np.ascontiguousarray(batch["frames"], dtype=np.float32)).to(self.device)
             images = self.augment(frames, generator) if augment else self.centre_crop(frames)
         return images, scalars, targets
 
@@ -195,9 +153,10 @@ class Batches:
         """Random crop (integer offset) + rotation about the crop centre, one bilinear resample."""
         B = frames.shape[0]
         (H, W), (h, w) = self.image_hw, self.crop
-        top = torch.randint(0, H - h + 1, (B,), generator=generator).float()
-        left = torch.randint(0, W - w + 1, (B,), generator=generator).float()
-        angle = (torch.rand(B, generator=generator) * 2 - 1) * math.radians(self.config.rotation_deg)
+        device = frames.device
+        top = torch.randint(0, H - h + 1, (B,), generator=generator, device=device).float()
+        left = torch.randint(0, W - w + 1, (B,), generator=generator, device=device).float()
+        angle = (torch.rand(B, generator=generator, device=device) * 2 - 1) * math.radians(self.config.rotation_deg)
         cos, sin = torch.cos(angle), torch.sin(angle)
         # affine_grid maps output coords (x_o, y_o) in [-1, 1] over the h x w crop to input coords:
         # rotate in pixel units about the crop centre (cx, cy), then rescale to the W x H input.
@@ -219,16 +178,23 @@ def build_net(config: BCConfig, dataset) -> BCNet:
 
 
 def checkpoint_store(run_dir: str | Path) -> CheckpointStore:
-    """The BC checkpoints of run `run_dir`; a run of the previous layout is refused (`CheckpointError`)."""
-    refuse_old_layout(run_dir, OLD_LAYOUT, "one file rewritten in place")
-    return CheckpointStore(Path(run_dir) / CHECKPOINTS, "bc")
+    """The BC checkpoints of run `run_dir` (`RUN/checkpoints`); a run of a previous layout is refused
+    (`CheckpointError`): the harness's old layouts, and checkpoints without `config.yaml` (whose config
+    cannot be checked against this call's)."""
+    from training.harness import checkpoint_store as harness_store
+
+    store = harness_store(run_dir, KIND)
+    if store.candidates() and not (Path(run_dir) / CONFIG_FILE).exists():
+        raise CheckpointError(f"{run_dir}: holds BC checkpoints of the previous layout (no {CONFIG_FILE}: the run's "
+                              "config cannot be checked); start a new run (a new --out); `rrl export` still reads it")
+    return store
 
 
 def read_checkpoint(store: CheckpointStore) -> tuple[Checkpoint, dict] | None:
     """The newest verified checkpoint and its contents (model, optimizer, generator, state), or None."""
 
     def check(ckpt: Checkpoint) -> dict:
-        contents = torch.load(ckpt.file("state.pt"), weights_only=False)
+        contents = torch.load(ckpt.file("state.pt"), weights_only=False, map_location="cpu")
         if contents["state"]["step"] != ckpt.step:
             raise CheckpointError(f"{ckpt.path}: state.pt is at gradient step {contents['state']['step']}, "
                                   f"the manifest says {ckpt.step}")
@@ -282,117 +248,149 @@ def evaluate_loss(net: BCNet, batches: Batches, config: BCConfig, split: str = "
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
-def train(config: BCConfig, run_dir: str | Path, progress: bool = True, max_batches: int | None = None) -> dict[str, Any]:
-    """Train (or resume) a BC run in `run_dir`; returns a summary with the best epoch and losses.
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
 
-    `max_batches` stops after that many gradient steps in this call (tests use it to simulate a
-    kill at a known point)."""
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
 
-    run = Path(run_dir)
-    store = checkpoint_store(run)
-    ckpt_dir = run / CHECKPOINTS
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    run_file = run / RUN_FILE
-    if run_file.exists():
-        previous = BCConfig.from_dict(yaml.safe_load(run_file.read_text())["config"])
-        if previous != config:
-            diff = {k: (v, getattr(config, k)) for k, v in dataclasses.asdict(previous).items()
-                    if v != dataclasses.asdict(config)[k] and k != "demos"}
-            raise ValueError(f"{run} holds a run with a different config {diff or '(demos differ)'}; use a new --out")
-    torch.set_num_threads(config.threads)
-    dataset = load_dataset(config, progress=progress)
-    if dataset.size("val") == 0:
-        raise ValueError("no validation episodes: record at least 2 episodes")
-    batches = Batches(dataset, config)
-    torch.manual_seed(config.seed)
-    net = build_net(config, dataset)
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    gen = torch.Generator().manual_seed(config.seed)
-    state = {"epoch": 0, "batch": 0, "best_val": float("inf"), "best_epoch": -1, "step": 0, "train_sum": 0.0, "train_n": 0}
-    found = read_checkpoint(store)
-    if found is not None:
-        _, ckpt = found
-        net.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        gen.set_state(ckpt["generator"])
-        state = ckpt["state"]
-    else:
-        run_file.write_text(yaml.safe_dump({
-            "kind": "bc", "algo": "bc", "task": config.task, "config": config.to_dict(),
+def _run_record(config: BCConfig, dataset, net: BCNet) -> dict[str, Any]:
+    """`run.yaml`: what `rrl export` dispatches on, and the dataset the run was trained on."""
+    return {"kind": KIND, "algo": "bc", "task": config.task, "config": config.to_dict(),
             "dataset": {"bags": [str(b) for b in dataset.bags], "episodes": len(dataset.episodes),
                         "train_episodes": int(len(dataset.split_episodes["train"])),
                         "val_episodes": int(len(dataset.split_episodes["val"])),
                         "train_samples": dataset.size("train"), "val_samples": dataset.size("val"),
                         "skipped_episodes": [{"file": str(path), "reason": reason} for path, reason in dataset.skipped]},
-            "parameters": parameter_count(net),
-        }, sort_keys=False))
-    writer = SummaryWriter(str(run / "tb"))
+            "parameters": parameter_count(net)}
 
-    def checkpoint() -> None:
-        contents = {"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                    "state": dict(state)}
-        store.save(state["step"], {"state.pt": torch_file(contents)}, meta={"epoch": state["epoch"], "batch": state["batch"]})
 
-    n_batches = math.ceil(dataset.size("train") / config.batch_size)
-    steps_this_call = 0
-    last_save = time.monotonic()
-    net.train()
-    stopped = False
-    epochs = tqdm(range(state["epoch"], config.epochs), initial=state["epoch"], total=config.epochs, desc="bc epochs",
-                  unit="ep", disable=not progress)
-    for epoch in epochs:
-        # drop_last: a tail batch of a few samples would give BatchNorm degenerate statistics
-        order = dataset.batches("train", config.batch_size, seed=batch_order_seed(config.seed, epoch),
-                                drop_last=dataset.size("train") > config.batch_size)
-        for i, batch in enumerate(order):
-            if i < state["batch"]:
-                continue  # done before the restart
-            images, scalars, targets = batches.tensors(batch, augment=True, generator=gen)
-            pred, _ = net(images, scalars)
-            loss, stats = bc_loss(pred, targets, batches.binary, lam=config.lam)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            state["batch"] = i + 1
-            state["step"] += 1
-            state["train_sum"] += stats.loss * targets.shape[0]
-            state["train_n"] += targets.shape[0]
-            writer.add_scalar("train/loss", stats.loss, state["step"])
-            steps_this_call += 1
-            if time.monotonic() - last_save > config.checkpoint_every_s:
-                checkpoint()
-                last_save = time.monotonic()
-            if max_batches is not None and steps_this_call >= max_batches:
-                stopped = True
-                break
-        if stopped:
-            checkpoint()
-            break
-        recalibrate_batchnorm(net, batches)
-        val = evaluate_loss(net, batches, config)
-        train_loss = state["train_sum"] / max(state["train_n"], 1)
-        for k, v in val.items():
-            if not math.isnan(v):
-                writer.add_scalar(f"val/{k}", v, epoch)
-        writer.add_scalar("train/epoch_loss", train_loss, epoch)
-        if val["loss"] < state["best_val"]:
-            state["best_val"], state["best_epoch"] = val["loss"], epoch
-            write_file_atomic(ckpt_dir / "best.pt", torch_file({"model": net.state_dict(), "epoch": epoch, "val": val}))
-        state.update(epoch=epoch + 1, batch=0, train_sum=0.0, train_n=0)
-        state.setdefault("history", []).append({"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"]})
-        checkpoint()
+def train(config: BCConfig, run_dir: str | Path, options: RunOptions = RunOptions(device="cpu"),
+          max_batches: int | None = None) -> dict[str, Any]:
+    """Train (or resume) a BC run in `run_dir`; returns the summary (also `RUN/summary.json`).
+
+    `options`: the device, the progress bar and `max_wall_s` (stop with a checkpoint after that much
+    wall time in this call; the same call resumes); `workers` must be 0 (`WORKERS_REFUSED`).
+    `max_batches` stops after that many gradient steps in this call (tests use it to simulate a kill
+    at a known point)."""
+    from tqdm import tqdm
+
+    if options.workers:
+        raise ValueError(WORKERS_REFUSED)
+    device = resolve_device(options.device)
+    root = Path(run_dir)
+    checkpoint_store(root)  # refuses the previous layouts before anything is written
+    run = RunDir(root, KIND, config.to_dict())
+    try:
+        torch.set_num_threads(config.threads)
+        dataset = load_dataset(config, progress=options.progress)
+        if dataset.size("val") == 0:
+            raise ValueError("no validation episodes: record at least 2 episodes")
+        batches = Batches(dataset, config, device)
+        torch.manual_seed(config.seed)
+        net = build_net(config, dataset).to(device)  # initialised on the CPU: the same weights on every device
+        opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        gen = torch.Generator(device=device).manual_seed(config.seed)
+        state: dict[str, Any] = {"epoch": 0, "batch": 0, "best_val": float("inf"), "best_epoch": -1, "step": 0,
+                                 "train_sum": 0.0, "train_n": 0, "wall_s": 0.0, "history": []}
+        found = read_checkpoint(run.checkpoints)
+        if found is not None:
+            _, ckpt = found
+            net.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])  # onto the parameters' device
+            load_generator_state(gen, ckpt["generator"])
+            state.update(ckpt["state"])
+        else:
+            (root / BEST_FILE).unlink(missing_ok=True)  # of a start killed before its first checkpoint
+            record = yaml.safe_dump(_run_record(config, dataset, net), sort_keys=False).encode()
+            write_file_atomic(root / RUN_FILE, lambda f: f.write(record))
+        run.write_eval_log(state["history"])
+        writer = run.writer
+
+        def checkpoint() -> None:
+            state["wall_s"] = wall()
+            contents = {"model": cpu_state_dict(net), "optimizer": cpu_state_dict(opt.state_dict()),
+                        "generator": generator_state(gen), "state": dict(state)}
+            run.checkpoints.save(state["step"], {"state.pt": torch_file(contents)},
+                                 meta={"epoch": state["epoch"], "batch": state["batch"]})
+
+        start, wall0, steps0, samples = time.monotonic(), state["wall_s"], state["step"], 0
+        wall = lambda: wall0 + time.monotonic() - start  # noqa: E731
+
+        def rates() -> tuple[float, float]:
+            elapsed = max(time.monotonic() - start, 1e-9)
+            return (state["step"] - steps0) / elapsed, samples / elapsed
+
+        n_batches = math.ceil(dataset.size("train") / config.batch_size)
         last_save = time.monotonic()
-        epochs.set_postfix(train=f"{train_loss:.3f}", val=f"{val['loss']:.3f}", best=state["best_epoch"])
-    writer.close()
-    return {"run": str(run), "epochs_done": state["epoch"], "finished": state["epoch"] >= config.epochs,
-            "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"], "history": state.get("history", []),
-            "batches_per_epoch": n_batches}
+        net.train()
+        stopped = False
+        epochs = tqdm(range(state["epoch"], config.epochs), initial=state["epoch"], total=config.epochs,
+                      desc=f"bc epochs ({device})", unit="ep", disable=not options.progress)
+        for epoch in epochs:
+            # drop_last: a tail batch of a few samples would give BatchNorm degenerate statistics
+            order = dataset.batches("train", config.batch_size, seed=batch_order_seed(config.seed, epoch),
+                                    drop_last=dataset.size("train") > config.batch_size)
+            for i, batch in enumerate(order):
+                if i < state["batch"]:
+                    continue  # done before the restart
+                images, scalars, targets = batches.tensors(batch, augment=True, generator=gen)
+                pred, _ = net(images, scalars)
+                loss, stats = bc_loss(pred, targets, batches.binary, lam=config.lam)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                state["batch"] = i + 1
+                state["step"] += 1
+                state["train_sum"] += stats.loss * targets.shape[0]
+                state["train_n"] += targets.shape[0]
+                samples += targets.shape[0]
+                writer.add_scalar("train/loss", stats.loss, state["step"])
+                if time.monotonic() - last_save > config.checkpoint_every_s:
+                    checkpoint()
+                    last_save = time.monotonic()
+                if (max_batches is not None and state["step"] - steps0 >= max_batches) or \
+                        (options.max_wall_s is not None and time.monotonic() - start > options.max_wall_s):
+                    stopped = True
+                    break
+            if stopped:
+                checkpoint()
+                break
+            recalibrate_batchnorm(net, batches)
+            val = evaluate_loss(net, batches, config)
+            train_loss = state["train_sum"] / max(state["train_n"], 1)
+            for k, v in val.items():
+                if not math.isnan(v):
+                    writer.add_scalar(f"val/{k}", v, epoch)
+            writer.add_scalar("train/epoch_loss", train_loss, epoch)
+            steps_per_s, samples_per_s = rates()
+            writer.add_scalar("speed/steps_per_s", steps_per_s, epoch)
+            writer.add_scalar("speed/samples_per_s", samples_per_s, epoch)
+            if val["loss"] < state["best_val"]:
+                state["best_val"], state["best_epoch"] = val["loss"], epoch
+                write_file_atomic(root / BEST_FILE, torch_file({"model": cpu_state_dict(net), "epoch": epoch, "val": val}))
+            entry = {"epoch": epoch, "step": state["step"], "train_loss": train_loss, "val_loss": val["loss"],
+                     "val": {k: _finite(v) for k, v in val.items()}, "best_epoch": state["best_epoch"],
+                     "wall_s": round(wall(), 1)}
+            state.update(epoch=epoch + 1, batch=0, train_sum=0.0, train_n=0, history=state["history"] + [entry])
+            checkpoint()
+            run.append_eval(entry)  # after the checkpoint: a resume rewrites the log from the checkpoint's history
+            last_save = time.monotonic()
+            epochs.set_postfix(train=f"{train_loss:.3f}", val=f"{val['loss']:.3f}", best=state["best_epoch"],
+                               steps_s=f"{steps_per_s:.1f}")
+        steps_per_s, samples_per_s = rates()
+        summary = {"run": str(root), "epochs_done": state["epoch"], "finished": state["epoch"] >= config.epochs,
+                   "best_epoch": state["best_epoch"], "best_val_loss": _finite(state["best_val"]),
+                   "batches_per_epoch": n_batches, "updates": state["step"], "updates_this_call": state["step"] - steps0,
+                   "updates_per_s": round(steps_per_s, 2), "samples_per_s": round(samples_per_s, 1),
+                   "frames": 0, "workers": 0, "device": describe(device), "wall_s": round(wall(), 1),
+                   "history": state["history"]}
+        run.write_summary(summary)
+        return summary
+    finally:
+        run.close()
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False, weights_fp16: bool | None = None):
-    """Best checkpoint of a BC run -> policy artifact (model.onnx + policy.yaml), parity-checked on
+    """Best epoch of a BC run -> policy artifact (model.onnx + policy.yaml), parity-checked on
     validation samples. `weights_fp16` (default: for the image network, 11 MB -> 5.6 MB) stores the
     weights as float16, rounded in torch before the parity check."""
     from policies.artifact import (PENDING_SHA256, ActionSpec, CameraSpec, FieldStats, InputSpec, OutputSpec,
@@ -402,12 +400,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False
     run = Path(run_dir)
     meta = yaml.safe_load((run / RUN_FILE).read_text())
     config = BCConfig.from_dict(meta["config"])
-    best = run / "checkpoints" / "best.pt"
+    best = best_weights_path(run)
     if not best.exists():
-        raise FileNotFoundError(f"{run} has no best.pt yet (no epoch finished); train longer")
+        raise FileNotFoundError(f"{run} has no {BEST_FILE} yet (no epoch finished); train longer")
     dataset = load_dataset(config, progress=False)
     net = build_net(config, dataset)
-    ckpt = torch.load(best, weights_only=False)
+    ckpt = torch.load(best, weights_only=False, map_location="cpu")
     net.load_state_dict(ckpt["model"])
     net.eval()
     batches = Batches(dataset, config)
