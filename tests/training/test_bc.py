@@ -349,3 +349,17 @@ def test_help_imports_no_torch():
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_batches_and_augmentation_compute_on_the_training_device(demos):
+    """No GPU here: torch's `meta` device refuses CPU tensors in its operations as CUDA does, so an augmented
+    image batch built on it, and the network's forward pass there, show that nothing falls back to the CPU
+    (e.g. a crop offset drawn without `device=`)."""
+    config = BCConfig(task="ur5_pick", demos=(str(demos / "depth"),), obs="depth+proprio")
+    ds = load_dataset(config, progress=False)
+    batches = Batches(ds, config, device="meta")
+    images, scalars, targets = batches.tensors(ds.batch("train", np.arange(8)), augment=True)
+    assert {images.device.type, scalars.device.type, targets.device.type} == {"meta"}
+    assert images.shape == (8, 3, 30, 30) and batches.binary.device.type == "cpu"  # the loss indexes on the host
+    pred, z = build_net(config, ds).to("meta")(images, scalars)
+    assert pred.device.type == "meta" and pred.shape == targets.shape
