@@ -81,8 +81,8 @@ class RunOptions:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.broadcast_every_updates < 1:
             raise ValueError(f"broadcast_every_updates must be >= 1, got {self.broadcast_every_updates}")
-        if self.max_wall_s is not None and not self.max_wall_s > 0:
-            raise ValueError(f"max_wall_s must be > 0, got {self.max_wall_s}")
+        if self.max_wall_s is not None and not self.max_wall_s >= 0:
+            raise ValueError(f"max_wall_s must be >= 0 (0: stop after the first episode), got {self.max_wall_s}")
 
 
 def read_eval_log(root: str | Path) -> list[dict]:
@@ -207,6 +207,20 @@ def checkpoint_store(root: str | Path, kind: str) -> CheckpointStore:
     return CheckpointStore(Path(root) / CHECKPOINTS, kind)
 
 
+def _fit_replay(replay: ReplayBuffer, replay_state: dict) -> ReplayBuffer:
+    """A replay that can take `replay_state`: a run extended on resume sizes its replay by the new budget;
+    a saved buffer that never wrapped moves into the new size, one that wrapped keeps its own."""
+    saved = state_counters(replay_state)
+    if saved["capacity"] == replay.capacity:
+        return replay
+    if saved["written"] <= min(saved["capacity"], replay.capacity):
+        counters = np.asarray(replay_state["counters"]).copy()
+        counters[0] = replay.capacity
+        replay_state["counters"] = counters
+        return replay
+    return ReplayBuffer(saved["capacity"], replay.fields)
+
+
 class OffPolicyAgent(Protocol):
     """What DMPO and REQ plug into `OffPolicyLoop`: a learner with its replay, and actors for it."""
 
@@ -323,6 +337,7 @@ class OffPolicyLoop:
             return
         _, state, replay_state = found
         self.agent.load_state_dict(state)
+        self.agent.replay = _fit_replay(self.agent.replay, replay_state)
         self.agent.replay.load_state_dict(replay_state)
         self.agent.rng.bit_generator.state = state["numpy_rng"]
         self.state = LoopState(**state["loop"])

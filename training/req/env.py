@@ -1,10 +1,11 @@
 """A task with its expert, as REQ trains on it: flat observations, actions in [-1, 1]^D, psi(s).
 
-`ExpertEnv` is the small interface the REQ training loop and intertwining need:
+`ExpertEnv` is the shared rollout contract (`training.rollout.RolloutEnv`, which DMPO's
+`ResidualEnv` implements too) plus the expert's action:
 
     obs = env.reset(seed)          (S,) float32
     psi = env.expert_action        (D,) the expert's action psi(s) at the current state, [-1, 1]^D
-    obs, reward, terminated, truncated, success = env.step(action)
+    step = env.step(action)        training.rollout.EnvStep(obs, reward, terminated, truncated, success)
 
 The expert is queried exactly once per visited state (its motion sequencer counts steps), whether
 or not its action is executed, so psi(s) is recorded for every state (eq. 4 of the REQ paper).
@@ -37,19 +38,14 @@ from controllers.residual import ResidualComposer
 from policies.runtime import BaseOutput, ComposedPolicy
 from sim_bridge.spec import TaskSpec
 from sim_bridge.task import Task
+from training.rollout import EnvStep, RolloutEnv
 
 
-class ExpertEnv(Protocol):
-    obs_dim: int
-    action_dim: int
+class ExpertEnv(RolloutEnv, Protocol):
     max_steps: int
-
-    def reset(self, seed: int) -> np.ndarray: ...
 
     @property
     def expert_action(self) -> np.ndarray: ...
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, bool]: ...
 
 
 def action_center_scale(spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +74,7 @@ class TaskEnv:
         self.policy = ComposedPolicy(self.spec, _NoBase(), composer=composer)
         """The runtime's composition and safety layer (the expert is queried by this env, once per state)."""
         self.action_dim = self.spec.action.size
-        self.obs_dim = self.spec.state.size + (self.action_dim if residual else 0)
+        self.observation_dim = self.spec.state.size + (self.action_dim if residual else 0)
         self.max_steps = self.spec.max_steps
         self.horizon: int | None = None
         """Optional shorter episode cap (training only: long failed episodes teach little); None = task horizon."""
@@ -116,7 +112,7 @@ class TaskEnv:
         u = self.denormalize(self._u) if self.residual else self.center
         return self.policy.compose(BaseOutput(action=np.asarray(u, np.float64), features=None), a).command
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, bool]:
+    def step(self, action: np.ndarray) -> EnvStep:
         step = self.task.step(self.executed_action(action))
         truncated = step.truncated or (self.horizon is not None and not step.terminated
                                         and self.task.step_count >= self.horizon)
@@ -124,7 +120,7 @@ class TaskEnv:
         obs = self._observe(step.obs) if not done else (
             np.concatenate([np.asarray(step.obs["state"], np.float32), self._u]) if self.residual
             else np.asarray(step.obs["state"], np.float32))
-        return obs, float(step.reward), bool(step.terminated), bool(truncated), bool(step.success)
+        return EnvStep(obs, float(step.reward), bool(step.terminated), bool(truncated), bool(step.success))
 
     def close(self) -> None:
         self.task.close()

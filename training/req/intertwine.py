@@ -11,7 +11,8 @@ expert demonstrations; RLfSE = (0.5, 0.75). Expected fraction of expert steps is
 both cases.
 
 Expert and policy steps go to one replay; every stored state carries psi(s) (`expert_action`),
-so eq. 4 can use the expert's label on states the policy visited.
+so eq. 4 can use the expert's label on states the policy visited. Episodes are collected by the
+shared `training.rollout.run_episode` with `IntertwinedActor`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Callable
 import numpy as np
 
 from training.replay import FieldSpec, ReplayBuffer
-from training.req.env import ExpertEnv
 
 
 @dataclass(frozen=True)
@@ -83,51 +83,41 @@ def replay_fields(obs_dim: int, action_dim: int) -> dict[str, FieldSpec]:
     }
 
 
-@dataclass
-class EpisodeRecord:
-    seed: int
-    success: bool
-    steps: int
-    expert_steps: int
-    intertwined: bool
-    whole_episode_expert: bool
-    episode_return: float
+class IntertwinedActor:
+    """The exploring actor of REQ (a `training.rollout.Actor`): per step the expert's psi(s) or the policy.
 
+    `actor.act(obs, explore=True)` (a `training.req.learner.REQActor`: the learner's own, or a rollout
+    worker's CPU copy) is the exploring policy, in [-1, 1]^D; the schedule decides who acts. Every
+    stored state carries psi(s) as `expert_action` (zeros on a terminal state), every step
+    `expert_acted`, into one replay.
 
-def collect_episode(
-    env: ExpertEnv,
-    policy: Callable[[np.ndarray], np.ndarray],
-    schedule: IntertwineSchedule,
-    replay: ReplayBuffer | None,
-    seed: int,
-    on_step: Callable[[], None] | None = None,
-) -> EpisodeRecord:
-    """Run one episode with intertwining, writing every step to `replay` (if given).
+    In the single-process loop the schedule draws from the run's numpy stream and the policy from the
+    learner's generator (as always); on a rollout worker (`run_seed` given) each episode draws both
+    from its own streams, seeded by (run seed, episode index) whichever worker runs it."""
 
-    `policy(obs) -> action` in [-1, 1]^D is the exploring policy; `on_step()` runs after every
-    environment step (the training loop's learner updates).
-    """
-    obs = env.reset(seed)
-    schedule.start_episode()
-    psi = env.expert_action
-    if replay is not None:
-        replay.add_first({"obs": obs, "expert_action": psi})
-    steps = expert_steps = 0
-    ret, success = 0.0, False
-    while True:
-        by_expert = schedule.expert_acts()
-        action = psi if by_expert else np.clip(policy(obs), -1.0, 1.0).astype(np.float32)
-        obs, reward, terminated, truncated, success = env.step(action)
-        steps += 1
-        expert_steps += int(by_expert)
-        ret += reward
-        done = terminated or truncated
-        psi = np.zeros_like(psi) if done else env.expert_action
-        if replay is not None:
-            replay.add({"action": action, "expert_acted": np.bool_(by_expert)}, reward=reward,
-                       discount=0.0 if terminated else 1.0, next_obs={"obs": obs, "expert_action": psi})
-        if on_step is not None:
-            on_step()
-        if done:
-            return EpisodeRecord(seed, bool(success), steps, expert_steps, schedule.intertwined,
-                                 schedule.whole_episode_expert, ret)
+    def __init__(self, actor, schedule: IntertwineSchedule, run_seed: int | None = None):
+        self.actor, self.schedule, self.run_seed = actor, schedule, run_seed
+        self.psi: np.ndarray | None = None
+
+    def start_episode(self, seed: int, index: int) -> None:
+        if self.run_seed is not None:
+            from training.workers import episode_rng
+
+            self.schedule.rng = episode_rng(self.run_seed, index)
+            self.actor.generator.manual_seed(int(self.schedule.rng.integers(2**62)))
+        self.schedule.start_episode()
+
+    def observe(self, env, done: bool) -> dict:
+        self.psi = np.zeros(env.action_dim, np.float32) if done else np.asarray(env.expert_action, np.float32)
+        return {"expert_action": self.psi}
+
+    def act(self, obs: np.ndarray, env) -> tuple[np.ndarray, dict]:
+        by_expert = self.schedule.expert_acts()
+        action = self.psi if by_expert else np.clip(self.actor.act(obs, explore=True), -1.0, 1.0).astype(np.float32)
+        return action, {"expert_acted": np.bool_(by_expert)}
+
+    def episode_info(self) -> dict:
+        return {"intertwined": int(self.schedule.intertwined), "whole_episode_expert": int(self.schedule.whole_episode_expert)}
+
+    def load_weights(self, weights: dict) -> None:
+        self.actor.load_state_dict(weights)

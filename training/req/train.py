@@ -1,30 +1,30 @@
 """REQ / CRR training from a waypoint expert: intertwined data collection, replay, learner updates,
 periodic held-out evaluation, TensorBoard, resumable checkpoints.
 
-Reads top to bottom: build env + replay + learner, (resume), then loop over episodes until
-`frames` environment steps were taken; every step may trigger learner updates, every
-`eval_every_frames` an evaluation over held-out seeds (`training.seeds.evaluation_episode_seed`),
-every `checkpoint_every_frames` a checkpoint (at an episode boundary, so resuming is exact up to
-the RNG draws of the interrupted episode). Training episode i of run seed s is reset with
-`training.seeds.training_episode_seed(s, i)`.
+The loop is the shared harness (`training.harness.OffPolicyLoop`); REQ plugs in `REQAgent`: the
+learner, its replay, the per-step update rule (normalisers fitted once `min_replay_steps` are
+stored, then `updates_per_step` updates per step, fractions accumulating) and the intertwining
+actors (`training.req.intertwine.IntertwinedActor`: the learner's own in the single-process loop,
+CPU copies on Ray rollout workers with `workers > 0`). Training episode i of run seed s is reset
+with `training.seeds.training_episode_seed(s, i)`; evaluations use held-out seeds
+(`training.seeds.evaluation_episode_seed`).
 
-Run directory:
-    config.yaml        the TrainConfig
+Run directory (`training.harness.RunDir`):
+    config.yaml        kind req + the TrainConfig (a resume with another config is refused)
     run.yaml           kind: req (what `rrl export` dispatches on)
     checkpoints/       `training.checkpoint` units, the newest and the previous one: `learner.pt`
                        (config, learner: networks, targets, optimisers; counters, RNG state, eval history)
                        and `replay.npz` (the replay buffer), written together and verified together;
                        the last one, written when training stops, is what `rrl export` reads
     tb/                TensorBoard logs
-    eval.jsonl         one line per evaluation: frames, success_rate, wall_s (rewritten from the checkpoint's
-                       history on resume: evaluations a killed process made after its last checkpoint go)
+    eval.jsonl         one line per evaluation: frames, success_rate, wall_s, updates (rewritten from the
+                       checkpoint's history on resume: evaluations a killed process made after its last
+                       checkpoint go)
     summary.json       the summary `train` returns
 """
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -32,20 +32,15 @@ from typing import Callable
 import numpy as np
 import torch
 import yaml
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
-from training.checkpoint import Checkpoint, CheckpointError, CheckpointStore, npz_file, refuse_old_layout, torch_file
-from training.replay import ReplayBuffer, state_counters
+from training.checkpoint import CheckpointStore
+from training.harness import CHECKPOINTS, LoopSchedule, OffPolicyLoop, RunDir, RunOptions, read_checkpoint  # noqa: F401
+from training.harness import checkpoint_store as _checkpoint_store
+from training.replay import ReplayBuffer
 from training.req.env import ExpertEnv, TaskEnv
-from training.req.intertwine import IntertwineSchedule, collect_episode, intertwine_config, replay_fields
-from training.req.learner import Batch, REQConfig, REQLearner
-from training.seeds import EVAL_SEED_BASE, check_run_seed, evaluation_episode_seed, training_episode_seed
-
-CHECKPOINTS = "checkpoints"
-"""The run's checkpoint directory (`training.checkpoint` layout)."""
-OLD_LAYOUT = ("checkpoint.pt", "replay.npz", "final.pt")
-"""The previous layout's separately written files (refused: the pair cannot be verified)."""
+from training.req.intertwine import IntertwinedActor, IntertwineSchedule, intertwine_config, replay_fields
+from training.req.learner import Batch, REQActor, REQConfig, REQLearner
+from training.seeds import EVAL_SEED_BASE, check_run_seed, evaluation_episode_seed
 
 
 @dataclass(frozen=True)
@@ -130,23 +125,32 @@ def make_task_env(config: TrainConfig) -> TaskEnv:
                    residual=config.residual, residual_scale=config.residual_scale)
 
 
-def evaluate_learner(env: ExpertEnv, learner: REQLearner, episodes: int, seed: int = EVAL_SEED_BASE,
+def evaluate_learner(env: ExpertEnv, learner: REQLearner | REQActor, episodes: int, seed: int = EVAL_SEED_BASE,
                      acting: str | None = None) -> dict:
     """Deterministic episodes of the learned policy on held-out seeds from `seed` (`evaluation_episode_seed`)."""
-    wins, steps = 0, []
-    for i in range(episodes):
-        obs = env.reset(evaluation_episode_seed(i, first=seed))
-        t = 0
+    from training.evaluation import EvalResult
+
+    seeds = [evaluation_episode_seed(i, first=seed) for i in range(episodes)]
+    return EvalResult(evaluate_episodes(env, learner, seeds, acting)).summary()
+
+
+def evaluate_episodes(env: ExpertEnv, actor, seeds: list[int], acting: str | None = None) -> list:
+    """One deterministic episode per seed with `actor.act(obs, explore=False)` (a learner, a `REQActor`,
+    or an `IntertwinedActor`'s); `training.evaluation.EpisodeResult`s in seed order. Runs on rollout
+    workers too (`training.workers.WorkerPool.evaluate`)."""
+    from training.evaluation import EpisodeResult
+
+    act = getattr(actor, "actor", actor)  # an IntertwinedActor evaluates its policy, never the expert
+    out = []
+    for seed in seeds:
+        obs, t = env.reset(seed), 0
         while True:
-            obs, _, terminated, truncated, success = env.step(learner.act(obs, explore=False, acting=acting))
-            t += 1
-            if terminated or truncated:
+            step = env.step(act.act(obs, explore=False, acting=acting))
+            obs, t = step.obs, t + 1
+            if step.terminated or step.truncated:
                 break
-        wins += int(success)
-        if success:
-            steps.append(t)
-    return {"success_rate": wins / episodes, "episodes": episodes,
-            "mean_steps_success": float(np.mean(steps)) if steps else None}
+        out.append(EpisodeResult(seed=seed, success=bool(step.success), steps=t))
+    return out
 
 
 def evaluate_expert(env: ExpertEnv, episodes: int, seed: int = EVAL_SEED_BASE) -> dict:
@@ -155,10 +159,10 @@ def evaluate_expert(env: ExpertEnv, episodes: int, seed: int = EVAL_SEED_BASE) -
     for i in range(episodes):
         env.reset(evaluation_episode_seed(i, first=seed))
         while True:
-            _, _, terminated, truncated, success = env.step(env.expert_action)
-            if terminated or truncated:
+            step = env.step(env.expert_action)
+            if step.terminated or step.truncated:
                 break
-        wins += int(success)
+        wins += int(step.success)
     return {"success_rate": wins / episodes, "episodes": episodes}
 
 
@@ -169,146 +173,121 @@ def to_batch(sample) -> Batch:
                  expert_action=t(sample.obs["expert_action"]))
 
 
-def train(config: TrainConfig, out_dir: str | Path, env_factory: Callable[[TrainConfig], ExpertEnv] = make_task_env,
-          progress: bool = True, resume: bool = True, max_wall_s: float | None = None) -> dict:
-    """Train; returns a summary dict (frames, episodes, wall_s, last evaluation, eval history).
+def make_remote_actor(obs_dim: int, action_dim: int, config: TrainConfig, weights: dict) -> IntertwinedActor:
+    """A rollout worker's actor: a CPU `REQActor` (weights by broadcast) with its own intertwining schedule."""
+    actor = REQActor.from_state_dict(obs_dim, action_dim, config.learner, weights)
+    return IntertwinedActor(actor, IntertwineSchedule(intertwine_config(config.mode), np.random.default_rng()),
+                            run_seed=config.seed)
 
-    `max_wall_s` stops early (with a checkpoint) after that much wall time in this call.
+
+class REQAgent:
+    """REQ / CRR as a `training.harness.OffPolicyAgent` (see the module docstring)."""
+
+    def __init__(self, learner: REQLearner, replay: ReplayBuffer, config: TrainConfig, eval_env: ExpertEnv):
+        self.learner, self.replay, self.config, self.eval_env = learner, replay, config, eval_env
+        self.rng = np.random.default_rng(config.seed)
+        self._local = IntertwinedActor(learner.actor, IntertwineSchedule(intertwine_config(config.mode), self.rng))
+        self.updates_credit, self.fitted = 0.0, False
+
+    @property
+    def updates(self) -> int:
+        return self.learner.num_updates
+
+    def local_actor(self) -> IntertwinedActor:
+        return self._local
+
+    def remote_actor_factory(self):
+        import functools
+
+        return functools.partial(make_remote_actor, self.learner.obs_dim, self.learner.action_dim, self.config,
+                                 self.learner.actor_state_dict())
+
+    def actor_weights(self) -> dict:
+        return self.learner.actor_state_dict()
+
+    def after_step(self, frames: int) -> dict | None:
+        c = self.config
+        if len(self.replay) < c.min_replay_steps:
+            return None
+        if not self.fitted:
+            warmup = self.replay.sample(min(len(self.replay), 10_000), 1, c.learner.discount, self.rng)
+            self.learner.fit_normalizers(warmup.obs["obs"])
+            self.fitted = True
+        self.updates_credit += c.updates_per_step
+        stats = None
+        while self.updates_credit >= 1.0:
+            self.updates_credit -= 1.0
+            sample = self.replay.sample(c.learner.batch_size, c.learner.n_step, c.learner.discount, self.rng)
+            stats = self.learner.update(to_batch(sample))
+        return stats
+
+    def evaluate(self, episodes: int, seed: int) -> dict:
+        return evaluate_learner(self.eval_env, self.learner, episodes, seed)
+
+    def state_dict(self) -> dict:
+        return {"config": self.config.to_dict(), "learner": self.learner.state_dict(),
+                "counters": {"updates_credit": self.updates_credit, "fitted": self.fitted},
+                "obs_dim": self.learner.obs_dim, "action_dim": self.learner.action_dim}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.updates_credit, self.fitted = state["counters"]["updates_credit"], state["counters"]["fitted"]
+
+
+def train(config: TrainConfig, out_dir: str | Path, env_factory: Callable[[TrainConfig], ExpertEnv] = make_task_env,
+          progress: bool = True, resume: bool = True, max_wall_s: float | None = None,
+          options: RunOptions = RunOptions(device="cpu")) -> dict:
+    """Train; returns a summary dict (frames, episodes, wall_s, last evaluation, eval history, frames/s,
+    updates/s, workers, device).
+
+    `max_wall_s` (or `options.max_wall_s`) stops early (with a checkpoint) after that much wall time in this
+    call; the same call resumes. `env_factory(config)` builds an environment (picklable when
+    `options.workers > 0`: each rollout worker builds its own).
     """
+    import dataclasses
+    import functools
+
+    from training.device import resolve_device
+
+    options = dataclasses.replace(options, progress=progress and options.progress,
+                                  max_wall_s=max_wall_s if max_wall_s is not None else options.max_wall_s)
     out = Path(out_dir)
-    store = checkpoint_store(out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
+    run = RunDir(out, "req", config.to_dict(), resume=resume)
     env, eval_env = env_factory(config), env_factory(config)
     if config.train_horizon is not None:
         env.horizon = config.train_horizon
-    learner = REQLearner(env.obs_dim, env.action_dim, config.learner, seed=config.seed)
+    learner = REQLearner(env.observation_dim, env.action_dim, config.learner, seed=config.seed,
+                         device=resolve_device(options.device))
     replay = ReplayBuffer(min(config.replay_capacity, config.frames + config.frames // 2 + 10),
-                          replay_fields(env.obs_dim, env.action_dim))
-    rng = np.random.default_rng(config.seed)
-    schedule = IntertwineSchedule(intertwine_config(config.mode), rng)
-    counters = {"frames": 0, "episodes": 0, "updates_credit": 0.0, "fitted": False, "wall_s": 0.0,
-                "next_eval": 0, "next_checkpoint": config.checkpoint_every_frames}
-    history: list[dict] = []
-
-    found = read_checkpoint(store) if resume else None
-    if found is not None:
-        ckpt, state, replay_state = found
-        if state["config"] != config.to_dict():
-            raise ValueError(f"{ckpt.path}: checkpoint was written by a different config; use a new --out or the same options")
-        learner.load_state_dict(state["learner"])
-        replay.load_state_dict(replay_state)
-        rng.bit_generator.state = state["rng"]
-        counters, history = state["counters"], state["history"]
-    # the evaluations of this run as resumed: a killed process may have evaluated past its last checkpoint
-    (out / "eval.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in history))
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+                          replay_fields(env.observation_dim, env.action_dim))
+    agent = REQAgent(learner, replay, config, eval_env)
     (out / "run.yaml").write_text(yaml.safe_dump({"kind": "req", "algo": config.algo, "task": config.task}))
-
-    writer = SummaryWriter(str(out / "tb"))
-    bar = tqdm(total=config.frames, initial=counters["frames"], desc=f"{config.algo}/{config.mode} {config.task}",
-               unit="frame", disable=not progress, dynamic_ncols=True)
-    start = time.monotonic()
-    wall0 = counters["wall_s"]
-    last_stats: dict[str, float] = {}
-
-    def save_checkpoint() -> None:
-        counters["wall_s"] = wall0 + time.monotonic() - start
-        state = {"config": config.to_dict(), "learner": learner.state_dict(), "rng": rng.bit_generator.state,
-                 "counters": counters, "history": history, "obs_dim": env.obs_dim, "action_dim": env.action_dim}
-        store.save(counters["frames"], {"learner.pt": torch_file(state), "replay.npz": npz_file(replay.state_dict())},
-                   meta={"frames": counters["frames"], "episodes": counters["episodes"], "replay_steps": replay.steps_added})
-
-    def run_eval() -> None:
-        result = evaluate_learner(eval_env, learner, config.eval_episodes)
-        wall = wall0 + time.monotonic() - start
-        entry = {"frames": counters["frames"], "success_rate": result["success_rate"], "wall_s": round(wall, 1),
-                 "updates": learner.num_updates}
-        history.append(entry)
-        with open(out / "eval.jsonl", "a") as f:
-            f.write(json.dumps(entry) + "\n")
-        writer.add_scalar("eval/success_rate", result["success_rate"], counters["frames"])
-        bar.set_postfix(eval=f"{result['success_rate']:.2f}", upd=learner.num_updates)
-
-    def on_step() -> None:
-        nonlocal last_stats
-        counters["frames"] += 1
-        bar.update(1)
-        if len(replay) < config.min_replay_steps:
-            return
-        if not counters["fitted"]:
-            warmup = replay.sample(min(len(replay), 10_000), 1, config.learner.discount, rng)
-            learner.fit_normalizers(warmup.obs["obs"])
-            counters["fitted"] = True
-        counters["updates_credit"] += config.updates_per_step
-        while counters["updates_credit"] >= 1.0:
-            counters["updates_credit"] -= 1.0
-            sample = replay.sample(config.learner.batch_size, config.learner.n_step, config.learner.discount, rng)
-            last_stats = learner.update(to_batch(sample))
-        if learner.num_updates and learner.num_updates % 100 == 0 and last_stats:
-            for k, v in last_stats.items():
-                writer.add_scalar(f"learner/{k}", v, counters["frames"])
-
-    def explore(obs: np.ndarray) -> np.ndarray:
-        return learner.act(obs, explore=True)
-
-    stopped_early = False
-    while counters["frames"] < config.frames:
-        if counters["frames"] >= counters["next_eval"]:
-            run_eval()
-            counters["next_eval"] += config.eval_every_frames
-        rec = collect_episode(env, explore, schedule, replay, training_episode_seed(config.seed, counters["episodes"]),
-                              on_step=on_step)
-        counters["episodes"] += 1
-        writer.add_scalar("collect/success", float(rec.success), counters["frames"])
-        writer.add_scalar("collect/expert_step_fraction", rec.expert_steps / rec.steps, counters["frames"])
-        if counters["frames"] >= counters["next_checkpoint"]:
-            save_checkpoint()
-            counters["next_checkpoint"] += config.checkpoint_every_frames
-        if max_wall_s is not None and time.monotonic() - start > max_wall_s:
-            stopped_early = True
-            break
-    if not history or history[-1]["frames"] != counters["frames"]:
-        run_eval()
-    save_checkpoint()  # also after a wall-clock stop: the learner so far is a usable policy
-    bar.close()
-    writer.close()
+    schedule = LoopSchedule(frames=config.frames, seed=config.seed, eval_every_frames=config.eval_every_frames,
+                            eval_episodes=config.eval_episodes, checkpoint_every_frames=config.checkpoint_every_frames)
+    worker_env = functools.partial(_worker_env, env_factory, config)
+    loop = OffPolicyLoop(agent, env, schedule, run, options, env_factory=worker_env, evaluate_episodes=evaluate_episodes,
+                         device=str(learner.device), desc=f"{config.algo}/{config.mode} {config.task}")
+    try:
+        result = loop.train()
+    finally:
+        run.close()
     summary = {"task": config.task, "algo": config.algo, "mode": config.mode, "residual": config.residual,
-               "frames": counters["frames"], "episodes": counters["episodes"], "updates": learner.num_updates,
-               "wall_s": round(counters["wall_s"], 1), "finished": not stopped_early,
-               "last_eval": history[-1] if history else None, "history": history}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+               **result.summary(), "history": result.history}
+    run.write_summary(summary)
     return summary
+
+
+def _worker_env(env_factory: Callable[[TrainConfig], ExpertEnv], config: TrainConfig) -> ExpertEnv:
+    env = env_factory(config)
+    if config.train_horizon is not None:
+        env.horizon = config.train_horizon
+    return env
 
 
 def checkpoint_store(out_dir: str | Path) -> CheckpointStore:
     """The REQ checkpoints of run `out_dir`; a run of the previous layout is refused (`CheckpointError`)."""
-    refuse_old_layout(out_dir, OLD_LAYOUT, "checkpoint.pt, replay.npz and final.pt")
-    return CheckpointStore(Path(out_dir) / CHECKPOINTS, "req")
-
-
-def read_checkpoint(store: CheckpointStore) -> tuple[Checkpoint, dict, dict[str, np.ndarray]] | None:
-    """The newest verified checkpoint with its learner state and replay arrays (None if the run has none).
-
-    Beyond the manifest's hashes, the pair must agree: every frame counted stored one replay step
-    (and the manifest's step is that frame count).
-    """
-
-    def check(ckpt: Checkpoint) -> tuple[dict, dict[str, np.ndarray]]:
-        state = torch.load(ckpt.file("learner.pt"), weights_only=False)
-        with np.load(ckpt.file("replay.npz")) as z:
-            replay_state = dict(z)
-        frames, steps = state["counters"]["frames"], state_counters(replay_state)["steps"]
-        if not frames == steps == ckpt.step:
-            raise CheckpointError(f"{ckpt.path}: learner.pt counts {frames} frames, replay.npz holds {steps} steps, "
-                                  f"the manifest says step {ckpt.step}: not one checkpoint")
-        return state, replay_state
-
-    found = store.load(check)
-    if found is None:
-        return None
-    ckpt, (state, replay_state) = found
-    return ckpt, state, replay_state
+    return _checkpoint_store(out_dir, "req")
 
 
 def load_learner(run_dir: str | Path) -> tuple[TrainConfig, REQLearner]:

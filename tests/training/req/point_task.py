@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from training.rollout import EnvStep
+
 
 class PointReach:
-    obs_dim = 5
+    observation_dim = 5
     action_dim = 2
     max_steps = 6
     speed_m = 0.25
@@ -41,4 +43,4 @@ class PointReach:
         self.pos = self.pos + self.speed_m * np.clip(np.asarray(action, float), -1, 1)
         self.t += 1
         success = bool(np.linalg.norm(self.goal - self.pos) < self.tolerance_m)
-        return self._obs(), float(success), success, (self.t >= self.max_steps) and not success, success
+        return EnvStep(self._obs(), float(success), success, (self.t >= self.max_steps) and not success, success)

@@ -19,7 +19,7 @@ def test_residual_env_composes_like_the_runtime_and_falls_back_on_nan():
         np.testing.assert_allclose(env.executed_action(np.full(4, np.nan)), env.spec.clip_action(u), atol=1e-9)
         assert env.counters.nonfinite_fallbacks == 1
         for _ in range(5):
-            obs, *_ = env.step(np.full(4, np.nan))
+            obs = env.step(np.full(4, np.nan)).obs
         assert env.counters.nonfinite_fallbacks == 6
     finally:
         env.close()

@@ -36,8 +36,9 @@ def test_zero_residual_is_the_expert():
             # the residual never touches the gripper (the runtime's composer leaves it to the base)
             assert env.executed_action(np.ones(4))[3] == pytest.approx(u[3])
             assert np.all(env.expert_action == 0)
-            obs, _, terminated, truncated, _ = env.step(np.zeros(4))
-            if terminated or truncated:
+            step = env.step(np.zeros(4))
+            obs = step.obs
+            if step.terminated or step.truncated:
                 break
     finally:
         env.close()
@@ -89,7 +90,7 @@ def test_exported_residual_composes_like_training(tmp_path):
             a_train = task.spec.clip_action(env.executed_action(learner.act(obs_env, explore=False, acting="prior")))
             np.testing.assert_allclose(a_runtime, a_train, atol=1e-4)
             obs = task.step(a_runtime).obs
-            obs_env, *_ = env.step(learner.act(obs_env, explore=False, acting="prior"))
+            obs_env = env.step(learner.act(obs_env, explore=False, acting="prior")).obs
     finally:
         env.close()
         task.close()

@@ -5,8 +5,9 @@ import pytest
 
 from point_task import PointReach
 from training.replay import ReplayBuffer
+from training.rollout import run_episode
 from training.req.intertwine import (
-    MODES, IntertwineConfig, IntertwineSchedule, collect_episode, intertwine_config, replay_fields,
+    MODES, IntertwineConfig, IntertwinedActor, IntertwineSchedule, intertwine_config, replay_fields,
 )
 
 
@@ -50,10 +51,15 @@ def test_modes_are_table_6_and_bad_input_is_refused():
 
 def test_collect_records_psi_for_every_state_and_one_replay():
     env = PointReach()
-    replay = ReplayBuffer(1000, replay_fields(env.obs_dim, env.action_dim))
+    replay = ReplayBuffer(1000, replay_fields(env.observation_dim, env.action_dim))
     schedule = IntertwineSchedule(IntertwineConfig(1.0, 0.5), np.random.default_rng(3))
-    policy = lambda obs: np.array([0.3, -0.3], np.float32)  # noqa: E731  (never the expert's action)
-    records = [collect_episode(env, policy, schedule, replay, seed=s) for s in range(20)]
+
+    class Fixed:  # never the expert's action
+        def act(self, obs, explore):
+            return np.array([0.3, -0.3], np.float32)
+
+    actor = IntertwinedActor(Fixed(), schedule)
+    records = [run_episode(env, actor, s, replay) for s in range(20)]
     total = sum(r.steps for r in records)
     assert len(replay) == total
     sample = replay.gather(np.flatnonzero(replay._data["_has_step"]), 1, 0.99)
@@ -64,4 +70,4 @@ def test_collect_records_psi_for_every_state_and_one_replay():
     assert 0 < by_expert.sum() < total  # both acted, into the same buffer
     np.testing.assert_allclose(sample.step["action"][by_expert], psi[by_expert], atol=1e-6)
     np.testing.assert_allclose(sample.step["action"][~by_expert], [[0.3, -0.3]] * int((~by_expert).sum()), atol=1e-6)
-    assert sum(r.expert_steps for r in records) == by_expert.sum()
+    assert sum(r.info["expert_acted"] for r in records) == by_expert.sum()

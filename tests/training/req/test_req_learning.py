@@ -24,7 +24,8 @@ FAST = REQConfig(hidden=(64, 64), batch_size=64, num_samples=20, temperature_ste
 
 
 def _config(frames: int, **kw) -> TrainConfig:
-    return TrainConfig(task="point_reach", mode="rlfse", frames=frames, min_replay_steps=300, updates_per_step=1.0,
+    kw = {"updates_per_step": 1.0, **kw}
+    return TrainConfig(task="point_reach", mode="rlfse", frames=frames, min_replay_steps=300,
                        eval_every_frames=1000, eval_episodes=20, checkpoint_every_frames=500, learner=FAST, **kw)
 
 
@@ -51,8 +52,11 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     evals = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
     assert [e["frames"] for e in evals] == sorted(e["frames"] for e in evals)
     assert evals == done["history"] and all(e["wall_s"] != 9.9 for e in evals)
-    with pytest.raises(ValueError, match="different config"):
-        train(_config(900), tmp_path, env_factory=lambda c: PointReach(), progress=False)
+    with pytest.raises(ValueError, match="different config; these fields differ: updates_per_step: 1.0 -> 2.0"):
+        train(_config(900, updates_per_step=2.0), tmp_path, env_factory=lambda c: PointReach(), progress=False)
+    # a longer budget is the one change a resume takes: it extends the run
+    longer = train(_config(900), tmp_path, env_factory=lambda c: PointReach(), progress=False)
+    assert longer["finished"] and longer["frames"] >= 900
 
 
 def test_the_learner_is_the_newest_complete_checkpoint(tmp_path):
@@ -84,7 +88,7 @@ def test_full_disk_stops_with_one_clear_error_and_no_temporary_files(mounts):
     assert "no space left on device" in str(error.value) and str(run / "checkpoints") in str(error.value)
     assert not [p for p in run.rglob("*") if ".tmp" in p.name], "temporary files left behind"
     _, state, _ = read_checkpoint(checkpoint_store(run))
-    assert state["counters"]["frames"] == first["frames"]  # the earlier checkpoint is intact
+    assert state["frames"] == first["frames"]  # the earlier checkpoint is intact
     ballast.unlink()
     assert train(_collect_only(900), run, env_factory=lambda c: PointReach(), progress=False)["frames"] >= 900
 
