@@ -98,14 +98,16 @@ def input_sources(base: Base | None, mode: str = "residual") -> tuple[str, ...]:
 def bc_head(artifact: PolicyArtifact) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """The BC network's output layer for the action at t: (weight (A, H), bias (A,), its input sources).
 
-    Read from the BC run's best checkpoint (`provenance.run`/checkpoints/best.pt, key `model`,
+    Read from the BC run's best weights (`training.bc.train.best_weights_path(provenance.run)`, key `model`,
     `head.weight` (K·A, H) with the K horizons major). The head reads the 256-d bottleneck
     features, plus the normalised proprioception when the encoder is the image ResNet.
     """
     from pathlib import Path
 
     run = artifact.provenance.get("run")
-    ckpt = Path(str(run)) / "checkpoints" / "best.pt" if run else None
+    from training.bc.train import best_weights_path
+
+    ckpt = best_weights_path(Path(str(run))) if run else None
     if ckpt is None or not ckpt.is_file():
         raise FileNotFoundError(f"{artifact.describe()}: fine-tuning needs the BC run's checkpoint, not found at {ckpt}")
     model = torch.load(ckpt, weights_only=False, map_location="cpu")["model"]

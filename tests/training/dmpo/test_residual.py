@@ -139,8 +139,8 @@ def synthetic_bc_artifact(spec, stats, root):
 
     torch.manual_seed(1)
     net = BCNet(4, image_channels=0, scalar_dim=spec.state.size)
-    (root / "run" / "checkpoints").mkdir(parents=True)
-    torch.save({"model": net.state_dict()}, root / "run" / "checkpoints" / "best.pt")
+    (root / "run").mkdir(parents=True)
+    torch.save({"model": net.state_dict()}, root / "run" / "best.pt")
     artifact = PolicyArtifact(
         kind="bc", algo="bc", task=spec.name, inputs=(InputSpec("state", ("state",), (-1, spec.state.size)),),
         outputs=(OutputSpec("action", "action", (-1, 4)), OutputSpec("features", "features", (-1, 256))),
