@@ -32,8 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="YAML file with TrainConfig fields (learner: {...}); flags override task/mode/algo/frames")
     p.add_argument("--eval-every", type=int, default=None, help="frames between evaluations")
     p.add_argument("--eval-episodes", type=int, default=None, help="held-out episodes per evaluation")
-    p.add_argument("--max-wall-s", type=float, default=None, help="stop (with a checkpoint) after this much wall time")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from rrl.config_args import add_config_arguments
+    from training.harness import RunOptions
+
+    add_config_arguments(p, RunOptions)  # --device, --workers, --ray-address, --broadcast-every-updates, --max-wall-s, --progress
     p.add_argument("--json", action="store_true", help="print one JSON object (the run summary) as the last line")
 
 
@@ -60,13 +62,17 @@ def run(args: argparse.Namespace) -> int:
         cfg["eval_every_frames"] = args.eval_every
     if args.eval_episodes is not None:
         cfg["eval_episodes"] = args.eval_episodes
+    from rrl.config_args import ConfigError, config_from_args
+    from training.harness import RunOptions
+
     try:
         config = TrainConfig.from_dict(cfg)
-    except (TypeError, ValueError) as e:
+        options = config_from_args(RunOptions, args)
+    except (TypeError, ValueError, ConfigError) as e:
         raise SystemExit(f"rrl train req: bad configuration: {e}")
     try:
         with writing(args.out):
-            summary = train(config, args.out, progress=not args.no_progress, max_wall_s=args.max_wall_s)
+            summary = train(config, args.out, options=options)
     except ValueError as e:
         raise SystemExit(f"rrl train req: {e}") from None
     short = {k: v for k, v in summary.items() if k != "history"}

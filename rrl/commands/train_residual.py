@@ -43,6 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of networks, exploration and training episodes")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--json", action="store_true", help="print one JSON summary object as the last line")
+    from rrl.config_args import add_config_arguments
+    from training.harness import RunOptions
+
+    add_config_arguments(p, RunOptions)  # --device, --workers, --ray-address, --broadcast-every-updates, --max-wall-s, --progress
 
 
 BUDGET_KEYS = {"frames", "eval_every_frames", "checkpoint_every_frames", "eval_episodes", "final_eval_episodes", "torch_threads"}
@@ -74,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
         config = ResidualRunConfig(task=args.task, base=args.base, residual_scale=args.residual_scale, finetune=args.finetune,
                                    stats_episodes=args.stats_episodes, eval_episodes=args.eval_episodes,
                                    final_eval_episodes=args.final_eval_episodes, train=train)
+        from rrl.config_args import config_from_args
+        from training.harness import RunOptions
+
+        options = config_from_args(RunOptions, args)
     except ValueError as e:
         raise SystemExit(f"rrl train residual: {e}") from None
     out = Path(args.out)
@@ -85,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"resuming {out} from its checkpoint", flush=True)
     try:
         with writing(out):
-            summary = train_residual(config, out, resume=resume, progress=not args.json)
+            summary = train_residual(config, out, resume=resume, progress=not args.json, options=options)
     except (ValueError, KeyError, FileNotFoundError) as e:
         raise SystemExit(f"rrl train residual: {e}") from None
     if args.json:

@@ -141,8 +141,40 @@ def _env_and_policy(config: ResidualRunConfig, task, base, space: ResidualSpace)
     return env, FineTunePolicy(weight, bias, init_std=config.train.learner.init_std)
 
 
-def train_residual(config: ResidualRunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
-    """Train, export and compare; returns the summary (also written to RUN/summary.json)."""
+def worker_env(config: ResidualRunConfig, stats: dict[str, FieldStats]):
+    """A rollout worker's environment: its own task, its own frozen base (and feature extractor), the run's statistics."""
+    task, base = _make(config)
+    env, _ = _env_and_policy(config, task, base, _space(config, task, base, stats))
+    return env
+
+
+def evaluate_residual_episodes(env: ResidualEnv, actor, seeds: list[int]) -> list:
+    """Deterministic episodes (the policy's mean) through the composed policy, one per seed, on any process."""
+    import torch
+
+    from training.evaluation import run_episode
+    from training.dmpo.residual import LearnerResidual
+
+    @torch.no_grad()
+    def mean(obs):
+        device = next(actor.policy.parameters()).device
+        return actor.policy(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0][0].cpu().numpy()
+
+    policy = env.space.policy(env.base, LearnerResidual(mean, env.space))
+    return [run_episode(env.task, policy, seed) for seed in seeds]
+
+
+def train_residual(config: ResidualRunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+                   options=None) -> dict:
+    """Train, export and compare; returns the summary (also written to RUN/summary.json).
+
+    `options` (`training.harness.RunOptions`): device, rollout workers (each builds its own task and
+    base: `worker_env`), wall clock."""
+    import functools
+
+    from training.harness import RunOptions
+
+    options = options if options is not None else RunOptions(device="cpu")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
@@ -164,13 +196,14 @@ def train_residual(config: ResidualRunConfig, out_dir: str | Path, resume: bool 
         (out / "run.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
         evaluate = lambda act: evaluate_residual(env, act, config.eval_episodes, EVAL_SEED_BASE)  # noqa: E731
         learner = train(env, evaluate, config.train, out, np.zeros(obs_dim), np.ones(obs_dim), resume=resume, progress=progress,
-                        policy=policy)
+                        policy=policy, options=options, env_factory=functools.partial(worker_env, config, stats),
+                        evaluate_episodes=evaluate_residual_episodes, eval_episodes=config.eval_episodes)
     finally:
         task.close()
     train_wall_s = time.monotonic() - start
     summary = {"task": config.task, "base": config.base, "frames": config.train.frames,
                "train_wall_s": round(train_wall_s, 1), "base_stats_episodes": base_stats_summary,
-               "learner_steps": learner.steps, "mode": config.mode}
+               "learner_steps": learner.steps, "mode": config.mode, **learner.result.summary()}
     if config.mode == "residual":
         artifact = export_run(out, out / "artifact", overwrite=True)
         summary["artifact"] = str(artifact.path)
