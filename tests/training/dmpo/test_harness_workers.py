@@ -1,0 +1,118 @@
+"""The shared harness (training.harness) with Ray rollout workers (training.workers), on the point mass.
+
+- `--workers 0` reproduces the pre-harness DMPO loop bit for bit for a fixed seed (pinned checksum);
+- a 2-worker run learns like the single-process one;
+- a worker that dies is replaced, counted, and the run completes; evaluations on the workers give the
+  same results as sequential ones for the same seeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.dmpo.learner import DMPOConfig
+from training.dmpo.train import TrainConfig, train
+from training.harness import RunOptions, read_eval_log
+
+from .point_mass import PointMassReach, evaluate_point_mass
+
+TINY = DMPOConfig(
+    policy_hidden=(64, 64), critic_hidden=(64, 64), init_std=0.5, init_log_temperature=1.0, init_log_alpha_mean=1.0,
+    init_log_alpha_std=10.0, target_update_period=50, epsilon_mean=0.01, epsilon_std=1e-4, policy_lr=1e-3, critic_lr=1e-3,
+)
+
+
+def learner_checksum(learner) -> str:
+    h = hashlib.sha256()
+    for module in (learner.policy, learner.critic):
+        for _, v in sorted(module.state_dict().items()):
+            h.update(v.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_single_process_loop_reproduces_the_pre_harness_dmpo_run(tmp_path):
+    """Pinned on the DMPO loop as it was before the harness (commit 6fceb69 + the learner's device change),
+    regenerate with: the same config through `training.dmpo.train.train` at that commit."""
+    small = DMPOConfig(policy_hidden=(32, 32), critic_hidden=(32, 32), init_std=0.5, init_log_temperature=1.0,
+                       init_log_alpha_mean=1.0, init_log_alpha_std=10.0, target_update_period=50, epsilon_mean=0.01,
+                       epsilon_std=1e-4, policy_lr=1e-3, critic_lr=1e-3)
+    cfg = TrainConfig(frames=600, batch_size=32, min_replay=200, frames_per_update=2, eval_every_frames=300, gamma=0.95,
+                      learner=small, seed=3)
+    learner = train(PointMassReach(), lambda act: evaluate_point_mass(act, episodes=5), cfg, tmp_path, np.zeros(4),
+                    np.full(4, 0.6), progress=False, options=RunOptions(device="cpu", workers=0))
+    assert learner.steps == 207
+    assert learner_checksum(learner) == "e37683f790a061ed65ee650eebbd86f1f9b561c939b823abba1706178bde887e"
+
+
+@pytest.mark.timeout(900)
+def test_two_ray_workers_learn_the_point_mass_like_one_process(tmp_path):
+    cfg = TrainConfig(frames=4000, batch_size=64, min_replay=300, frames_per_update=1, eval_every_frames=2000, gamma=0.95,
+                      learner=TINY)
+    learner = train(PointMassReach(), evaluate_point_mass, cfg, tmp_path, np.zeros(4), np.full(4, 0.6), progress=False,
+                    options=RunOptions(device="cpu", workers=2, broadcast_every_updates=20), env_factory=PointMassReach)
+    rows = read_eval_log(tmp_path)
+    assert float(rows[0]["success_rate"]) <= 0.2 and float(rows[-1]["success_rate"]) >= 0.7, rows
+    assert learner.result.workers == 2 and learner.result.restarts == 0 and learner.result.frames >= 4000
+
+
+class DiesOnce(PointMassReach):
+    """A point mass whose process dies (os._exit: no cleanup, like a crashed simulator) at its 3rd episode,
+    the first time only (a marker file remembers it across processes)."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker, self.resets = Path(marker), 0
+
+    def reset(self, seed: int) -> np.ndarray:
+        self.resets += 1
+        if self.resets == 3 and not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os._exit(1)
+        return super().reset(seed)
+
+
+def evaluate_point_mass_episodes(env, actor, seeds):
+    from training.evaluation import EpisodeResult
+
+    out = []
+    for seed in seeds:
+        obs, done, t = env.reset(seed), False, 0
+        while not done:
+            with torch.no_grad():
+                step = env.step(actor.policy(torch.as_tensor(obs)[None])[0][0].numpy())
+            obs, done, t = step.obs, step.terminated or step.truncated, t + 1
+        out.append(EpisodeResult(seed=seed, success=step.success, steps=t))
+    return out
+
+
+@pytest.mark.timeout(900)
+def test_a_dead_worker_is_replaced_and_evaluations_match_sequential(tmp_path):
+    import functools
+
+    from training.dmpo.train import make_agent, make_remote_actor
+    from training.workers import WorkerPool
+
+    marker = tmp_path / "died"
+    cfg = TrainConfig(frames=500, batch_size=32, min_replay=200, frames_per_update=4, eval_every_frames=10_000,
+                      learner=TINY)
+    learner = train(PointMassReach(), lambda act: evaluate_point_mass(act, episodes=3), cfg, tmp_path / "run",
+                    np.zeros(4), np.full(4, 0.6), progress=False, options=RunOptions(device="cpu", workers=2),
+                    env_factory=functools.partial(DiesOnce, str(marker)))
+    assert marker.exists() and learner.result.restarts == 1 and learner.result.frames >= 500 and learner.result.finished
+
+    policy = learner.cpu_policy()
+    pool = WorkerPool(PointMassReach, functools.partial(make_remote_actor, policy, 0), workers=2)
+    try:
+        pool.broadcast(learner.actor_state_dict())
+        seeds = list(range(1_000_000, 1_000_007))
+        on_workers = pool.evaluate(evaluate_point_mass_episodes, seeds)
+    finally:
+        pool.close()
+    sequential = evaluate_point_mass_episodes(PointMassReach(), make_remote_actor(policy, 0), seeds)
+    assert [(e.seed, e.success, e.steps) for e in on_workers] == [(e.seed, e.success, e.steps) for e in sequential]
