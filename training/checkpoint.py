@@ -313,10 +313,4 @@ def _order(path: Path) -> tuple[int, int]:
 
 
 def _remove(path: Path) -> None:
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    except OSError:
-        pass
+    remove_path(path)

@@ -82,14 +82,21 @@ def removing_new_files(directory: str | os.PathLike) -> Iterator[None]:
                 shutil.rmtree(directory, ignore_errors=True)
             elif directory.is_dir():
                 for name in set(os.listdir(directory)) - before:
-                    path = directory / name
-                    if path.is_dir() and not path.is_symlink():
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        path.unlink(missing_ok=True)
+                    remove_path(directory / name)
         except OSError:
             pass
         raise
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or a directory tree; what cannot be removed is left (best effort, never raises)."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def fsync_dir(path: str | os.PathLike) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 import yaml
 
 from policies.artifact import FieldStats, update_metrics
+from policies.base_spec import is_waypoint
 from training.dmpo.learner import DMPOConfig
 from training.dmpo.residual import (
     STATS_SEED_BASE, ConstantBase, FineTunePolicy, ResidualEnv, bc_head, midpoint_base, ResidualSpace, base_statistics, evaluate_residual, export_residual, input_sources,
@@ -68,7 +69,7 @@ class ResidualRunConfig:
     def __post_init__(self) -> None:
         if not self.residual_scale > 0:
             raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
-        if self.finetune and (self.base == "none" or self.base.startswith("waypoint")):
+        if self.finetune and (self.base == "none" or is_waypoint(self.base)):
             raise ValueError("fine-tuning needs a bc artifact as --base (its head is what DMPO trains)")
         for name in ("stats_episodes", "eval_episodes", "final_eval_episodes"):
             if getattr(self, name) < 1:
@@ -267,5 +268,5 @@ def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False
     provenance = {"training_config": config.to_dict(), "run": str(run_dir), "frames": state["frames"],
                   "learner_steps": state["learner"]["steps"], "git_commit_at_export": git_commit()}
     if base_name is None:
-        base_name = config.base if config.base.startswith("waypoint") else Path(config.base).name
+        base_name = config.base if is_waypoint(config.base) else Path(config.base).name
     return export_residual(learner.policy, space, samples, base_name, out_dir, provenance, metrics={}, overwrite=overwrite)
