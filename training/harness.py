@@ -39,7 +39,7 @@ from training.checkpoint import Checkpoint, CheckpointError, CheckpointStore, np
 from training.output import writing
 from training.replay import ReplayBuffer, state_counters
 from training.rollout import Actor, EpisodeResult, RolloutEnv, run_episode
-from training.seeds import EVAL_SEED_BASE, training_episode_seed
+from training.seeds import EVAL_SEED_BASE, evaluation_episode_seed, training_episode_seed
 
 CONFIG_FILE = "config.yaml"
 EVAL_LOG = "eval.jsonl"
@@ -359,7 +359,7 @@ class OffPolicyLoop:
             from training.evaluation import EvalResult
 
             self.pool.broadcast(self.agent.actor_weights())
-            seeds = [EVAL_SEED_BASE + i for i in range(s.eval_episodes)]
+            seeds = [evaluation_episode_seed(i) for i in range(s.eval_episodes)]
             result = EvalResult(self.pool.evaluate(self.evaluate_episodes, seeds)).summary()
         else:
             result = self.agent.evaluate(s.eval_episodes, EVAL_SEED_BASE)

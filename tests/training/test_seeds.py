@@ -12,13 +12,13 @@ from training import seeds
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TRAINER_SOURCES = ["training/dmpo/train.py", "training/dmpo/run_residual.py", "training/req/train.py",
+TRAINER_SOURCES = ["training/dmpo/train.py", "training/dmpo/run_residual.py", "training/dmpo/residual.py",
+                   "training/harness.py", "training/workers.py", "training/req/train.py",
                    "training/req/intertwine.py", "training/bc/train.py", "training/demos/recording.py",
                    "rrl/commands/record.py", "rrl/commands/train_residual.py", "rrl/commands/train_req.py",
                    "rrl/commands/train_bc.py"]
-"""Where episodes are seeded for training, demonstrations and in-training evaluation. (training/dmpo/residual.py's
-statistics/evaluation loops and training/demos/teleop.py still add `seed + i` themselves: to be moved onto
-`training.seeds` and listed here.)"""
+"""Where episodes are seeded for training, demonstrations, statistics and in-training evaluation.
+(training/demos/teleop.py still adds `seed + i` itself: to be moved onto `training.seeds` and listed here.)"""
 
 
 def seed_arithmetic(path: Path) -> list[str]:

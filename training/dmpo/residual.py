@@ -51,7 +51,7 @@ from sim_bridge.spec import TaskSpec
 from sim_bridge.task import Observation, Task
 from training.dmpo.networks import GaussianPolicy
 from training.dmpo.train import EnvStep
-from training.seeds import STATS_SEED_BASE
+from training.seeds import STATS_SEED_BASE, statistics_episode_seed
 
 
 
@@ -145,16 +145,22 @@ class FineTunePolicy(nn.Module):
 def base_statistics(task: Task, base: Base, episodes: int, seed: int = STATS_SEED_BASE) -> tuple[dict[str, FieldStats], dict]:
     """Normalisation statistics from base-only episodes, and the base's success on them.
 
+    Episode i is reset with `training.seeds.statistics_episode_seed(i)` (`seed` must stay STATS_SEED_BASE:
+    the statistics range is the only one these episodes may use).
+
     Returns ({"state", "proprio", "action"} -> FieldStats, {"episodes", "success_rate", "frames"}).
     Binary action fields get mean 0, std 1 (the artifact convention: not normalised). A BC base's
     own demonstration statistics replace the measured action/proprio ones (RRLfD normalises with
     demo statistics).
     """
+    if seed != STATS_SEED_BASE:
+        raise ValueError(f"statistics episodes use the statistics seed range from {STATS_SEED_BASE}, got seed {seed}")
     policy = ComposedPolicy(task.spec, base)
     states, proprios, actions, wins, frames = [], [], [], 0, 0
     for i in range(episodes):
-        obs = task.reset(seed + i)
-        policy.reset(seed + i)
+        episode_seed = statistics_episode_seed(i)
+        obs = task.reset(episode_seed)
+        policy.reset(episode_seed)
         while True:
             states.append(obs["state"])
             proprios.append(obs["proprio"])
