@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 from policies.artifact import FieldStats, update_metrics
@@ -269,4 +270,43 @@ def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False
                   "learner_steps": state["learner"]["steps"], "git_commit_at_export": git_commit()}
     if base_name is None:
         base_name = config.base if is_waypoint(config.base) else Path(config.base).name
-    return export_residual(learner.policy, space, samples, base_name, out_dir, provenance, metrics={}, overwrite=overwrite)
+    artifact = export_residual(learner.policy, space, samples, base_name, out_dir, provenance, metrics={}, overwrite=overwrite)
+    check_composed_parity(config, space, learner.policy, artifact.path)
+    return artifact
+
+
+def check_composed_parity(config: ResidualRunConfig, space: ResidualSpace, policy: torch.nn.Module, artifact_dir: Path,
+                          seed: int = EVAL_SEED_BASE, steps: int = 20, atol: float = 1e-4) -> float:
+    """The exported residual through the runtime's composed policy (what `rrl eval` and the ROS node run)
+    commands what the trained policy commands through the same path, step by step on the runtime's own
+    trajectory; a mismatch beyond `atol` is an `ArtifactError`. Returns the largest difference."""
+    from policies.artifact import ArtifactError
+    from policies.runtime import camera_for_artifacts, load_policy
+    from sim_bridge import make_task
+    from training.dmpo.residual import LearnerResidual
+
+    @torch.no_grad()
+    def mean(obs):
+        return policy(torch.as_tensor(obs, dtype=torch.float32)[None])[0][0].numpy()
+
+    task = make_task(config.task, camera=camera_for_artifacts(config.base, artifact_dir))
+    try:
+        runtime = load_policy(task.spec, config.base, artifact_dir)
+        reference = space.policy(load_policy(task.spec, config.base).base, LearnerResidual(mean, space))
+        obs = task.reset(seed)
+        runtime.reset(seed)
+        reference.reset(seed)
+        worst = 0.0
+        for _ in range(steps):
+            command = runtime.act(obs)
+            worst = max(worst, float(np.max(np.abs(command - reference.act(obs)))))
+            step = task.step(command)
+            obs = step.obs
+            if step.terminated or step.truncated:
+                break
+    finally:
+        task.close()
+    if worst > atol:
+        raise ArtifactError(f"{artifact_dir}: the exported residual commands differ from the trained policy's by "
+                            f"{worst:.2e} (> {atol:g}) through the composed policy")
+    return worst
