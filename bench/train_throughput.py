@@ -2,7 +2,7 @@
 rollout-only throughput of the Ray workers, and the DMPO learner's update next to a bare matmul chain.
 
     nice .venv/bin/python bench/train_throughput.py [--algos dmpo req] [--device cpu [cuda ...]]
-        [--workers 0 1 2] [--frames 2000] [--max-wall-s 40] [--min-replay 500] [--rollout-episodes 4]
+        [--workers 0 1 2] [--frames 2000] [--max-wall-s 40] [--min-replay 500] [--rollout-episodes 6]
         [--rollout-repeats 1] [--updates 30] [--skip rollout|learner|training ...]
 
 Three measurements, each short (the defaults take ~7 minutes on a shared 2-core machine):
@@ -11,10 +11,13 @@ Three measurements, each short (the defaults take ~7 minutes on a shared 2-core 
   (`ur5_pick`, the BC base through ONNX Runtime, c = 0.33 as the shipped residual) with fixed
   weights (a fresh policy), in this process (`in_process`, what `--workers 0` collects with) and
   on a `training.workers.WorkerPool` of K Ray workers for every K > 0 in `--workers` (and K = 1,
-  the reference of the ratio). Each worker always has one episode in flight; a worker's rate is
+  the reference of the ratio). Every worker plays the same episodes as the in-process run (equal
+  work per worker) and always has one episode in flight; a worker's rate is
   its frames over the time from the first submit to its last finished episode, the pool's rate the
   sum. The workers' start-up (a process each, torch, PyBullet, the ONNX session) is timed apart
-  (`start_s`). `ratio_to_1_worker` of K = 2 is the issue's target (>= 1.6 on 2 cores).
+  (`start_s`). `ratio_to_1_worker` of K = 2 is the issue's target (>= 1.6 on 2 cores). The control
+  `plain_processes` plays the same episodes in K plain OS processes without Ray: what the machine
+  gives K processes at that moment (on a shared machine the ratio's ceiling; Ray's cost is the gap).
 - `learner_update` (per device): `DMPOLearner.update` on batches of the real shapes (batch 256, the
   residual's input size, 4 action dims, N = 20 target samples, critic 3x512, policy 3x256), in
   blocks alternating with a bare matmul chain of the same shapes: every Linear of the update's
@@ -145,7 +148,8 @@ def rollout_in_process(env_factory, policy, episodes: int, seed: int) -> dict:
 
 
 def rollout_pool(env_factory, policy, workers: int, episodes_per_worker: int, seed: int) -> dict:
-    """K Ray workers, each kept busy with one episode in flight, until each has finished `episodes_per_worker`."""
+    """K Ray workers, each kept busy with one episode in flight, until each has finished `episodes_per_worker`:
+    the episodes `rollout_in_process` plays (same seeds, same noise streams), on every worker."""
     from training.dmpo.train import make_remote_actor
     from training.seeds import training_episode_seed
     from training.workers import WorkerPool
@@ -159,11 +163,9 @@ def rollout_pool(env_factory, policy, workers: int, episodes_per_worker: int, se
         pool.broadcast(policy.state_dict())
         frames, done = [0] * workers, [0] * workers
         last = [0.0] * workers
-        index = 0
         t0 = time.perf_counter()
-        for w in range(workers):
-            pool.submit(w, training_episode_seed(seed, index), index)
-            index += 1
+        for w in range(workers):  # every worker plays the same episodes (equal work: rates compare)
+            pool.submit(w, training_episode_seed(seed, 0), 0)
         while pool.in_flight:
             buffer, w, _ = pool.next_episode()
             now = time.perf_counter()
@@ -171,8 +173,7 @@ def rollout_pool(env_factory, policy, workers: int, episodes_per_worker: int, se
             done[w] += 1
             last[w] = now - t0
             if done[w] < episodes_per_worker:
-                pool.submit(w, training_episode_seed(seed, index), index)
-                index += 1
+                pool.submit(w, training_episode_seed(seed, done[w]), done[w])
         per_worker = [f / t for f, t in zip(frames, last)]
         restarts = pool.restarts
     finally:
@@ -184,12 +185,32 @@ def rollout_pool(env_factory, policy, workers: int, episodes_per_worker: int, se
             "load_avg_before": before, "load_avg_after": load()}
 
 
+def _plain_process_rollout(args: tuple) -> float:
+    env_factory, policy, episodes, seed = args
+    import torch
+
+    torch.set_num_threads(1)
+    return rollout_in_process(env_factory, policy, episodes, seed)["frames_per_s"]
+
+
+def rollout_plain_processes(env_factory, policy, processes: int, episodes: int, seed: int) -> dict:
+    """The control: the in-process episodes in `processes` plain OS processes at once, no Ray (what the machine
+    gives that many processes at this moment; rates measured inside each, start-up not counted)."""
+    import multiprocessing
+
+    before = load()
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        rates = pool.map(_plain_process_rollout, [(env_factory, policy, episodes, seed)] * processes)
+    return {"processes": processes, "frames_per_s": round(sum(rates), 1), "frames_per_s_per_process": rates,
+            "load_avg_before": before, "load_avg_after": load()}
+
+
 def rollout_only(env_factory, obs_dim: int, action_dim: int, worker_counts: list[int], episodes: int, repeats: int) -> dict:
     from training.dmpo.train import make_agent
 
     policy = make_agent(obs_dim, action_dim, dmpo_config(1000, 1000)).cpu_policy()
     counts = sorted({1, *[k for k in worker_counts if k > 0]})
-    out: dict = {"episodes_per_worker": episodes, "in_process": [], "pools": []}
+    out: dict = {"episodes_per_worker": episodes, "in_process": [], "pools": [], "plain_processes": []}
     for r in range(repeats):
         out["in_process"].append(rollout_in_process(env_factory, policy, episodes, seed=r))
         print(f"rollout in process: {out['in_process'][-1]['frames_per_s']} frames/s", file=sys.stderr)
@@ -200,11 +221,18 @@ def rollout_only(env_factory, obs_dim: int, action_dim: int, worker_counts: list
             print(f"rollout {k} workers: {rows[k]['frames_per_s']} frames/s (x{rows[k]['ratio_to_1_worker']}), "
                   f"load {rows[k]['load_avg_after']}", file=sys.stderr)
         out["pools"].append(list(rows.values()))
+        controls = {k: rollout_plain_processes(env_factory, policy, k, episodes, seed=r) for k in counts}
+        for k, row in controls.items():
+            row["ratio_to_1_process"] = round(row["frames_per_s"] / max(controls[1]["frames_per_s"], 1e-9), 2)
+            print(f"control, {k} plain processes: {row['frames_per_s']} frames/s (x{row['ratio_to_1_process']})", file=sys.stderr)
+        out["plain_processes"].append(list(controls.values()))
     if 2 in counts:
         ratios = [next(row["ratio_to_1_worker"] for row in rows if row["workers"] == 2) for rows in out["pools"]]
-        out["ratio_2_to_1_worker"] = float(np.median(ratios))
+        out["ratio_2_to_1_worker"] = round(float(np.median(ratios)), 2)
         out["target_ratio_2_to_1_worker"] = TARGET_RATIO_2_WORKERS
         out["meets_target"] = bool(out["ratio_2_to_1_worker"] >= TARGET_RATIO_2_WORKERS)
+        out["control_ratio_2_to_1_process"] = round(float(np.median(
+            [next(row["ratio_to_1_process"] for row in rows if row["processes"] == 2) for rows in out["plain_processes"]])), 2)
     return out
 
 
@@ -400,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=2000, help="frame budget of each training run")
     parser.add_argument("--max-wall-s", type=float, default=40.0, help="wall-clock budget of each training run, s")
     parser.add_argument("--min-replay", type=int, default=500, help="stored steps before learning starts (both trainers)")
-    parser.add_argument("--rollout-episodes", type=int, default=4, help="rollout-only episodes per worker (and in process)")
+    parser.add_argument("--rollout-episodes", type=int, default=6, help="rollout-only episodes per worker (and in process)")
     parser.add_argument("--rollout-repeats", type=int, default=1, help="rollout-only measurements (ratio: the median)")
     parser.add_argument("--updates", type=int, default=30, help="timed learner updates (and as many matmul chains)")
     parser.add_argument("--skip", nargs="*", choices=("rollout", "learner", "training"), default=[], help="parts to leave out")
