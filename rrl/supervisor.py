@@ -3,7 +3,8 @@
 Rules (what `rrl launch` promises):
 - each node runs as its own process (its package's console script, resolved like
   `ros2 run`: `<prefix>/lib/<pkg>/<exec>` for every prefix in AMENT_PREFIX_PATH and
-  the running Python's prefix, else the package's console-script entry point);
+  the running Python's prefix, else the package's installed console script in
+  `<python prefix>/bin`, else its entry point through `python -c`);
   its output is prefixed with `[name]`;
 - the first node to end ends the launch: the others get SIGINT, then SIGTERM after
   `sigint_timeout_s`, then SIGKILL; a node that ends with a non-zero code (or by a
@@ -46,6 +47,9 @@ def resolve_executable(pkg: str, executable: str, where: str = "") -> list[str]:
     for ep in eps:
         if ep.group == "console_scripts" and ep.name == executable:
             module, _, func = ep.value.partition(":")
+            script = Path(sys.prefix) / "bin" / executable  # the installed console script (pip install -e)
+            if script.is_file() and os.access(script, os.X_OK) and f"from {module} import {func}" in script.read_text():
+                return [str(script)]  # `ps` and the ROS log files then name the node's executable, not python
             return [sys.executable, "-c", f"import sys; from {module} import {func} as f; sys.exit(f())"]
     raise LaunchFileError(f"{where}: executable {executable!r} of package {pkg!r} not found "
                           f"(looked in <prefix>/lib/{pkg}/ of {prefixes} and the {pkg!r} console scripts)")

@@ -57,6 +57,10 @@ class FakeDriver:
         self.node.create_subscription(Float64MultiArray, "/forward_velocity_controller/commands", self.on_command, 10)
         self.node.create_subscription(Float64MultiArray, "/gripper_controller/commands", self.on_gripper, 10)
         self.node.create_subscription(String, "/control/status", lambda m: self.statuses.append(json.loads(m.data)), 10)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.diagnostics: list = []
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         self.last_step = time.monotonic()
         self.node.create_timer(1 / 125, self.on_joint_timer)
         self.node.create_timer(1 / 30, self.on_pose_timer)
@@ -150,6 +154,8 @@ def no_simulator(tmp_path, monkeypatch):
 def test_the_timer_loop_drives_an_outside_driver_and_holds_when_it_stops(launch, fake_driver, no_simulator, tmp_path):
     driver = fake_driver()
     run = launch("task:=ur5_pick", report=tmp_path / "r.json", file=ROBOT_LAUNCH)
+    cmdline = Path(f"/proc/{run.pid_of('control')}/cmdline").read_bytes().split(b"\0")
+    assert any(arg.endswith(b"/bin/control_node") for arg in cmdline), cmdline  # the installed executable
     start_tool = driver.tool()
     driver.wait_for(lambda: len(driver.commands) > 40, 60, "40 commands")
     t0 = driver.commands[5][0]
@@ -159,6 +165,14 @@ def test_the_timer_loop_drives_an_outside_driver_and_holds_when_it_stops(launch,
     above_cube = lambda p: np.linalg.norm(p[:2] - CUBE[:2])  # noqa: E731
     assert above_cube(driver.tool()) < above_cube(start_tool) - 0.02, (start_tool, driver.tool())
     assert any(np.abs(c).max() > 1e-3 for _, c in driver.commands)
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    driver.wait_for(lambda: any(d.status[0].level == DiagnosticStatus.OK for d in driver.diagnostics), 5, "OK diagnostics")
+    ok = next(d.status[0] for d in driver.diagnostics if d.status[0].level == DiagnosticStatus.OK)
+    values = {kv.key: kv.value for kv in ok.values}
+    assert ok.name == "rrl control: /control" and ok.hardware_id == "ur5_pick" and values["loop"] == "timer"
+    assert 9.0 <= float(values["rate_hz"]) <= 11.0 and values["base"] == "waypoint", values
+    assert {"jitter_p99_ms", "latency_p99_ms", "missed_deadlines", "stale_inputs", "nonfinite_fallbacks"} <= set(values)
 
     driver.running = False  # the driver stops publishing
     stopped = time.monotonic()
@@ -166,13 +180,18 @@ def test_the_timer_loop_drives_an_outside_driver_and_holds_when_it_stops(launch,
     after = [(t - stopped, c) for t, c in driver.commands if t > stopped]
     # stale after 2 periods without joint states: every command from the next tick on is zero
     assert after and all(not np.any(c) for t, c in after if t > 0.32), [(round(t, 3), c) for t, c in after]
+    held = lambda: [d.status[0] for d in driver.diagnostics  # noqa: E731
+                    if d.status[0].level == DiagnosticStatus.WARN and "joint_states" in d.status[0].message]
+    driver.wait_for(lambda: held(), 3, "a WARN diagnostic naming the stale joint states")
+    assert held()[-1].message == "holding the robot: joint_states, objects/cube/pose", held()[-1]
     stale = [s for s in driver.statuses if s["stale"]]
     assert stale and stale[-1]["stale"] == ["joint_states", "objects/cube/pose"] and stale[-1]["reason"] == "stale_hold"
     run.stop()
     control = run.report()["control"]["control"]
     assert control["loop"] == "timer" and control["stale_inputs"]["joint_states"] >= 5, control
-    assert control["safety"]["stale_holds"] >= 4 and control["metrics"]["missed_deadlines"] == 0, control["metrics"]
+    assert control["safety"]["stale_holds"] >= 4 and control["metrics"]["missed_deadlines"] == 0, json.dumps(control["metrics"])
     assert "ms old (limit 200 ms)" in run.output.split("holding the robot (zero velocity): ")[-1], run.output
+
 
 
 def test_wrong_joint_names_and_a_missing_object_pose_hold_the_robot_with_a_clear_message(launch, fake_driver,
@@ -248,4 +267,49 @@ def test_a_base_swap_in_either_order_applies_between_ticks_without_a_missed_dead
     control = run.report()["control"]["control"]
     assert [s["base"] for s in control["swaps"]] == [f"bc:{model}", "waypoint", f"bc:{model}"], control["swaps"]
     assert all(s["tick"] == s["accepted_after_tick"] + 1 for s in control["swaps"]), control["swaps"]
-    assert control["metrics"]["missed_deadlines"] == 0, control["metrics"]
+    assert control["metrics"]["missed_deadlines"] == 0, json.dumps(control["metrics"])
+
+
+def change_state(domain: int, node: str, transition: int) -> bool:
+    """`ros2 lifecycle set NODE TRANSITION` (lifecycle_msgs ChangeState); whether it succeeded."""
+    import rclpy
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    client_node = rclpy.create_node("lifecycle_manager", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(client_node)
+    try:
+        client = client_node.create_client(ChangeState, f"{node}/change_state")
+        assert client.wait_for_service(timeout_sec=20)
+        future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
+        executor.spin_until_future_complete(future, timeout_sec=20)
+        assert future.done(), f"no answer from {node}/change_state to transition {transition} within 20 s"
+        return bool(future.result().success)
+    finally:
+        client_node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def test_the_lifecycle_configure_activate_deactivate(launch, fake_driver, ros_env, tmp_path):
+    """autostart:=false: nothing is commanded until configured; inactive holds (zero); active moves; deactivate holds."""
+    from lifecycle_msgs.msg import Transition
+
+    driver = fake_driver()
+    run = launch("task:=ur5_pick", "autostart:=false", report=tmp_path / "r.json", file=ROBOT_LAUNCH)
+    time.sleep(2.0)
+    assert not driver.commands  # unconfigured: no command topic yet
+    assert change_state(ros_env, "/control", Transition.TRANSITION_CONFIGURE), run.output
+    driver.wait_for(lambda: len(driver.commands) >= 5, 10, "hold commands while inactive: " + run.output)
+    assert all(not np.any(c) for _, c in driver.commands)
+    assert change_state(ros_env, "/control", Transition.TRANSITION_ACTIVATE)
+    driver.wait_for(lambda: any(np.any(c) for _, c in driver.commands), 10, "moving commands once active")
+    assert change_state(ros_env, "/control", Transition.TRANSITION_DEACTIVATE)
+    n = len(driver.commands)
+    driver.wait_for(lambda: len(driver.commands) >= n + 5, 10, "commands after deactivate")
+    assert all(not np.any(c) for _, c in driver.commands[n:]), driver.commands[n:]
+    run.stop()
+    assert run.report()["control"]["control"]["loop"] == "timer"

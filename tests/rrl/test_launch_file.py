@@ -229,3 +229,11 @@ def test_equals_substitutions(tmp_path):
     bad = write(tmp_path, "bad.launch.yaml", 'launch:\n- node: {pkg: p, exec: e, if: "$(equals a)"}\n')
     with pytest.raises(LaunchFileError, match=r"\$\(equals A B\) compares two values"):
         load_launch(bad, {})
+
+
+def test_nodes_run_as_their_installed_executables():
+    """`ps` and the ROS log files name the node (control_node_<pid>), not python_<pid>."""
+    from rrl.supervisor import resolve_executable
+
+    (command,) = resolve_executable("rrl_ros", "control_node")
+    assert Path(command).name == "control_node" and Path(command).parent == Path(sys.prefix) / "bin"

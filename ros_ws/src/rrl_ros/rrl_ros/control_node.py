@@ -23,8 +23,8 @@ When does it compute? Parameter `loop`:
   gripper (not native) -> Float64MultiArray [opening m] on `gripper_controller/commands`.
   Episodes: `task/status` (optional; our sim publishes it) or the `~/reset` service
   (std_srvs/Trigger) start a new episode (the base's state, the frame history).
-  The timer and the inputs run in one callback group, the parameter services in another, on two
-  executor threads: validating and loading a new base never delays a tick.
+  The loop runs on a thread of its own (absolute deadlines, `run_loop`); the inputs and the parameter
+  services run on two executor threads: validating and loading a new base never delays a tick.
 - `observation` (our realtime sim): the sim publishes one set per tick (joint states, proprio,
   state, camera frame, then /task/status); once every topic the models need has a message of
   the new tick, the command goes out. The sim's wall-clock timer is the one clock of the loop;
@@ -53,6 +53,7 @@ its loop metrics and safety counters to $RRL_REPORT_DIR/<name>.json on shutdown.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -60,11 +61,13 @@ from collections import deque
 
 import numpy as np
 import rclpy
+import rclpy.time
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, Float64, Float64MultiArray, String
@@ -92,11 +95,15 @@ HOLD_REASONS = ("stale_hold", "nonfinite_hold", "workspace_hold", "input_hold")
 """Tick verdicts that hold the robot: every velocity goes out as exactly zero."""
 
 
+def json_dumps(value) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
 class ParameterError(ValueError):
     """A node parameter is invalid; the message names it."""
 
 
-class ControlNode(Node):
+class ControlNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("control")
         try:  # every parameter's name, type, default and range: rrl_ros.params.CONTROL
@@ -115,6 +122,48 @@ class ControlNode(Node):
             raise ParameterError(f"parameter command_interface={self.interface!r}: loop {self.loop!r} drives our sim, "
                                  f"which takes the native /command only (use loop:=timer for a robot driver)")
         self.period_s = 1.0 / float(g("rate_hz"))
+        self.autostart = bool(g("autostart"))
+        self.active = False
+        self.stopping = False
+        self.policy = None
+        self.configure_error = ""
+
+    # --- lifecycle: configure loads and validates the models, activate starts the loop, deactivate holds ------
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        try:
+            self.configure()
+        except ParameterError as e:
+            self.configure_error = str(e)
+            self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        return super().on_configure(state)
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self.active = True
+        self.get_logger().info("active: the loop runs")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self.active = False
+        self.publish_hold()
+        self.get_logger().info("inactive: holding the robot (zero velocity) until activated again")
+        return super().on_deactivate(state)
+
+    def publish_hold(self) -> None:
+        """The hold command (zero velocity, gripper kept) on the node's command interface, not counted as a tick."""
+        if self.policy is None:
+            return
+        hold = self.policy.safety.hold()
+        if self.loop == "timer":
+            self.publish_robot_command(robot_command(self.interface, self.spec, hold, None, self.policy.safety, hold=True),
+                                       self.get_clock().now())
+        else:
+            self.pub_command.publish(conv.to_command(self.spec.action, hold))
+
+    def configure(self) -> None:
+        """Load and check the models, build the composed policy, create the loop's topics and timers."""
+        g = lambda name: self.get_parameter(name).value  # noqa: E731
         kind, artifact = g("base_controller"), g("base_artifact")
         try:
             self.base_spec = parse_node_base(kind, artifact)
@@ -138,6 +187,8 @@ class ControlNode(Node):
         self.history = int(g("camera_history"))
         self.metrics = LoopMetrics(self.period_s, deadlines=not self.lockstep)
         self.pending_base = None
+        self.started_tick = -1
+        """The last tick that started (the loop thread and the parameter services share it under swap_lock)."""
         self.swap_lock = threading.Lock()
         self.swaps: list[dict] = []
 
@@ -152,7 +203,10 @@ class ControlNode(Node):
         self.sim_finished = False
 
         self.pub_status = self.create_publisher(String, "~/status", QOS)
-        self.add_on_set_parameters_callback(self.on_set_parameters)
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", QOS)
+        self.diag_last = (time.monotonic(), 0, 0)
+        """(monotonic s, ticks, missed deadlines) at the last /diagnostics message."""
+        self.last_reason = ""
         if self.loop == "timer":
             self.setup_timer_loop(limits, float(g("cube_size_m")))
         else:
@@ -164,6 +218,8 @@ class ControlNode(Node):
             self.create_subscription(String, "task/status", self.on_status, QOS)
             if not self.lockstep:
                 self.create_timer(self.period_s, self.watchdog)
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+        self.create_timer(1.0, self.publish_diagnostics)  # default callback group: never waits for the loop
         self.get_logger().info(f"{self.spec.name}: base {self.base_spec.name}, residual {self.residual_name or 'none'}, "
                                f"loop {self.loop} at {1 / self.period_s:g} Hz"
                                + (f", commands on {self.interface}" if self.loop == "timer" else ""))
@@ -197,8 +253,8 @@ class ControlNode(Node):
             self.get_logger().warning(f"rejected base change to {kind} {artifact!r}: {e}")
             return SetParametersResult(successful=False, reason=str(e))
         name = spec.name
-        with self.swap_lock:
-            self.pending_base = (base, spec, self.last_answered_tick)
+        with self.swap_lock:  # applied at the start of the first tick after the last one that started
+            self.pending_base = (base, spec, self.started_tick)
         self.get_logger().info(f"base controller -> {name} (applied before the next tick)")
         return SetParametersResult(successful=True)
 
@@ -209,8 +265,10 @@ class ControlNode(Node):
         return self.loop == "timer" and "image" in self.inputs.latest
 
     def apply_pending_base(self, tick: int) -> None:
+        """At the start of tick `tick`: the base change accepted since the last tick started, if any."""
         with self.swap_lock:
             pending, self.pending_base = self.pending_base, None
+            self.started_tick = tick
         if pending is not None:
             base, spec, accepted_after_tick = pending
             self.policy.set_base(base)
@@ -240,7 +298,7 @@ class ControlNode(Node):
         return need | {"image"} if self.policy.needs_images else need
 
     def try_tick(self) -> None:
-        if not self.required() <= self.fresh:
+        if not self.active or not self.required() <= self.fresh:
             return
         status = self.latest["status"]
         if status["tick"] <= self.last_answered_tick:
@@ -266,6 +324,7 @@ class ControlNode(Node):
         age_s = 0.0 if self.lockstep else max(0.0, (time.time_ns() - status["stamp_ns"]) * 1e-9)
         out = self.policy.step(obs, age_s)
         self.pub_command.publish(conv.to_command(self.spec.action, out.command, tick=int(status["tick"])))
+        self.last_reason = out.reason
         now_ns = time.time_ns()
         latency_s = (now_ns - status["stamp_ns"]) * 1e-9
         self.metrics.record(int(status["tick"]), time.monotonic(), latency_s)
@@ -293,7 +352,7 @@ class ControlNode(Node):
 
     def watchdog(self) -> None:
         """Realtime only: no fresh observation for `stale_periods` periods -> publish the hold command."""
-        if self.last_obs_stamp_ns is None or self.sim_finished:
+        if self.last_obs_stamp_ns is None or self.sim_finished or not self.active:
             return
         age_s = (time.time_ns() - self.last_obs_stamp_ns) * 1e-9
         if age_s > self.policy.safety.config.stale_after_s:
@@ -311,6 +370,43 @@ class ControlNode(Node):
             "residual": tolist(out.residual_mean), "counters": self.policy.counters.as_dict(),
             "latency_ms": round(latency_s * 1e3, 3), **extra,
         }))
+
+    def publish_diagnostics(self) -> None:
+        """/diagnostics at 1 Hz: loop rate, jitter and latency (last 100 ticks), missed deadlines, stale inputs,
+        fallbacks, base and residual (rate: over the last second's periods). Level WARN while the robot is held or deadlines were missed this second,
+        ERROR when the loop made no tick for a second (after it had started)."""
+        now, m = time.monotonic(), self.metrics
+        last_time, last_ticks, last_missed = self.diag_last
+        self.diag_last = (now, m.ticks, m.missed_deadlines)
+        recent = m.periods_s[-int(round(1 / self.period_s)):]  # the last second's periods
+        rate = 1.0 / float(np.mean(recent)) if recent and m.ticks > last_ticks else 0.0
+        window = lambda values: [round(float(np.percentile(values[-100:], 99)) * 1e3, 3)] if values else [None]  # noqa: E731
+        jitter = window([abs(p - self.period_s) for p in m.periods_s[-100:]]) if not self.lockstep else [None]
+        stale = sorted(self.inputs.stale(self.required_inputs(), self.now_ns(), count=False)) \
+            if self.loop == "timer" and self.tick else []
+        counters = self.policy.counters
+        values = {"loop": self.loop, "rate_hz": round(rate, 2), "nominal_rate_hz": round(1 / self.period_s, 3),
+                  "jitter_p99_ms": jitter[0], "latency_p99_ms": window(m.latencies_s)[0],
+                  "missed_deadlines": m.missed_deadlines, "ticks": m.ticks, "stale_inputs": ",".join(stale),
+                  "stale_holds": counters.stale_holds, "nonfinite_fallbacks": counters.nonfinite_fallbacks,
+                  "nonfinite_holds": counters.nonfinite_holds, "base_errors": counters.base_errors,
+                  "workspace_clips": counters.workspace_clips, "base": self.base_spec.name,
+                  "residual": self.residual_name or "none", "last_reason": self.last_reason}
+        if self.loop == "timer":
+            values["stale_ticks"] = json_dumps(self.inputs.stale_ticks)
+        if m.ticks == last_ticks and m.ticks > 0 and not self.sim_finished:
+            level, message = "error", "no control tick for a second"
+        elif stale or self.last_reason in HOLD_REASONS:
+            level, message = "warn", "holding the robot: " + (", ".join(stale) or self.last_reason)
+        elif m.missed_deadlines > last_missed:
+            level, message = "warn", f"{m.missed_deadlines - last_missed} missed deadline(s) in the last second"
+        elif m.ticks == 0:
+            level, message = "warn", "waiting for inputs"
+        else:
+            level, message = "ok", f"{rate:.1f} Hz"
+        self.pub_diagnostics.publish(conv.to_diagnostic_array(
+            f"rrl control: {self.get_fully_qualified_name()}", self.spec.name, level, message, values,
+            self.get_clock().now().to_msg()))
 
     def report(self) -> dict:
         out = {"kind": "control", "node": self.get_fully_qualified_name(), "task": self.spec.name, "loop": self.loop,
@@ -333,20 +429,12 @@ class ControlNode(Node):
         self.object_size_m = {name: cube_size_m for name in self.size_objects}
         limits = {"joint_states": stale_periods["joint_states"] * self.period_s}
         topics = {"joint_states": self.resolve_topic_name("joint_states")}
-        sub = lambda msg_type, topic, callback, qos=SENSOR_QOS: self.create_subscription(  # noqa: E731
-            msg_type, topic, callback, qos, callback_group=loop_group)
-        sub(JointState, "joint_states", lambda m: self.on_input("joint_states", m))
         for name in self.pose_objects:
-            key = f"objects/{name}/pose"
-            limits[key] = stale_periods["objects"] * self.period_s
-            topics[key] = self.resolve_topic_name(key)
-            sub(PoseStamped, key, lambda m, k=key: self.on_input(k, m))
-        for name in self.size_objects:
-            sub(Float64, f"objects/{name}/size", lambda m, n=name: self.on_size(n, m), LATCHED_QOS)
+            limits[f"objects/{name}/pose"] = stale_periods["objects"] * self.period_s
+            topics[f"objects/{name}/pose"] = self.resolve_topic_name(f"objects/{name}/pose")
         limits["image"] = stale_periods["image"] * self.period_s
         topics["image"] = self.resolve_topic_name(self.image_topic())
-        sub(Image, self.image_topic(), lambda m: self.on_input("image", m))
-        sub(String, "task/status", self.on_task_status, QOS)
+        # all the state the callbacks touch exists before the first subscription (the executor may already spin)
         self.inputs = LatestInputs(limits, topics)
         self.frame_stack = FrameStack(self.history)
         self.previous_reading = None
@@ -358,6 +446,8 @@ class ControlNode(Node):
         self.episodes_started = 0
         self.logged: set[str] = set()
         self.hold_logged = False
+        self.tick_lock = threading.Lock()
+        """Held by a tick and by an episode reset (the ~/reset service, task/status) so they never interleave."""
         if self.interface == "joint_velocity":
             self.pub_joint_velocity = self.create_publisher(Float64MultiArray, "forward_velocity_controller/commands", QOS)
         elif self.interface == "twist":
@@ -366,8 +456,45 @@ class ControlNode(Node):
             self.pub_command = self.create_publisher(Float64MultiArray, "command", QOS)
         if self.interface != "native":
             self.pub_gripper = self.create_publisher(Float64MultiArray, "gripper_controller/commands", QOS)
+        sub = lambda msg_type, topic, callback, qos=SENSOR_QOS: self.create_subscription(  # noqa: E731
+            msg_type, topic, callback, qos, callback_group=loop_group)
+        sub(JointState, "joint_states", lambda m: self.on_input("joint_states", m))
+        for name in self.pose_objects:
+            sub(PoseStamped, f"objects/{name}/pose", lambda m, k=f"objects/{name}/pose": self.on_input(k, m))
+        for name in self.size_objects:
+            sub(Float64, f"objects/{name}/size", lambda m, n=name: self.on_size(n, m), LATCHED_QOS)
+        sub(Image, self.image_topic(), lambda m: self.on_input("image", m))
+        sub(String, "task/status", self.on_task_status, QOS)
         self.create_service(Trigger, "~/reset", self.on_reset_service, callback_group=loop_group)
-        self.timer = self.create_timer(self.period_s, self.on_timer, callback_group=loop_group)
+        self.loop_thread = threading.Thread(target=self.run_loop, name="control_loop", daemon=True)
+        self.loop_thread.start()
+
+    def run_loop(self) -> None:
+        """The timer loop's own thread: tick k starts at t_0 + k period (ROS time under use_sim_time, else the
+        monotonic clock). A thread rather than an rclpy timer: rclpy's multi-threaded executor, which the
+        parameter services need to load a new base beside the loop, fires timers up to 100+ ms late
+        (measured here: gaps of 150-360 ms between commands), where a sleeping thread keeps its period."""
+        sim_time = self.get_parameter("use_sim_time").value
+        clock, period_ns = self.get_clock(), int(round(self.period_s * 1e9))
+        next_ns = (clock.now().nanoseconds if sim_time else time.monotonic_ns()) + period_ns
+        while rclpy.ok(context=self.context) and not self.stopping:
+            if sim_time:
+                if not clock.sleep_until(rclpy.time.Time(nanoseconds=next_ns, clock_type=clock.clock_type),
+                                         context=self.context):
+                    break
+                now_ns = clock.now().nanoseconds
+            else:
+                delay = next_ns - time.monotonic_ns()
+                if delay > 0:
+                    time.sleep(delay * 1e-9)
+                now_ns = time.monotonic_ns()
+            if self.stopping:
+                break
+            with self.tick_lock:
+                self.on_timer()
+            next_ns += period_ns
+            if now_ns - next_ns > period_ns:  # more than a period behind (a stall): skip, the metrics count it
+                next_ns += (now_ns - next_ns) // period_ns * period_ns
 
     def now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -387,10 +514,12 @@ class ControlNode(Node):
         except conv.ConversionError:
             return
         if status.get("event") in ("tick", "episode_start") and status.get("episode", self.episode) != self.episode:
-            self.start_episode(int(status["episode"]), int(status.get("seed", 0)))
+            with self.tick_lock:
+                self.start_episode(int(status["episode"]), int(status.get("seed", 0)))
 
     def on_reset_service(self, request, response):
-        self.start_episode(self.episode + 1, 0)
+        with self.tick_lock:
+            self.start_episode(self.episode + 1, 0)
         response.success, response.message = True, f"episode {self.episode} started"
         return response
 
@@ -412,6 +541,9 @@ class ControlNode(Node):
 
     def on_timer(self) -> None:
         """One tick of the robot-facing loop: latest inputs -> observation -> policy -> command interface."""
+        if not self.active:  # configured, not (or no longer) active: the robot is held
+            self.publish_hold()
+            return
         started_ns = self.now_ns()
         if self.episode < 0:
             self.start_episode(0, 0)
@@ -463,6 +595,7 @@ class ControlNode(Node):
             self.first_tick_ns = started_ns
         lateness_s = (now_ns - self.first_tick_ns) * 1e-9 - self.tick * self.period_s
         self.metrics.record(self.tick, time.monotonic(), latency_s, lateness_s=lateness_s)
+        self.last_reason = out.reason
         self.publish_status({"tick": self.tick, "episode": self.episode, "step": None}, out, latency_s,
                             stale=sorted(stale))
         with self.swap_lock:
@@ -491,6 +624,10 @@ def main(args: list[str] | None = None) -> int:
     node = None
     try:
         node = ControlNode()
+        if node.autostart:  # else a lifecycle manager drives it: `ros2 lifecycle set /control configure`, `activate`
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise ParameterError(node.configure_error or "configure failed")
+            node.trigger_activate()
         # timer loop: the loop's callback group and the parameter services run on two threads (a base swap
         # loads its model off the loop thread); observation and lockstep keep the single thread of today
         executor = MultiThreadedExecutor(num_threads=2) if node.loop == "timer" else SingleThreadedExecutor()
@@ -504,10 +641,15 @@ def main(args: list[str] | None = None) -> int:
         return 0
     finally:
         if node is not None:
+            node.stopping = True
+            if getattr(node, "loop_thread", None) is not None:
+                node.loop_thread.join(timeout=2 * node.period_s + 1.0)
+        if node is not None and node.policy is not None:
             write_node_report(node.get_name(), node.report())
             m = node.metrics.summary()
             print(f"control: {m['ticks']} ticks, jitter p99 {m['jitter_p99_ms']} ms, latency p99 {m['latency_p99_ms']} ms, "
                   f"missed deadlines {m['missed_deadlines']}, safety {node.policy.counters.as_dict()}", flush=True)
+        if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
 

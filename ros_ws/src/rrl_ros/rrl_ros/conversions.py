@@ -44,6 +44,7 @@ from typing import Any, Mapping
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rosgraph_msgs.msg import Clock
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from sensor_msgs.msg import Image, JointState
@@ -277,6 +278,20 @@ def from_joint_state(msg: JointState, names: tuple[str, ...]) -> np.ndarray:
     if missing:
         raise ConversionError(f"joint state lacks joints {missing}")
     return np.asarray([msg.position[index[n]] for n in names], dtype=np.float64)
+
+
+DIAGNOSTIC_LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": DiagnosticStatus.ERROR,
+                     "stale": DiagnosticStatus.STALE}
+
+
+def to_diagnostic_array(name: str, hardware_id: str, level: str, message: str, values: Mapping[str, Any],
+                        stamp: Time) -> DiagnosticArray:
+    """One diagnostic_msgs/DiagnosticStatus in a DiagnosticArray (what rqt_robot_monitor / Foxglove show)."""
+    status = DiagnosticStatus(level=DIAGNOSTIC_LEVELS[level], name=name, message=message, hardware_id=hardware_id,
+                              values=[KeyValue(key=str(k), value="" if v is None else str(v)) for k, v in values.items()])
+    msg = DiagnosticArray(status=[status])
+    msg.header.stamp = stamp
+    return msg
 
 
 def to_json_string(payload: Mapping[str, Any]) -> String:

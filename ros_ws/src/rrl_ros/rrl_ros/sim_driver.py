@@ -10,6 +10,7 @@ Publishes (wall clock stamps, frame_id `base_link` unless said):
   camera/depth/image_raw          sensor_msgs/Image 32FC1 in metres (REP 118), frame `camera_depth_optical_frame`,
                                   `camera_hz` (15 Hz), only with camera_px > 0
   camera/depth/camera_info        sensor_msgs/CameraInfo (pinhole from the render's field of view) with each image
+  robot_description               std_msgs/String, the URDF (transient local, as robot_state_publisher offers it)
   task/status                     std_msgs/String JSON: {"event": "tick", "episode", "seed", "step", "success"} every
                                   control period, "episode_end" and "finished" as the other clock modes
 Subscribes (the newest command is applied continuously; older than `command_timeout_s` (0.1 s): the arm stops):
@@ -18,7 +19,8 @@ Subscribes (the newest command is applied continuously; older than `command_time
   command                               the native action (tool_vel, gripper): applied as a twist plus the gripper
   gripper_controller/commands           std_msgs/Float64MultiArray, [opening m] (0 closed .. 0.11 open)
 A command of the wrong length or with NaN/Inf is refused (counted, the first of each kind logged).
-Episodes run back to back (seed + i) until `episodes` are done; the node then exits 0 with its report.
+Episodes run back to back (seed + i) until `episodes` are done (or `max_ticks` control periods of 0.1 s have
+passed); the node then exits 0 with its report.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from rrl_ros import conversions as conv
 from rrl_ros.metrics import LoopMetrics
 from sim_bridge import make_task
 from sim_bridge.task import CameraConfig
+from sim_bridge.ur5 import model
 from sim_bridge.ur5.driver import DriverSim
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -65,6 +68,8 @@ class DriverLoop:
         self.pub_image = n.create_publisher(Image, "camera/depth/image_raw", QOS) if camera else None
         self.pub_info = n.create_publisher(CameraInfo, "camera/depth/camera_info", QOS) if camera else None
         self.pub_status = n.create_publisher(String, "task/status", QOS)
+        self.pub_description = n.create_publisher(String, "robot_description", LATCHED_QOS)
+        self.pub_description.publish(String(data=model.ASSET_PATH.read_text()))
         n.create_subscription(Float64MultiArray, COMMAND_TOPICS[0], self.on_joint_velocity, QOS)
         n.create_subscription(TwistStamped, COMMAND_TOPICS[1], self.on_twist, QOS)
         n.create_subscription(Float64MultiArray, COMMAND_TOPICS[2], self.on_native, QOS)
@@ -77,6 +82,8 @@ class DriverLoop:
         self.episode_start_s = 0.0
         self.next_pose_s = self.next_image_s = 0.0
         self.last_step = -1
+        self.control_periods = 0
+        """Control periods (0.1 s simulated) over all episodes: what `max_ticks` counts."""
         self.timer_metrics = LoopMetrics(1.0 / float(p["joint_states_hz"]))
         self.timer = None
 
@@ -178,10 +185,16 @@ class DriverLoop:
         end = self.sim.advance_to(started - self.episode_start_s, started)
         if end is not None:
             end.episode = self.episode
+            self.control_periods += end.steps - max(self.last_step, 0)
             self.end_episode(end)
             return
         if self.sim.steps != self.last_step:
+            self.control_periods += self.sim.steps - max(self.last_step, 0)
             self.last_step = self.sim.steps
+            if self.p["max_ticks"] and self.control_periods >= self.p["max_ticks"]:
+                self.node.get_logger().info(f"max_ticks={self.p['max_ticks']} control periods reached: stopping")
+                self.finish()
+                return
             self.publish_status({"event": "tick", "episode": self.episode, "seed": self.sim.seed,
                                  "step": self.sim.steps, "success": self.sim.success})
         self.publish_measurements(self.sim.time_s)
@@ -194,16 +207,19 @@ class DriverLoop:
         self.publish_status({"event": "episode_end", **end.as_dict()})
         self.episode += 1
         if self.episode >= int(self.p["episodes"]):
-            summary = self.summary()
-            self.publish_status({"event": "finished", "success_rate": summary["success_rate"],
-                                 "results": summary["results"]})
-            self.node.get_logger().info(f"all {summary['episodes']} episodes done: success rate "
-                                        f"{summary['success_rate']:.2f}")
-            self.node.finished = True
-        else:
-            self.start_episode()
+            self.node.get_logger().info(f"all {len(self.results)} episodes done: success rate "
+                                        f"{self.summary()['success_rate']:.2f}")
+            self.finish()
+            return
+        self.start_episode()
         self.node.write_report()
         self.timer_metrics.break_chain()
+
+    def finish(self) -> None:
+        summary = self.summary()
+        self.publish_status({"event": "finished", "success_rate": summary["success_rate"], "results": summary["results"]})
+        self.node.finished = True
+        self.node.write_report()
 
     def publish_measurements(self, t_s: float, force: bool = False) -> None:
         stamp = self.node.get_clock().now().to_msg()
@@ -244,7 +260,8 @@ class DriverLoop:
 
     def report(self) -> dict:
         return {"kind": "sim_bridge", "node": self.node.get_fully_qualified_name(), "task": self.spec.name,
-                "clock_mode": "driver", "seed": self.p["seed"], **self.summary(), "commands": dict(self.commands),
+                "clock_mode": "driver", "seed": self.p["seed"], **self.summary(), "ticks": self.control_periods,
+                "commands": dict(self.commands),
                 "bad_commands": self.bad_commands, "command_timeouts": self.sim.command_timeouts,
                 "lagged_physics_steps": self.sim.lagged_steps, "finished": self.node.finished,
                 "timer": self.timer_metrics.summary()}
