@@ -65,7 +65,7 @@ import rclpy.time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -424,7 +424,7 @@ class ControlNode(LifecycleNode):
     # --- the timer loop (robot-facing) -------------------------------------------------------------
 
     def setup_timer_loop(self, stale_periods: dict[str, float], cube_size_m: float) -> None:
-        loop_group = MutuallyExclusiveCallbackGroup()
+        loop_group = ReentrantCallbackGroup()  # input callbacks only store the newest message: never blocked
         self.pose_objects, self.size_objects = required_objects(self.spec)
         self.object_size_m = {name: cube_size_m for name in self.size_objects}
         limits = {"joint_states": stale_periods["joint_states"] * self.period_s}
@@ -490,11 +490,16 @@ class ControlNode(LifecycleNode):
                 now_ns = time.monotonic_ns()
             if self.stopping:
                 break
+            self.scheduled_ns, self.schedule_now = next_ns, (lambda: clock.now().nanoseconds) if sim_time \
+                else time.monotonic_ns
             with self.tick_lock:
                 self.on_timer()
             next_ns += period_ns
-            if now_ns - next_ns > period_ns:  # more than a period behind (a stall): skip, the metrics count it
-                next_ns += (now_ns - next_ns) // period_ns * period_ns
+            behind = self.schedule_now() - next_ns
+            if behind > period_ns:  # a stall of more than a period: skip the ticks it ate, counted as missed
+                skipped = behind // period_ns
+                next_ns += skipped * period_ns
+                self.metrics.missed_deadlines += int(skipped)
 
     def now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -591,9 +596,7 @@ class ControlNode(LifecycleNode):
         newest = self.inputs.newest_stamp_ns(required)
         # latency: the newest input's stamp -> this command; a held tick answers no input: its compute time
         latency_s = (now_ns - newest) * 1e-9 if newest is not None and obs is not None else compute_s
-        if self.tick == 0:
-            self.first_tick_ns = started_ns
-        lateness_s = (now_ns - self.first_tick_ns) * 1e-9 - self.tick * self.period_s
+        lateness_s = (self.schedule_now() - self.scheduled_ns) * 1e-9  # publish time - this tick's scheduled time
         self.metrics.record(self.tick, time.monotonic(), latency_s, lateness_s=lateness_s)
         self.last_reason = out.reason
         self.publish_status({"tick": self.tick, "episode": self.episode, "step": None}, out, latency_s,
