@@ -23,8 +23,8 @@ When does it compute? Parameter `loop`:
   gripper (not native) -> Float64MultiArray [opening m] on `gripper_controller/commands`.
   Episodes: `task/status` (optional; our sim publishes it) or the `~/reset` service
   (std_srvs/Trigger) start a new episode (the base's state, the frame history).
-  The loop runs on a thread of its own (absolute deadlines, `run_loop`); the inputs and the parameter
-  services run on two executor threads: validating and loading a new base never delays a tick.
+  One executor thread runs every callback (as the sim does); a base swap validates the files in the
+  parameter callback and loads the model on a thread of its own, applied at the next tick after.
 - `observation` (our realtime sim): the sim publishes one set per tick (joint states, proprio,
   state, camera frame, then /task/status); once every topic the models need has a message of
   the new tick, the command goes out. The sim's wall-clock timer is the one clock of the loop;
@@ -66,7 +66,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
@@ -77,6 +77,7 @@ from controllers.safety import SafetyConfig, WorkspaceLimits
 from policies.base_spec import BaseSpecError, is_waypoint, parse_node_base
 from policies.observations import FrameStack, ObservationError, joint_reading, required_objects, ur5_observation
 from policies.robot_commands import robot_command
+from policies.artifact import ArtifactError, load_artifact
 from policies.runtime import LOAD_ERRORS, ComposedPolicy, Tick, check_residual_fits, load_base, load_residual
 from rrl_ros import conversions as conv
 from rrl_ros.inputs import LatestInputs
@@ -242,6 +243,8 @@ class ControlNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=str(e))
             self.get_logger().info(f"base_artifact {artifact!r} kept for base_controller bc (the base stays {kind})")
             return SetParametersResult(successful=True)
+        if self.loop == "timer":
+            return self.accept_base_async(kind, artifact)
         try:
             spec = parse_node_base(kind, artifact)
             base = load_base(spec, self.spec)
@@ -256,6 +259,38 @@ class ControlNode(LifecycleNode):
         with self.swap_lock:  # applied at the start of the first tick after the last one that started
             self.pending_base = (base, spec, self.started_tick)
         self.get_logger().info(f"base controller -> {name} (applied before the next tick)")
+        return SetParametersResult(successful=True)
+
+    def accept_base_async(self, kind: str, artifact: str) -> SetParametersResult:
+        """Timer loop: the checks that read only files here (form, artifact, task, residual, camera), the model
+        itself (ONNX session, graph check, warm-up: up to ~0.5 s) loaded on a thread of its own, applied at the
+        first tick after it is ready: the loop, on the executor's one thread, never waits for a swap."""
+        try:
+            spec = parse_node_base(kind, artifact)
+            if spec.kind == "artifact":
+                art = load_artifact(spec.path, self.spec, check_graph=False)
+                if art.kind not in ("bc", "req_prior", "crr_prior"):
+                    raise ArtifactError(f"{art.describe()} cannot be a base (kind {art.kind!r})")
+                if any(i.is_image for i in art.inputs) and not self.has_image():
+                    raise ValueError(f"base {artifact} needs camera frames but none arrived on "
+                                     f"{self.resolve_topic_name(self.image_topic())}")
+            check_residual_fits(getattr(self.policy.residual, "artifact", None), spec)
+        except (*LOAD_ERRORS, ValueError) as e:
+            self.get_logger().warning(f"rejected base change to {kind} {artifact!r}: {e}")
+            return SetParametersResult(successful=False, reason=str(e))
+
+        def load() -> None:
+            try:
+                base = load_base(spec, self.spec)
+            except (*LOAD_ERRORS, ValueError) as e:
+                self.swaps.append({"tick": None, "base": spec.name, "failed": str(e)})
+                self.get_logger().error(f"base change to {spec.name} failed while loading: {e}; the base stays")
+                return
+            with self.swap_lock:
+                self.pending_base = (base, spec, self.started_tick)
+            self.get_logger().info(f"base controller -> {spec.name} (loaded; applied at the next tick)")
+
+        threading.Thread(target=load, name="base_loader", daemon=True).start()
         return SetParametersResult(successful=True)
 
     def image_topic(self) -> str:
@@ -424,7 +459,7 @@ class ControlNode(LifecycleNode):
     # --- the timer loop (robot-facing) -------------------------------------------------------------
 
     def setup_timer_loop(self, stale_periods: dict[str, float], cube_size_m: float) -> None:
-        loop_group = ReentrantCallbackGroup()  # input callbacks only store the newest message: never blocked
+        loop_group = ReentrantCallbackGroup()  # input callbacks only store the newest message
         self.pose_objects, self.size_objects = required_objects(self.spec)
         self.object_size_m = {name: cube_size_m for name in self.size_objects}
         limits = {"joint_states": stale_periods["joint_states"] * self.period_s}
@@ -466,40 +501,14 @@ class ControlNode(LifecycleNode):
         sub(Image, self.image_topic(), lambda m: self.on_input("image", m))
         sub(String, "task/status", self.on_task_status, QOS)
         self.create_service(Trigger, "~/reset", self.on_reset_service, callback_group=loop_group)
-        self.loop_thread = threading.Thread(target=self.run_loop, name="control_loop", daemon=True)
-        self.loop_thread.start()
+        self.scheduled_ns = 0
+        self.timer = self.create_timer(self.period_s, self.on_timer_tick)
 
-    def run_loop(self) -> None:
-        """The timer loop's own thread: tick k starts at t_0 + k period (ROS time under use_sim_time, else the
-        monotonic clock). A thread rather than an rclpy timer: rclpy's multi-threaded executor, which the
-        parameter services need to load a new base beside the loop, fires timers up to 100+ ms late
-        (measured here: gaps of 150-360 ms between commands), where a sleeping thread keeps its period."""
-        sim_time = self.get_parameter("use_sim_time").value
-        clock, period_ns = self.get_clock(), int(round(self.period_s * 1e9))
-        next_ns = (clock.now().nanoseconds if sim_time else time.monotonic_ns()) + period_ns
-        while rclpy.ok(context=self.context) and not self.stopping:
-            if sim_time:
-                if not clock.sleep_until(rclpy.time.Time(nanoseconds=next_ns, clock_type=clock.clock_type),
-                                         context=self.context):
-                    break
-                now_ns = clock.now().nanoseconds
-            else:
-                delay = next_ns - time.monotonic_ns()
-                if delay > 0:
-                    time.sleep(delay * 1e-9)
-                now_ns = time.monotonic_ns()
-            if self.stopping:
-                break
-            self.scheduled_ns, self.schedule_now = next_ns, (lambda: clock.now().nanoseconds) if sim_time \
-                else time.monotonic_ns
-            with self.tick_lock:
-                self.on_timer()
-            next_ns += period_ns
-            behind = self.schedule_now() - next_ns
-            if behind > period_ns:  # a stall of more than a period: skip the ticks it ate, counted as missed
-                skipped = behind // period_ns
-                next_ns += skipped * period_ns
-                self.metrics.missed_deadlines += int(skipped)
+    def on_timer_tick(self) -> None:
+        """The timer's callback: notes when this call was due (for the deadline), then runs the tick."""
+        self.scheduled_ns = self.now_ns() + self.timer.time_until_next_call() - self.timer.timer_period_ns
+        with self.tick_lock:
+            self.on_timer()
 
     def now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -596,7 +605,7 @@ class ControlNode(LifecycleNode):
         newest = self.inputs.newest_stamp_ns(required)
         # latency: the newest input's stamp -> this command; a held tick answers no input: its compute time
         latency_s = (now_ns - newest) * 1e-9 if newest is not None and obs is not None else compute_s
-        lateness_s = (self.schedule_now() - self.scheduled_ns) * 1e-9  # publish time - this tick's scheduled time
+        lateness_s = (now_ns - self.scheduled_ns) * 1e-9  # publish time - the time this tick was due
         self.metrics.record(self.tick, time.monotonic(), latency_s, lateness_s=lateness_s)
         self.last_reason = out.reason
         self.publish_status({"tick": self.tick, "episode": self.episode, "step": None}, out, latency_s,
@@ -631,9 +640,10 @@ def main(args: list[str] | None = None) -> int:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 raise ParameterError(node.configure_error or "configure failed")
             node.trigger_activate()
-        # timer loop: the loop's callback group and the parameter services run on two threads (a base swap
-        # loads its model off the loop thread); observation and lockstep keep the single thread of today
-        executor = MultiThreadedExecutor(num_threads=2) if node.loop == "timer" else SingleThreadedExecutor()
+        # one thread for every callback, as the sim: rclpy's multi-threaded executor, tried for the timer loop,
+        # fired its timer up to 580 ms late under load (bench/control_loop.py --loop timer); a base swap loads
+        # its model on a thread of its own instead (accept_base_async)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
         return 0
@@ -645,8 +655,6 @@ def main(args: list[str] | None = None) -> int:
     finally:
         if node is not None:
             node.stopping = True
-            if getattr(node, "loop_thread", None) is not None:
-                node.loop_thread.join(timeout=2 * node.period_s + 1.0)
         if node is not None and node.policy is not None:
             write_node_report(node.get_name(), node.report())
             m = node.metrics.summary()
