@@ -2,10 +2,10 @@
 rollout-only throughput of the Ray workers, and the DMPO learner's update next to a bare matmul chain.
 
     nice .venv/bin/python bench/train_throughput.py [--algos dmpo req] [--device cpu [cuda ...]]
-        [--workers 0 1 2] [--frames 2000] [--max-wall-s 40] [--min-replay 500] [--rollout-episodes 6]
+        [--workers 0 1 2] [--frames 2000] [--max-wall-s 40] [--min-replay 300] [--rollout-episodes 6]
         [--rollout-repeats 1] [--updates 30] [--skip rollout|learner|training ...]
 
-Three measurements, each short (the defaults take ~7 minutes on a shared 2-core machine):
+Three measurements, each short (the defaults take 6-8 minutes on this shared 2-core machine):
 
 - `rollout_only` (learner paused): exploring episodes of the DMPO residual on `bc_ur5_pick_state6`
   (`ur5_pick`, the BC base through ONNX Runtime, c = 0.33 as the shipped residual) with fixed
@@ -29,10 +29,10 @@ Three measurements, each short (the defaults take ~7 minutes on a shared 2-core 
 - `training` (per device, algorithm and worker count): a short run through the trainer itself
   (`training.dmpo.train.train` / `training.req.train.train` with `RunOptions(device, workers,
   max_wall_s)`) in a temporary run directory. `frames_per_s`/`updates_per_s` are the harness's own
-  summary over the whole call (the workers' start-up and the learning-free first `--min-replay`
-  frames included); `steady_frames_per_s` is measured from the first finished episode to the last
-  and `steady_updates_per_s` from the first episode end after learning started, both from the
-  loop's own TensorBoard speed scalars. DMPO runs the residual above with the library's defaults
+  summary over the whole call (the workers' start-up, the evaluations and the learning-free first
+  `--min-replay` frames included); `steady_frames_per_s` is measured from the first finished
+  episode to the last, `learning_frames_per_s`/`learning_updates_per_s` from the first episode
+  end after learning started, both from the loop's own TensorBoard speed scalars. DMPO runs the residual above with the library's defaults
   except `min_replay` (so that most of a short run learns) and no periodic evaluation (the loop's
   evaluations at frame 0 and the end are a no-op: evaluation is not training throughput). REQ runs
   the bowl residual config (`training/req/configs/ur5_bowl_no_retry_residual.yaml`, `--mode
@@ -322,9 +322,10 @@ SUMMARY_KEYS = ("frames", "episodes", "updates", "wall_s", "finished", "workers"
 
 
 def steady_rates(tb_dir: Path) -> dict:
-    """frames/s and updates/s from the run's first finished training episode to its last, from the loop's
-    own TensorBoard scalars (`speed/frames_per_s` and `speed/updates_per_s`, logged per episode as averages
-    since the call started): with workers this leaves out the workers' start-up and the first episode."""
+    """frames/s from the run's first finished training episode to its last (`steady_*`: with workers this
+    leaves out the workers' start-up), and frames/s and updates/s from the first episode end after learning
+    started (`learning_*`), from the loop's own TensorBoard scalars (`speed/frames_per_s` and
+    `speed/updates_per_s`, logged per episode as averages since the call started)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
@@ -343,10 +344,12 @@ def steady_rates(tb_dir: Path) -> dict:
     (t0, f0, _), (t1, f1, _) = points[0], points[-1]
     out = {"steady_episodes": len(points) - 1, "steady_from_s": round(t0, 1),
            "steady_frames_per_s": round((f1 - f0) / (t1 - t0), 2)}
-    learning = [p for p in points if p[2] > 0]  # updates/s from the first episode end after learning started
+    learning = [p for p in points if p[2] > 0]  # from the first episode end after learning started
     if len(learning) >= 2 and learning[-1][0] > learning[0][0]:
-        (t0, _, u0), (t1, _, u1) = learning[0], learning[-1]
-        out["steady_updates_per_s"] = round((u1 - u0) / (t1 - t0), 2)
+        (t0, f0, u0), (t1, f1, u1) = learning[0], learning[-1]
+        out.update(learning_episodes=len(learning) - 1, learning_from_s=round(t0, 1),
+                   learning_frames_per_s=round((f1 - f0) / (t1 - t0), 2),
+                   learning_updates_per_s=round((u1 - u0) / (t1 - t0), 2))
     return out
 
 
@@ -427,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2], help="rollout worker counts (0: single process)")
     parser.add_argument("--frames", type=int, default=2000, help="frame budget of each training run")
     parser.add_argument("--max-wall-s", type=float, default=40.0, help="wall-clock budget of each training run, s")
-    parser.add_argument("--min-replay", type=int, default=500, help="stored steps before learning starts (both trainers)")
+    parser.add_argument("--min-replay", type=int, default=300, help="stored steps before learning starts (both trainers)")
     parser.add_argument("--rollout-episodes", type=int, default=6, help="rollout-only episodes per worker (and in process)")
     parser.add_argument("--rollout-repeats", type=int, default=1, help="rollout-only measurements (ratio: the median)")
     parser.add_argument("--updates", type=int, default=30, help="timed learner updates (and as many matmul chains)")
