@@ -18,7 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,31 +170,6 @@ def listener(ros_env):
     yield make
     for item in made:
         item.close()
-
-
-def build_plain_onnx(path: Path, in_size: int, out_values) -> str:
-    """A plain-contract model (rrl_ros.control_core): "obs" [1, in_size] -> "action" = out_values + 0 * sum(obs)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    out = np.asarray(out_values, np.float32).reshape(1, -1)
-    const = helper.make_tensor("c", TensorProto.FLOAT, list(out.shape), out.reshape(-1).tolist())
-    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
-    graph = helper.make_graph(
-        [helper.make_node("ReduceSum", ["obs"], ["s"], keepdims=1),
-         helper.make_node("Mul", ["s", "zero"], ["z"]),
-         helper.make_node("Add", ["c", "z"], ["action"])],
-        "plain", [helper.make_tensor_value_info("obs", TensorProto.FLOAT, [1, in_size])],
-        [helper.make_tensor_value_info("action", TensorProto.FLOAT, list(out.shape))], initializer=[const, zero])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=9)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return str(path)
-
-
-@pytest.fixture
-def plain_onnx():
-    return build_plain_onnx
 
 
 class Commander:
