@@ -152,17 +152,10 @@ def worker_env(config: ResidualRunConfig, stats: dict[str, FieldStats]):
 
 def evaluate_residual_episodes(env: ResidualEnv, actor, seeds: list[int]) -> list:
     """Deterministic episodes (the policy's mean) through the composed policy, one per seed, on any process."""
-    import torch
-
     from training.evaluation import run_episode
     from training.dmpo.residual import LearnerResidual
 
-    @torch.no_grad()
-    def mean(obs):
-        device = next(actor.policy.parameters()).device
-        return actor.policy(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0][0].cpu().numpy()
-
-    policy = env.space.policy(env.base, LearnerResidual(mean, env.space))
+    policy = env.space.policy(env.base, LearnerResidual(actor.mean, env.space))
     return [run_episode(env.task, policy, seed) for seed in seeds]
 
 
@@ -284,11 +277,9 @@ def check_composed_parity(config: ResidualRunConfig, space: ResidualSpace, polic
     from policies.runtime import camera_for_artifacts, load_policy
     from sim_bridge import make_task
     from training.dmpo.residual import LearnerResidual
+    from training.dmpo.train import DMPOActor
 
-    @torch.no_grad()
-    def mean(obs):
-        return policy(torch.as_tensor(obs, dtype=torch.float32)[None])[0][0].numpy()
-
+    mean = DMPOActor(policy, generator=None).mean
     task = make_task(config.task, camera=camera_for_artifacts(config.base, artifact_dir))
     try:
         runtime = load_policy(task.spec, config.base, artifact_dir)

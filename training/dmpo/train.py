@@ -120,21 +120,6 @@ def to_batch(sample: Sample) -> Batch:
     return Batch(t(sample.obs["obs"]), t(sample.step["action"]), t(sample.reward), t(sample.discount), t(sample.next_obs["obs"]))
 
 
-class Actor:
-    """Acts with the online policy: sampled z for training, the mean for evaluation."""
-
-    def __init__(self, policy: GaussianPolicy, generator: torch.Generator):
-        self.policy = policy
-        self.generator = generator
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        mean, std = self.policy(torch.as_tensor(obs, dtype=torch.float32)[None])
-        if deterministic:
-            return mean[0].numpy()
-        return (mean + std * torch.randn(mean.shape, generator=self.generator))[0].numpy()
-
-
 Evaluate = Callable[[Callable[[np.ndarray], np.ndarray]], dict]
 """Runs the deterministic policy (obs -> z) on held-out episodes; returns at least
 `success_rate`, `episodes` and `mean_steps_success`."""
@@ -158,6 +143,12 @@ class DMPOActor:
     def start_episode(self, seed: int, index: int) -> None:
         if self.run_seed is not None:  # a worker: the episode's own stream, whichever worker runs it
             self.generator.manual_seed(int(episode_rng(self.run_seed, index).integers(2**62)))
+
+    @torch.no_grad()
+    def mean(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic action: the policy's mean (evaluation, export parity)."""
+        device = next(self.policy.parameters()).device
+        return self.policy(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0][0].cpu().numpy()
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, env) -> tuple[np.ndarray, dict]:
@@ -186,7 +177,6 @@ class DMPOAgent:
         self.learner, self.replay, self.config, self._evaluate = learner, replay, config, evaluate
         self.rng = np.random.default_rng(config.seed)
         self._local = DMPOActor(learner.policy, learner.generator)
-        self._deterministic = Actor(learner.policy, learner.generator)
 
     @property
     def updates(self) -> int:
@@ -211,7 +201,7 @@ class DMPOAgent:
         return None
 
     def evaluate(self, episodes: int, seed: int) -> dict:
-        return self._evaluate(lambda o: self._deterministic.act(o, deterministic=True))
+        return self._evaluate(self._local.mean)
 
     def state_dict(self) -> dict:
         return {"learner": self.learner.state_dict()}
