@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Mapping, TypeVar
 
-from training.output import as_output_error, fsync_dir
+from training.output import as_output_error, fsync_dir, remove_path
 
 FORMAT = "rrl.checkpoint/1"
 MANIFEST = "MANIFEST.json"
@@ -140,7 +140,7 @@ def write_file_atomic(path: str | os.PathLike, write: FileWriter) -> None:
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException as e:
-        _remove(tmp)
+        remove_path(tmp)
         err = as_output_error(e, path, kept=f"{path.name} is unchanged" if path.exists() else "")
         if err is None:
             raise
@@ -207,10 +207,10 @@ class CheckpointStore:
             os.replace(latest_tmp, self.root / LATEST)
             fsync_dir(self.root)
         except BaseException as e:
-            _remove(tmp)
-            _remove(self.root / f".{LATEST}.tmp")
+            remove_path(tmp)
+            remove_path(self.root / f".{LATEST}.tmp")
             if renamed:  # `latest` was not switched: the save did not happen
-                _remove(final)
+                remove_path(final)
             previous = self._previous if self._previous is not None and self._previous.exists() else None
             kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint was written"
             err = as_output_error(e, tmp, kept)
@@ -311,6 +311,3 @@ def _order(path: Path) -> tuple[int, int]:
     m = _NAME.match(path.name)
     return int(m.group(1)), int(m.group(2) or 0)
 
-
-def _remove(path: Path) -> None:
-    remove_path(path)
