@@ -2,8 +2,9 @@
 
 One convention for every `rrl train` subcommand (CleanRL's, with nesting):
 
-    --frames 60000                       a field of the config (underscores become dashes)
+    --eval-episodes 50                   a field of the config (underscores become dashes)
     --learner.policy-lr 3e-4             a field of a nested config dataclass
+    --frames 60000                       ... or of a flattened one (`flatten=("train",)`: train.frames)
     --residual / --no-residual           a bool field
     --hidden 256 256                     a tuple field
     --expert-variant none                an optional field set to None
@@ -81,8 +82,13 @@ def _scalar(tp, text: str, optional: bool, flag: str):
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "",
-                         skip: tuple[str, ...] = ()) -> None:
-    """Add one flag per field of dataclass `cls` (recursively for nested dataclasses); see the module docstring."""
+                         skip: tuple[str, ...] = (), flatten: tuple[str, ...] = (), _flag_prefix: str | None = None) -> None:
+    """Add one flag per field of dataclass `cls` (recursively for nested dataclasses); see the module docstring.
+
+    `flatten` names nested config fields (dotted from `cls`: `train`, `train.learner`) whose fields get
+    flags without the nesting (`--frames` for `train.frames`); the config still nests them. A field
+    name that two flattened levels share is a conflicting flag (argparse refuses it when building)."""
+    flag_prefix = prefix if _flag_prefix is None else _flag_prefix
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     group = parser.add_argument_group(f"{cls.__name__} ({prefix.rstrip('.') or 'run'})") if prefix else parser
@@ -91,10 +97,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str
             continue
         tp, optional = _unwrap_optional(hints[f.name])
         dest = prefix + f.name
-        flag = "--" + prefix + f.name.replace("_", "-")
+        flag = "--" + flag_prefix + f.name.replace("_", "-")
         help_text = docs.get(f.name, "")
         if dataclasses.is_dataclass(tp):
-            add_config_arguments(parser, tp, prefix=dest + ".")
+            nested_flags = flag_prefix if dest in flatten else flag_prefix + f.name + "."
+            add_config_arguments(parser, tp, prefix=dest + ".", flatten=flatten, _flag_prefix=nested_flags)
             continue
         default = _default_of(f)
         shown = "required" if default is dataclasses.MISSING else f"default {default!r}"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from rrl.config_args import ConfigError, add_config_arguments, config_from_args
+from rrl.config_args import ConfigError, add_config_arguments, build_config, config_from_args
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,45 @@ def test_bad_configs_are_refused_with_the_field_named(tmp_path):
         parse(["--config", str(broken)])
     with pytest.raises(SystemExit):
         parse(["--task", "x", "--frames", "ten"])
+
+
+def test_flattened_nested_fields_get_flat_flags_and_stay_nested_in_the_config():
+    p = argparse.ArgumentParser()
+    add_config_arguments(p, Outer, flatten=("inner",))
+    args = p.parse_args(["--task", "t", "--frames", "5", "--lr", "0.5"])
+    config = config_from_args(Outer, args)
+    assert config.frames == 5 and config.inner.lr == 0.5 and config.inner.hidden == Inner().hidden
+    with pytest.raises(SystemExit):
+        p.parse_args(["--task", "t", "--inner.lr", "0.5"])  # no nested spelling once flattened
+
+
+def test_train_residual_and_req_flags_are_their_config_fields(tmp_path):
+    """`rrl train residual|req`: flat flags for the nested loop/learner fields, YAML nested, and REQ's presets."""
+    import yaml
+
+    from rrl.cli import build_parser
+    from rrl.commands.train_req import config_values
+    from training.dmpo.config import ResidualRunConfig
+    from training.req.config import TrainConfig
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "residual", "--task", "ur5_pick", "--base", "waypoint", "--out", "r",
+                              "--frames", "300", "--init-std", "0.33", "--residual-scale", "0.33", "--workers", "2"])
+    config = config_from_args(ResidualRunConfig, args)
+    assert (config.train.frames, config.train.learner.init_std, config.residual_scale) == (300, 0.33, 0.33)
+    assert config.train.learner.policy_lr == ResidualRunConfig(task="t", base="waypoint").train.learner.policy_lr
+
+    (tmp_path / "req.yaml").write_text(yaml.safe_dump({"task": "ur5_bowl", "frames": 100, "learner": {"n_step": 5}}))
+    def req(*flags):
+        return config_values(parser.parse_args(["train", "req", "--out", "r", "--config", str(tmp_path / "req.yaml"),
+                                                *flags]))
+
+    plain = req()
+    assert plain["frames"] == 100 and plain["learner"] == {"n_step": 5}  # the file alone: no preset applied
+    crr = req("--algo", "crr", "--mode", "rlfd", "--acting", "importance", "--frames", "7")
+    assert crr["frames"] == 7 and crr["mode"] == "rlfd"
+    assert crr["learner"] == {"n_step": 5, "operator": "td0", "acting": "importance", "expert_action_improvement": False}
+    kept = req("--mode", "rlfd", "--expert-action-improvement")
+    assert kept["learner"]["expert_action_improvement"] is True  # given explicitly: the preset does not override
+    built = build_config(TrainConfig, crr)
+    assert built.algo == "crr" and built.learner.n_step == 5 and not built.learner.expert_action_improvement

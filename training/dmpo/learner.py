@@ -31,58 +31,8 @@ import torch
 
 from training.device import cpu_state_dict, floats, generator_state, load_generator_state, to_device
 from training.dmpo import losses
+from training.dmpo.config import DMPOConfig  # noqa: F401 (re-exported)
 from training.dmpo.networks import CategoricalCritic, GaussianPolicy
-
-
-@dataclass(frozen=True)
-class DMPOConfig:
-    """Hyperparameters of the learner (defaults: Acme's DMPO, RRLfD's learning rate)."""
-
-    num_samples: int = 20
-    """N: actions sampled from the target policy per state (E-step and bootstrap)."""
-    epsilon: float = 0.1
-    """ε: KL bound of the E-step (temperature dual)."""
-    epsilon_mean: float = 2.5e-3
-    """ε_μ: KL bound on the change of the policy mean, per action dimension."""
-    epsilon_std: float = 1e-6
-    """ε_Σ: KL bound on the change of the policy std, per action dimension."""
-    init_log_temperature: float = 10.0
-    """Initial log-space (softplus) parameter of η (Acme: 10)."""
-    init_log_alpha_mean: float = 10.0
-    """Initial log-space parameter of α_μ (Acme: 10)."""
-    init_log_alpha_std: float = 1000.0
-    """Initial log-space parameter of α_Σ (Acme: 1000, i.e. the std barely moves at first)."""
-    policy_lr: float = 3.3e-4
-    """Adam learning rate of the policy (RRLfD; Acme default 1e-4)."""
-    critic_lr: float = 3.3e-4
-    """Adam learning rate of the critic (RRLfD; Acme default 1e-4)."""
-    dual_lr: float = 1e-2
-    """Adam learning rate of the dual variables (Acme)."""
-    grad_clip_norm: float = 40.0
-    """Global-norm clip of policy and critic gradients (Acme)."""
-    target_update_period: int = 100
-    """Learner steps between copies of the online networks into the targets (Acme)."""
-    policy_hidden: tuple[int, ...] = (256, 256, 256)
-    """Policy torso widths (RRLfD: 3×256 with layer norm)."""
-    critic_hidden: tuple[int, ...] = (512, 512, 512)
-    """Critic torso widths (RRLfD: 3×512)."""
-    num_atoms: int = 51
-    """Atoms of the categorical critic."""
-    v_min: float = 0.0
-    """Lowest atom (sparse 0/1 returns: 0)."""
-    v_max: float = 1.0
-    """Highest atom (sparse 0/1 returns: 1)."""
-    init_std: float = 0.1
-    """Initial policy std in normalised action units (RRLfD grid: 0.01, 0.033, 0.1, 0.33, 1)."""
-
-    def __post_init__(self) -> None:
-        if self.num_samples < 2:
-            raise ValueError(f"num_samples must be >= 2, got {self.num_samples}")
-        for name in ("epsilon", "epsilon_mean", "epsilon_std", "policy_lr", "critic_lr", "dual_lr", "grad_clip_norm", "init_std"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"DMPOConfig.{name} must be > 0, got {getattr(self, name)}")
-        if self.target_update_period < 1:
-            raise ValueError(f"target_update_period must be >= 1, got {self.target_update_period}")
 
 
 @dataclass

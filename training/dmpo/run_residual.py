@@ -26,10 +26,8 @@ input size), `stats.json`, `config.yaml`, `eval.jsonl`, `tb/`, `checkpoints/`, `
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,57 +36,12 @@ import yaml
 
 from policies.artifact import FieldStats, update_metrics
 from policies.base_spec import is_waypoint
-from training.dmpo.learner import DMPOConfig
+from training.dmpo.config import DMPOConfig, ResidualRunConfig  # noqa: F401 (re-exported)
 from training.dmpo.residual import (
     STATS_SEED_BASE, ConstantBase, FineTunePolicy, ResidualEnv, bc_head, midpoint_base, ResidualSpace, base_statistics, evaluate_residual, export_residual, input_sources,
 )
-from training.dmpo.train import TrainConfig, checkpoint_store, make_agent, read_checkpoint, train
+from training.dmpo.train import checkpoint_store, make_agent, read_checkpoint, train
 from training.evaluation import EVAL_SEED_BASE
-
-
-@dataclass(frozen=True)
-class ResidualRunConfig:
-    """One residual (or from-scratch) DMPO run."""
-
-    task: str
-    """Task name, e.g. ur5_pick."""
-    base: str
-    """`waypoint`, `waypoint:VARIANT`, a `bc` artifact directory, or `none` (DMPO from scratch)."""
-    residual_scale: float = 0.1
-    """c of RRLfD eq. 6 (grid {0.01, 0.033, 0.1, 0.33, 1}); residual mode only."""
-    finetune: bool = False
-    """Baseline: train the BC base's own output layer with DMPO (no base action); `base` must be a bc artifact."""
-    stats_episodes: int = 20
-    """Base-only episodes that measure normalisation statistics and the base's success."""
-    eval_episodes: int = 50
-    """Held-out episodes per periodic evaluation."""
-    final_eval_episodes: int = 100
-    """Held-out episodes of the final base vs base + residual comparison (through the runtime)."""
-    train: TrainConfig = field(default_factory=TrainConfig)
-    """The DMPO loop and learner."""
-
-    def __post_init__(self) -> None:
-        if not self.residual_scale > 0:
-            raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
-        if self.finetune and (self.base == "none" or is_waypoint(self.base)):
-            raise ValueError("fine-tuning needs a bc artifact as --base (its head is what DMPO trains)")
-        for name in ("stats_episodes", "eval_episodes", "final_eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-    @property
-    def mode(self) -> str:
-        """`scratch` (base none), `finetune` or `residual`."""
-        return "scratch" if self.base == "none" else "finetune" if self.finetune else "residual"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ResidualRunConfig":
-        t = dict(d["train"])
-        t["learner"] = DMPOConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in t["learner"].items()})
-        return cls(**{**d, "train": TrainConfig(**t)})
 
 
 def _make(config: ResidualRunConfig):

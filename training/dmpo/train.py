@@ -24,25 +24,21 @@ a range no other seed, no demonstration and no held-out evaluation uses.
 
 from __future__ import annotations
 
-import csv
-import json
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from training.checkpoint import CheckpointStore
-from training.dmpo.learner import Batch, DMPOConfig, DMPOLearner
+from training.dmpo.config import DMPOConfig, TrainConfig  # noqa: F401 (re-exported)
+from training.dmpo.learner import Batch, DMPOLearner
 from training.dmpo.networks import CategoricalCritic, GaussianPolicy
 from training.harness import LoopSchedule, OffPolicyLoop, RunDir, RunOptions, read_checkpoint  # noqa: F401 (re-exported)
 from training.harness import checkpoint_store as _checkpoint_store
 from training.replay import FieldSpec, ReplayBuffer, Sample
 from training.rollout import EnvStep  # noqa: F401 (re-exported: the rollout contract's step)
-from training.seeds import check_run_seed
 from training.workers import episode_rng
 
 
@@ -55,45 +51,6 @@ class Environment(Protocol):
     def step(self, action: np.ndarray) -> EnvStep:
         """Apply normalised action z (D,)."""
         ...
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The loop around the learner (defaults: Acme's DMPO agent)."""
-
-    frames: int = 100_000
-    """Environment steps to train for (the run's budget)."""
-    batch_size: int = 256
-    """Transitions per learner update."""
-    n_step: int = 5
-    """n of the n-step return."""
-    gamma: float = 0.99
-    """Discount per step."""
-    min_replay: int = 1000
-    """Stored steps before learning starts."""
-    frames_per_update: int = 8
-    """Environment steps per learner update (Acme: samples_per_insert 32 at batch 256)."""
-    replay_capacity: int = 1_000_000
-    """Replay slots (steps)."""
-    eval_every_frames: int = 10_000
-    """Evaluate the deterministic policy every this many frames (and at frame 0 and the end)."""
-    checkpoint_every_frames: int = 10_000
-    """Write a resumable checkpoint at the first episode end after this many frames."""
-    seed: int = 0
-    """Seeds the networks and the action noise; picks the run's training episodes
-    (`training.seeds.training_episode_seed(seed, i)`). In [0, 1000)."""
-    torch_threads: int = 1
-    """torch intra-op threads (the machine is shared; 1 is fastest for these small nets)."""
-    learner: DMPOConfig = field(default_factory=DMPOConfig)
-    """Learner hyperparameters."""
-
-    def __post_init__(self) -> None:
-        for name in ("frames", "batch_size", "n_step", "frames_per_update", "replay_capacity", "eval_every_frames", "checkpoint_every_frames"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
-        check_run_seed(self.seed)
 
 
 def make_agent(obs_dim: int, action_dim: int, config: TrainConfig, policy: torch.nn.Module | None = None,

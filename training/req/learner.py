@@ -29,74 +29,16 @@ Actions live in [-1, 1]^D (see `training.req.env`).
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 
 from training.device import cpu_state_dict, floats, generator_state, load_generator_state, to_device
 from training.req import losses
+from training.req.config import ACTING, REQConfig  # noqa: F401 (re-exported)
 from training.req.networks import GaussianPrior, QNetwork
 
-ACTING = ("prior", "importance")
-
-
-@dataclass(frozen=True)
-class REQConfig:
-    """Hyperparameters of REQ / CRR (defaults: App. A.9 Table 5 unless a field says otherwise)."""
-
-    operator: str = "req"
-    """Policy evaluation: `req` (eq. 2, REQ) or `td0` (CRR, the same algorithm with the TD(0) operator)."""
-    hidden: tuple[int, ...] = (256, 256, 256)
-    """Hidden widths of the prior and of the Q network."""
-    discount: float = 0.99
-    """gamma."""
-    n_step: int = 1
-    """Steps of reward before bootstrapping (paper: 1 in eq. 2; >1 speeds sparse rewards on short budgets)."""
-    learning_rate: float = 1e-4
-    """Adam learning rate of prior, Q and Lagrange multipliers."""
-    dual_learning_rate: float = 1e-2
-    """Adam learning rate of the trust-region Lagrange multipliers (not in the paper; MPO's usual value)."""
-    batch_size: int = 128
-    """Transitions per update."""
-    target_update_period: int = 500
-    """Updates between copies of the online networks into the target networks (U in Alg. 1)."""
-    num_samples: int = 50
-    """N: prior samples per state for the REQ operator, V(s) and importance-sampled acting."""
-    epsilon: float = 0.75
-    """KL bound eps of the KL-constrained policy (sets the temperature eta_s)."""
-    temperature_steps: int = 50
-    """K: gradient steps on the temperature dual per batch."""
-    epsilon_mean: float = 0.005
-    """KL trust region on the prior's mean (eps_mu)."""
-    epsilon_cov: float = 1e-5
-    """KL trust region on the prior's covariance (eps_Sigma)."""
-    min_var: float = 1e-5
-    """Minimum variance of the Gaussian prior."""
-    init_std: float = 0.3
-    """Initial standard deviation of the prior (normalised action units); not in the paper."""
-    expert_action_improvement: bool = True
-    """Eq. 4: also fit the prior to psi(s) where its advantage is >= 0 (REQfSE); off = eq. 3 only."""
-    acting: str = "prior"
-    """How the policy acts: `prior` (sample / mean) or `importance` (softmax(Q/eta) over N prior samples)."""
-
-    def __post_init__(self) -> None:
-        if self.operator not in losses.OPERATORS:
-            raise ValueError(f"operator must be one of {losses.OPERATORS}, got {self.operator!r}")
-        if self.acting not in ACTING:
-            raise ValueError(f"acting must be one of {ACTING}, got {self.acting!r}")
-        if not 0.0 < self.discount <= 1.0:
-            raise ValueError(f"discount must be in (0, 1], got {self.discount}")
-        for name in ("n_step", "batch_size", "target_update_period", "num_samples", "temperature_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("learning_rate", "dual_learning_rate", "epsilon", "epsilon_mean", "epsilon_cov", "min_var", "init_std"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

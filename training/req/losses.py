@@ -32,8 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-OPERATORS = ("req", "td0")
-"""Policy-evaluation operators: `req` (eq. 2, importance-weighted) and `td0` (CRR)."""
+from training.req.config import OPERATORS  # noqa: F401 (the one list lives in the torch-free config)
 
 
 @dataclass(frozen=True)

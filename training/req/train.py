@@ -25,7 +25,6 @@ Run directory (`training.harness.RunDir`):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -39,81 +38,9 @@ from training.harness import checkpoint_store as _checkpoint_store
 from training.replay import ReplayBuffer
 from training.req.env import ExpertEnv, TaskEnv
 from training.req.intertwine import IntertwinedActor, IntertwineSchedule, intertwine_config, replay_fields
-from training.req.learner import Batch, REQActor, REQConfig, REQLearner
-from training.seeds import EVAL_SEED_BASE, check_run_seed, evaluation_episode_seed
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One REQ/CRR training run."""
-
-    task: str
-    """Task name (`sim_bridge.make_task`), e.g. `ur5_bowl`."""
-    mode: str = "rlfse"
-    """Exploration: `rlfse` (intertwining, lambda_intertwine 0.5, lambda_psi 0.75) or `rlfd` (0, 0.25)."""
-    expert_variant: str | None = None
-    """Expert variant (`controllers.experts.make_expert`), e.g. the suboptimal `no_retry`."""
-    expert_noise_std: float = 0.0
-    """Gaussian noise on the expert's linear velocity, m/s (another knob to make an expert suboptimal)."""
-    residual: bool = False
-    """Learn a residual on top of the expert (obs gets u, action = u + c * a) instead of a full policy."""
-    residual_scale: float = 0.5
-    """c: the residual's range as a fraction of the action half-range (residual only)."""
-    train_horizon: int | None = None
-    """Cap on training episodes' length in steps (a time-limit truncation, bootstrapped); None = the task's
-    horizon. Evaluation always runs the full task horizon."""
-    frames: int = 20_000
-    """Environment steps to collect (expert and policy steps together)."""
-    seed: int = 0
-    """Seed of networks and sampling; picks the run's training episodes
-    (`training.seeds.training_episode_seed(seed, i)`). In [0, 1000)."""
-    learner: REQConfig = field(default_factory=REQConfig)
-    """REQ / CRR hyperparameters."""
-    replay_capacity: int = 1_000_000
-    """Replay slots (paper: 1e6)."""
-    min_replay_steps: int = 1000
-    """Steps collected before the first update (they also fix the observation statistics)."""
-    updates_per_step: float = 0.5
-    """Learner updates per environment step (fractions accumulate)."""
-    eval_every_frames: int = 2000
-    """Frames between evaluations."""
-    eval_episodes: int = 20
-    """Held-out episodes per periodic evaluation (`training.seeds.evaluation_episode_seed(0, 1, ...)`)."""
-    checkpoint_every_frames: int = 5000
-    """Frames between checkpoints (written at the next episode boundary)."""
-
-    def __post_init__(self) -> None:
-        intertwine_config(self.mode)
-        check_run_seed(self.seed)
-        if self.frames < 1:
-            raise ValueError(f"frames must be >= 1, got {self.frames}")
-        if self.updates_per_step < 0:
-            raise ValueError(f"updates_per_step must be >= 0, got {self.updates_per_step}")
-        for name in ("replay_capacity", "min_replay_steps", "eval_every_frames", "eval_episodes", "checkpoint_every_frames"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if isinstance(self.learner, dict):
-            object.__setattr__(self, "learner", REQConfig(**self.learner))
-
-    @property
-    def algo(self) -> str:
-        return "req" if self.learner.operator == "req" else "crr"
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["learner"]["hidden"] = list(d["learner"]["hidden"])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
-        d = dict(d)
-        if "learner" in d:
-            d["learner"] = REQConfig(**{**d["learner"], "hidden": tuple(d["learner"].get("hidden", (256, 256, 256)))})
-        return cls(**d)
+from training.req.config import REQConfig, TrainConfig  # noqa: F401 (re-exported)
+from training.req.learner import Batch, REQActor, REQLearner
+from training.seeds import EVAL_SEED_BASE, evaluation_episode_seed
 
 
 def make_task_env(config: TrainConfig) -> TaskEnv:

@@ -115,20 +115,28 @@ def assert_runtime_matches(task, runtime, torch_action, seed, steps=30):
     return moved
 
 
-def test_rrl_train_residual_end_to_end_and_refuses_another_config(tmp_path):
+def test_rrl_train_residual_end_to_end_and_refuses_another_config(tmp_path, capsys):
     from rrl.cli import main
 
     args = ["train", "residual", "--algo", "dmpo", "--task", "ur5_pick", "--base", "waypoint", "--frames", "300",
-            "--out", str(tmp_path / "run"), "--eval-every", "200", "--eval-episodes", "2", "--final-eval-episodes", "3",
-            "--stats-episodes", "2", "--min-replay", "100", "--json"]
-    assert main(args) == 0
+            "--out", str(tmp_path / "run"), "--eval-every-frames", "200", "--eval-episodes", "2",
+            "--final-eval-episodes", "3", "--stats-episodes", "2", "--json"]
+    (tmp_path / "run.yaml").write_text("train: {min_replay: 100, learner: {policy_lr: 0.001}}\n")
+    assert main(args + ["--config", str(tmp_path / "run.yaml")]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["residual"]["episodes"] == 3 and summary["learner_steps"] > 0
     assert (tmp_path / "run" / "tb").is_dir() and len((tmp_path / "run" / "eval.jsonl").read_text().splitlines()) >= 2
     assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "exported"), "--json"]) == 0
     assert (tmp_path / "exported" / "policy.yaml").exists()
-    with pytest.raises(SystemExit, match="another configuration"):
-        main(args[:-1] + ["--residual-scale", "0.5"])
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "run" / "run.yaml").read_text())["config"]
+    assert saved["train"]["min_replay"] == 100 and saved["train"]["learner"]["policy_lr"] == 0.001  # file, nested
+    assert saved["train"]["frames"] == 300 and saved["train"]["learner"]["critic_lr"] == 3.3e-4  # flag, default
+    assert main(args + ["--config", str(tmp_path / "run.yaml"), "--residual-scale", "0.5"]) == 2  # another config
+    (tmp_path / "bad.yaml").write_text("train: {learner: {init_stdd: 0.5}}\n")
+    assert main(args + ["--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "unknown field 'init_stdd'" in capsys.readouterr().err
 
 
 def synthetic_bc_artifact(spec, stats, root):
