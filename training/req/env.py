@@ -80,6 +80,7 @@ class TaskEnv:
         """Optional shorter episode cap (training only: long failed episodes teach little); None = task horizon."""
         self._state = np.zeros(self.spec.state.size, np.float32)
         self._u = np.zeros(self.action_dim, np.float32)
+        self._u_action = np.zeros(self.action_dim, np.float64)
 
     def normalize(self, action: np.ndarray) -> np.ndarray:
         return np.clip((np.asarray(action, np.float64) - self.center) / self.scale, -1, 1).astype(np.float32)
@@ -89,7 +90,8 @@ class TaskEnv:
 
     def _observe(self, obs: dict) -> np.ndarray:
         self._state = np.asarray(obs["state"], np.float32)
-        self._u = self.normalize(self.expert.act(self.spec.state.unpack(self._state)))
+        self._u_action = np.asarray(self.expert.act(self.spec.state.unpack(self._state)), np.float64)
+        self._u = self.normalize(self._u_action)
         return np.concatenate([self._state, self._u]) if self.residual else self._state.copy()
 
     def reset(self, seed: int) -> np.ndarray:
@@ -109,8 +111,16 @@ class TaskEnv:
     def executed_action(self, action: np.ndarray) -> np.ndarray:
         """The task-unit action that `step(action)` applies: the composed policy's command for u and a."""
         a = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
-        u = self.denormalize(self._u) if self.residual else self.center
+        u = self._u_action if self.residual else self.center  # the expert's own action, as the runtime's base gives it
         return self.policy.compose(BaseOutput(action=np.asarray(u, np.float64), features=None), a).command
+
+    def evaluation_policy(self, act) -> ComposedPolicy:
+        """The policy `act(vector) -> a in [-1, 1]^D` as the runtime runs it, for `training.evaluation`'s loop
+        (the one `rrl eval` runs): base = the expert (residual) or the centre of the limits (full policy),
+        residual = `act` on this env's input vector, composed and made safe exactly as `step` does."""
+        composer = self.policy.composer
+        base = _ExpertBase(self) if self.residual else _CenterBase(self.center)
+        return ComposedPolicy(self.spec, base, _ActorResidual(self, act), composer=composer)
 
     def step(self, action: np.ndarray) -> EnvStep:
         step = self.task.step(self.executed_action(action))
@@ -136,3 +146,52 @@ class _NoBase:
 
     def step(self, obs):
         raise RuntimeError("TaskEnv composes with ComposedPolicy.compose; the expert is queried by the env")
+
+
+class _ExpertBase:
+    """The env's expert as the composed policy's base: u = expert(state), queried once per state."""
+
+    name, needs_images, artifact = "expert", False, None
+
+    def __init__(self, env: TaskEnv):
+        self.expert, self.spec = env.expert, env.spec
+
+    def reset(self, seed: int) -> None:
+        self.expert.reset(seed)
+
+    def step(self, obs) -> BaseOutput:
+        return BaseOutput(action=np.asarray(self.expert.act(self.spec.state.unpack(obs["state"])), np.float64),
+                          features=None)
+
+
+class _CenterBase:
+    """The full policy's base slot: the centre of the action limits (its action is centre + half-range * a)."""
+
+    name, needs_images, artifact = "centre", False, None
+
+    def __init__(self, center: np.ndarray):
+        self.center = np.asarray(center, np.float64)
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def step(self, obs) -> BaseOutput:
+        return BaseOutput(action=self.center.copy(), features=None)
+
+
+class _ActorResidual:
+    """A learned policy `act(vector)` in the composed policy's residual slot, on the env's input vector:
+    [state, normalised u] (residual) or the state (full policy); its action clipped to [-1, 1]^D."""
+
+    needs_images, artifact = False, None
+
+    def __init__(self, env: TaskEnv, act, name: str = "req"):
+        self.env, self.act, self.name = env, act, name
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def mean(self, obs, base: BaseOutput) -> np.ndarray:
+        state = np.asarray(obs["state"], np.float32)
+        vector = np.concatenate([state, self.env.normalize(base.action)]) if self.env.residual else state
+        return np.clip(np.asarray(self.act(vector), np.float64), -1.0, 1.0)

@@ -62,17 +62,24 @@ def evaluate_learner(env: ExpertEnv, learner: REQLearner | REQActor, episodes: i
 
 
 def evaluate_episodes(env: ExpertEnv, actor, seeds: list[int], acting: str | None = None) -> list:
-    """One deterministic episode per seed with `actor.act(obs, explore=False)` (a learner, a `REQActor`,
-    or an `IntertwinedActor`'s); `training.evaluation.EpisodeResult`s in seed order. Runs on rollout
-    workers too (`training.workers.WorkerPool.evaluate`)."""
-    from training.evaluation import EpisodeResult
+    """One deterministic episode per seed of `actor.act(obs, explore=False)` (a learner, a `REQActor`, or an
+    `IntertwinedActor`'s policy, never its expert); `training.evaluation.EpisodeResult`s in seed order.
 
-    act = getattr(actor, "actor", actor)  # an IntertwinedActor evaluates its policy, never the expert
-    out = []
+    A task env (`TaskEnv`) runs the policy through `training.evaluation.run_episode` over
+    `env.evaluation_policy`: the composed policy with its safety layer, the loop `rrl eval` runs, so
+    the results carry the safety counters. Runs on rollout workers too (`WorkerPool.evaluate`)."""
+    from training.evaluation import EpisodeResult, run_episode
+
+    policy = getattr(actor, "actor", actor)
+    act = lambda vector: policy.act(vector, explore=False, acting=acting)  # noqa: E731
+    if hasattr(env, "evaluation_policy"):
+        composed = env.evaluation_policy(act)
+        return [run_episode(env.task, composed, seed) for seed in seeds]
+    out = []  # a bare rollout env (the tests' point tasks): the same episode, through the env's own step
     for seed in seeds:
         obs, t = env.reset(seed), 0
         while True:
-            step = env.step(act.act(obs, explore=False, acting=acting))
+            step = env.step(act(obs))
             obs, t = step.obs, t + 1
             if step.terminated or step.truncated:
                 break
