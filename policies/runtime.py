@@ -275,6 +275,17 @@ class Tick:
     """The verdict: ok, clipped, nonfinite_fallback, nonfinite_hold, stale_hold, base_error, residual_error."""
 
 
+def tool_position(spec: TaskSpec, obs: Observation) -> np.ndarray | None:
+    """The measured tool position (m, base frame) of an observation: proprio's `tool_pos` field; None when the
+    task has no such field or the observation lacks proprio (the workspace rule then holds the robot)."""
+    if "tool_pos" not in spec.proprio.names or "proprio" not in obs:
+        return None
+    try:
+        return np.asarray(spec.proprio.unpack(np.asarray(obs["proprio"]))["tool_pos"], np.float64)
+    except ValueError:  # proprio of the wrong size: no measured position
+        return None
+
+
 class ComposedPolicy:
     """A base controller plus an optional residual behind the safety layer: the one policy path.
 
@@ -285,6 +296,9 @@ class ComposedPolicy:
     for that tick, so u goes out alone (`residual_errors`). `act(obs)` is `step(obs).command` for
     evaluation loops (training.evaluation.Policy). `compose(base_output, mu)` runs the same rule on a
     residual mean the caller supplies (training rollouts: mu is the learner's sampled action).
+
+    With a workspace box in `safety` (the robot-facing loop's), each `step` first hands the safety layer the
+    observation's tool position (`tool_position`), so the box rule runs wherever the policy runs.
 
     `composer` overrides the composition rule for the training baselines that have no base (DMPO
     from scratch, fine-tuning: u is a constant and the residual also drives the binary fields).
@@ -339,6 +353,8 @@ class ComposedPolicy:
         """One tick on observation `obs`, `observation_age_s` old (0 in evaluation and lockstep)."""
         if not observation_age_s <= self.safety.config.stale_after_s:  # also catches NaN ages
             return self.hold()
+        if self.safety.config.workspace is not None:  # the box rule needs this tick's tool position
+            self.safety.observe_tool(tool_position(self.spec, obs))
         try:
             base_out = self.base.step(obs)
         except BASE_ERRORS as e:

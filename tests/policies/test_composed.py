@@ -146,3 +146,33 @@ def test_waypoint_variant_base_takes_the_residual_trained_on_it(make_residual_ar
         check_residual_fits(residual.artifact, parse_base("waypoint:no_retry"))
         with pytest.raises(ArtifactError, match="trained on base 'waypoint:no_retry', not 'waypoint'"):
             load_residual(art, spec, "waypoint")
+
+
+def test_a_workspace_box_keeps_the_tool_inside_wherever_the_policy_runs(task):
+    """With the robot-facing loop's workspace box, ComposedPolicy.step reads the tool position itself: a base that
+    drives the tool down and out stops at the box (counted); an observation without proprio holds."""
+    from controllers.safety import WorkspaceLimits
+    from policies.runtime import BaseOutput
+
+    class Dive:
+        name, needs_images, artifact = "dive", False, None
+
+        def reset(self, seed):
+            pass
+
+        def step(self, obs):
+            return BaseOutput(action=np.array([0.15, 0.0, -0.15, 0.0]), features=None)
+
+    box = WorkspaceLimits.from_spec(task.spec)
+    policy = ComposedPolicy(task.spec, Dive(), safety=SafetyConfig(period_s=0.1, workspace=box))
+    obs = task.reset(5)
+    policy.reset(5)
+    for _ in range(40):
+        obs = task.step(policy.act(obs)).obs
+    tool = task.spec.proprio.unpack(obs["proprio"])["tool_pos"]
+    assert tool[0] <= box.high_m[0] + 0.01 and tool[2] >= box.low_m[2] - 0.01, tool
+    assert policy.counters.workspace_clips > 0 and policy.counters.workspace_holds == 0
+    blind = policy.step({k: v for k, v in obs.items() if k != "proprio"})
+    assert blind.reason == "workspace_hold" and policy.counters.workspace_holds == 1
+    unboxed = ComposedPolicy(task.spec, Dive(), safety=SafetyConfig(period_s=0.1))
+    assert unboxed.step({k: v for k, v in obs.items() if k != "proprio"}).reason == "ok"

@@ -590,7 +590,6 @@ class ControlNode(LifecycleNode):
         if obs is not None:
             self.hold_logged = False
             ages = [self.inputs.age_s(k, started_ns) for k in required]
-            self.policy.safety.observe_tool(obs["proprio"][0:3])
             out = self.policy.step(obs, max(ages))
             self.previous_reading = reading
         hold = out.reason in HOLD_REASONS or out.reason.startswith("base_error")
