@@ -7,7 +7,12 @@
 The episodes run `policies.runtime.ComposedPolicy`, the same base + residual + safety layer the
 ROS control node runs; `--json` reports its counters (`safety`: NaN/Inf fallbacks, holds, clips,
 base and residual errors). Bad input (an unknown task or variant, a path that is no artifact, a
-negative seed) exits 2 with one line that says what is wrong.
+negative seed, a video file that is not .mp4) exits 2 with one line that says what is wrong.
+
+`--video FILE.mp4 [--video-episodes N]` records the first N episodes (default 1) from a fixed
+third-person camera with an overlay (`sim_bridge.video.RecordingTask`, H.264): the episodes are
+the ones that run without it (rendering reads the simulation, never steps it or draws from its
+random numbers); `--json` adds `video` (path, episodes, frames) to the report.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record-metrics", action="store_true",
                    help="store the measured success in the evaluated artifact's policy.yaml (metrics): "
                         "the residual's when there is one, else the learned base's")
+    p.add_argument("--video", default=None, metavar="FILE.mp4",
+                   help="record the first --video-episodes episodes to this H.264 file (third-person camera, overlay)")
+    p.add_argument("--video-episodes", type=int, default=1, metavar="N", help="episodes to record with --video (>= 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
@@ -45,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from policies.base_spec import check_variant, parse_base
     from policies.runtime import LOAD_ERRORS, camera_for_artifacts, load_policy
     from sim_bridge import make_task, task_names
+    from sim_bridge.video import RecordingTask, VideoConfig, check_video_path
     from training.evaluation import DEMO_SEED_BASE, EVAL_SEED_BASE, evaluate
 
     if args.episodes < 1:
@@ -53,6 +62,14 @@ def run(args: argparse.Namespace) -> int:
         raise _fail(f"--seed must be >= 0, got {args.seed} (held-out seeds start at {EVAL_SEED_BASE})")
     if args.task not in task_names():
         raise _fail(f"unknown task {args.task!r}; known: {task_names()}")
+    if args.video is None and args.video_episodes != 1:
+        raise _fail("--video-episodes needs --video FILE.mp4")
+    if args.video is not None:
+        try:
+            check_video_path(args.video)
+            video_config = VideoConfig(episodes=args.video_episodes)
+        except ValueError as e:
+            raise _fail(f"--video: {e}") from None
     try:  # everything that can be checked without building the task
         base = parse_base(args.base)
         check_variant(base, args.task)
@@ -63,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: seeds from {args.seed} may overlap demonstration seeds (from {DEMO_SEED_BASE}); "
               f"held-out seeds start at {EVAL_SEED_BASE}", flush=True)
     task = make_task(args.task, camera=camera)
+    if args.video is not None:
+        try:
+            task = RecordingTask(task, args.video, video_config)
+        except ValueError as e:
+            task.close()
+            raise _fail(f"--video: {e}") from None
     try:
         try:
             policy = load_policy(task.spec, base, args.residual)
@@ -75,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         task.close()
     report = {"task": args.task, "base": args.base, "residual": args.residual, **result.summary(),
               "safety": policy.counters.as_dict(), "seed": args.seed, "wall_s": round(wall_s, 2)}
+    if args.video is not None:
+        report["video"] = {"path": args.video, "episodes": task.episodes_recorded, "frames": task.frames_written}
     # the evaluated artifact is the residual when there is one (on its base), else a learned base
     evaluated = args.residual if args.residual is not None else None if base.is_waypoint else args.base
     if args.record_metrics and evaluated is not None:
@@ -89,4 +114,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.task} base {args.base}" + (f" + residual {args.residual}" if args.residual else "")
               + f": success {report['success_rate']:.2f} over {report['episodes']} episodes, "
                 f"mean steps on success {report['mean_steps_success']}; safety {report['safety']}")
+        if args.video is not None:
+            print(f"video: {task.frames_written} frames of {task.episodes_recorded} episode(s) written to {args.video}")
     return 0

@@ -134,6 +134,9 @@ SIM_BRIDGE = NodeParams("sim_bridge", "sim_bridge", (
     ParamSpec("rate_hz", float, 10.0, "control rate in realtime, Hz (the task's rate)", positive=True),
     ParamSpec("camera_px", int, 0, "square camera image size in px; 0 renders no camera (else >= 8)", minimum=0),
     ParamSpec("camera_history", int, 3, "frames the task stacks (the control node stacks its own)", minimum=1),
+    ParamSpec("video", str, "", "record the first video_episodes episodes to this .mp4 file (H.264, a fixed "
+              "third-person camera, sim_bridge.video); '' records none"),
+    ParamSpec("video_episodes", int, 1, "episodes recorded with video", minimum=1),
     ParamSpec("command_timeout_periods", float, 2.0, "a command older than this many periods: hold", positive=True),
     ParamSpec("startup_timeout_s", float, 30.0, "wait at most this long for the controller to connect", minimum=0),
     ParamSpec("joint_states_hz", float, 125.0, "driver: joint state rate, Hz (the physics follows the wall clock)",

@@ -41,6 +41,11 @@ rrl_ros.sim_driver; the list of topics above is then that module's):
   seed and as fast as the CPU allows. Without a command the robot is not stepped
   (it holds) and the node says so after `command_timeout_periods` periods.
 
+Video (parameter `video`: an .mp4 path): the first `video_episodes` episodes are recorded from a fixed
+third-person camera with an overlay (`sim_bridge.video.RecordingTask`; the episodes do not change). Each
+recorded tick renders one frame inside the step, so in realtime it adds that time to the tick; lockstep
+runs are unaffected but slower.
+
 Parameters: `rrl_ros.params.SIM_BRIDGE` (name, type, default, description of each); an unknown
 name or a wrong type ends the node at start-up with exit code 2 and one line naming it.
 
@@ -72,6 +77,7 @@ from rrl_ros.sim_core import APPLY, FOREIGN, NONFINITE, EpisodeRunner, judge_com
 from rrl_ros.sim_driver import DriverLoop
 from sim_bridge import make_task, task_names
 from sim_bridge.task import CameraConfig
+from sim_bridge.video import RecordingTask, VideoConfig
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -97,6 +103,8 @@ class SimBridgeNode(Node):
         self.period_s = 1.0 / float(p["rate_hz"])
         self.finished = False
         self.driver = None
+        if p["clock_mode"] == "driver" and p["video"]:
+            raise ParameterError("parameter video is recorded in clock_mode realtime or lockstep, not driver")
         if p["clock_mode"] == "driver":  # a robot driver's topics on its own clock: rrl_ros.sim_driver
             try:
                 self.driver = DriverLoop(self, p)
@@ -106,6 +114,13 @@ class SimBridgeNode(Node):
             return
         camera = CameraConfig(p["camera_px"], p["camera_px"], p["camera_history"]) if p["camera_px"] else None
         self.task = make_task(p["task"], camera=camera)
+        if p["video"]:  # the episodes are unchanged; each recorded tick costs one render (~60 ms at 320x240)
+            try:
+                self.task = RecordingTask(self.task, p["video"],
+                                          VideoConfig(fps=float(p["rate_hz"]), episodes=p["video_episodes"]))
+            except ValueError as e:
+                self.task.close()
+                raise ParameterError(f"parameter video={p['video']!r}: {e}") from None
         self.spec = self.task.spec
         self.limits = self.spec.action_limits
         self.runner = EpisodeRunner(self.task, p["episodes"], p["seed"])
