@@ -11,10 +11,14 @@ install: $(STAMP)
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml ros_ws/src/rrl_ros/setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@# MuJoCo offscreen rendering (Adroit RGB) needs EGL: install libegl1 when missing and we are root.
-	@if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1'; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libegl1; \
-	  else echo "note: libEGL.so.1 missing and not root: Adroit image modes will be unavailable"; fi; fi
+	@# MuJoCo offscreen rendering (Adroit RGB) needs EGL (libegl1), a GL library for PyOpenGL (libopengl0) and,
+	@# without a GPU, Mesa's software driver llvmpipe (swrast_dri.so in libgl1-mesa-dri; libegl1 does not pull it
+	@# in): install what is missing when we are root.
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1' || ! ldconfig -p 2>/dev/null | grep -q -e 'libOpenGL.so.0' -e 'libGL.so.1' \
+	    || ! ls /usr/lib/*/dri/swrast_dri.so /usr/lib/dri/swrast_dri.so 2>/dev/null | grep -q .; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libegl1 libopengl0 libgl1-mesa-dri; \
+	  else echo "note: EGL/Mesa libraries missing and not root: Adroit image modes will be unavailable" \
+	    "(apt-get install libegl1 libopengl0 libgl1-mesa-dri)"; fi; fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .

@@ -1,7 +1,7 @@
 """Control steps per second of each simulated task, per observation mode, next to the raw physics ceiling.
 
     .venv/bin/python bench/sim_throughput.py [--tasks ur5_pick ur5_bowl] [--state-steps 600] [--image-steps 100]
-                                             [--policy random|expert]
+                                             [--policy random|expert] [--render-qualities fast quality]
 
 For every task in `BENCH` it times `task.step` (one 10 Hz control step with its
 substeps, observation included) in each mode, with a fixed seeded sequence of
@@ -14,6 +14,12 @@ also reports the share of the step spent inside the physics engine
 contact costs the engine more than the resting scene of the ceiling. Prints one JSON object: per task and mode `steps_per_s`, and for
 state mode `fraction_of_raw` (target >= 0.7 for the UR5 tasks), plus a machine record.
 
+The hand tasks' RGB modes run at each of `--render-qualities` (`sim_bridge.adroit.tasks.RENDER_QUALITY`:
+`rgb84` is the default "fast", `rgb84_quality` the models' own settings), and per task and image size the
+report gives `fast_vs_quality`: the mean absolute pixel difference (of 255) between the two qualities' first
+frames of episodes 0-2, and the share of pixels whose channels all differ by <= 16. The machine record
+carries the GL_RENDERER string MuJoCo rendered with (`gl_renderer`) and GALLIUM_DRIVER.
+
 To add tasks (e.g. Adroit), add `BenchEntry`s to `BENCH`: a mode table
 (name -> CameraConfig or None) and a `raw_step` factory that returns a function
 doing one control step's worth of bare simulation.
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -102,7 +109,35 @@ ADROIT_MODES: dict[str, CameraConfig | None] = {
     "state": None,
     "rgb240": CameraConfig(240, 240),
     "rgb84": CameraConfig(84, 84),
+    "rgb240_quality": CameraConfig(240, 240),
+    "rgb84_quality": CameraConfig(84, 84),
 }
+ADROIT_MODE_OPTIONS: dict[str, dict] = {
+    "rgb240": {"render_quality": "fast"}, "rgb84": {"render_quality": "fast"},  # fast: the default
+    "rgb240_quality": {"render_quality": "quality"}, "rgb84_quality": {"render_quality": "quality"},
+}
+"""Task options per mode: the hand tasks' render quality (`sim_bridge.adroit.tasks.RENDER_QUALITY`)."""
+IMAGE_DIFF_SEEDS = (0, 1, 2)
+
+
+def adroit_image_difference(task: str, camera: CameraConfig, seeds=IMAGE_DIFF_SEEDS) -> dict:
+    """Fast against quality frames of the same scenes: the first frame of episodes `seeds`."""
+    frames = {}
+    for quality in ("fast", "quality"):
+        with make_task(task, camera=CameraConfig(camera.width_px, camera.height_px, history=1),
+                       render_quality=quality) as t:
+            frames[quality] = np.stack([t.reset(s)["rgb"][-1] for s in seeds]).astype(np.int16)
+    diff = np.abs(frames["fast"] - frames["quality"])
+    return {"seeds": list(seeds), "mean_abs": float(diff.mean()),
+            "fraction_within_16": float((diff.max(axis=-1) <= 16).mean())}
+
+
+def adroit_gl_renderer() -> str:
+    """The GL_RENDERER string of an Adroit task's renderer (the backend, driver and process settings in use)."""
+    from sim_bridge.adroit.tasks import gl_renderer
+
+    with make_task("adroit_pen", camera=CameraConfig(16, 16, history=1)) as t:
+        return gl_renderer(t._renderer)
 
 
 @dataclass(frozen=True)
@@ -115,16 +150,22 @@ class BenchEntry:
     """Given a reset task, a function that does one control step of bare simulation (the ceiling)."""
     physics_timer: Callable[[], ContextManager[list[float]]] | None = None
     """Context manager accumulating the seconds spent in the physics engine during state-mode steps."""
+    mode_options: dict[str, dict] = field(default_factory=dict)
+    """Extra `make_task` options per mode (e.g. the hand tasks' render quality)."""
+
+    @property
+    def has_render_quality(self) -> bool:
+        return any("render_quality" in options for options in self.mode_options.values())
 
 
 BENCH: dict[str, BenchEntry] = {
     "ur5_pick": BenchEntry("ur5_pick", UR5_MODES, _ur5_raw_step, _ur5_physics_timer),
     "ur5_bowl": BenchEntry("ur5_bowl", UR5_MODES, _ur5_raw_step, _ur5_physics_timer),
     "ur5_push": BenchEntry("ur5_push", UR5_MODES, _ur5_raw_step, _ur5_physics_timer),
-    "adroit_door": BenchEntry("adroit_door", ADROIT_MODES, _adroit_raw_step),
-    "adroit_hammer": BenchEntry("adroit_hammer", ADROIT_MODES, _adroit_raw_step),
-    "adroit_pen": BenchEntry("adroit_pen", ADROIT_MODES, _adroit_raw_step),
-    "adroit_relocate": BenchEntry("adroit_relocate", ADROIT_MODES, _adroit_raw_step),
+    "adroit_door": BenchEntry("adroit_door", ADROIT_MODES, _adroit_raw_step, mode_options=ADROIT_MODE_OPTIONS),
+    "adroit_hammer": BenchEntry("adroit_hammer", ADROIT_MODES, _adroit_raw_step, mode_options=ADROIT_MODE_OPTIONS),
+    "adroit_pen": BenchEntry("adroit_pen", ADROIT_MODES, _adroit_raw_step, mode_options=ADROIT_MODE_OPTIONS),
+    "adroit_relocate": BenchEntry("adroit_relocate", ADROIT_MODES, _adroit_raw_step, mode_options=ADROIT_MODE_OPTIONS),
 }
 
 
@@ -133,8 +174,9 @@ BENCH: dict[str, BenchEntry] = {
 class _ModeTimer:
     """Times `task.step` on one task instance with seeded random actions, block by block."""
 
-    def __init__(self, name: str, camera: CameraConfig | None, seed: int, policy: str = "random"):
-        self.task = make_task(name, camera=camera)
+    def __init__(self, name: str, camera: CameraConfig | None, seed: int, policy: str = "random",
+                 options: dict | None = None):
+        self.task = make_task(name, camera=camera, **(options or {}))
         self.expert = None
         if policy == "expert":
             from controllers.experts import make_expert
@@ -200,10 +242,14 @@ BLOCK_STEPS = 50
 other work slows both alike."""
 
 
-def bench_task(entry: BenchEntry, state_steps: int, image_steps: int, seed: int, policy: str) -> dict:
+def bench_task(entry: BenchEntry, state_steps: int, image_steps: int, seed: int, policy: str,
+               render_qualities: tuple[str, ...] = ("fast", "quality")) -> dict:
     row: dict = {}
     for mode, camera in entry.modes.items():
-        timer = _ModeTimer(entry.task, camera, seed, policy)
+        options = entry.mode_options.get(mode, {})
+        if "render_quality" in options and options["render_quality"] not in render_qualities:
+            continue
+        timer = _ModeTimer(entry.task, camera, seed, policy, options)
         if camera is None and entry.raw_step is not None:
             raw = _RawTimer(entry, seed)
             probe = entry.physics_timer() if entry.physics_timer is not None else contextlib.nullcontext([0.0])
@@ -221,7 +267,10 @@ def bench_task(entry: BenchEntry, state_steps: int, image_steps: int, seed: int,
                 row[mode]["overhead_ms_per_step"] = 1e3 * (timer.step_s - physics_s[0]) / timer.steps
         else:
             timer.run(state_steps if camera is None else image_steps)
-            row[mode] = timer.report()
+            row[mode] = dict(timer.report(), **options)
+    if entry.has_render_quality and set(render_qualities) >= {"fast", "quality"}:
+        sizes = {(c.width_px, c.height_px): c for c in entry.modes.values() if c is not None}
+        row["fast_vs_quality"] = {f"{w}x{h}": adroit_image_difference(entry.task, c) for (w, h), c in sizes.items()}
     return row
 
 
@@ -233,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--policy", choices=("random", "expert"), default="random",
                         help="actions: seeded uniform random, or the task's scripted expert (not timed)")
+    parser.add_argument("--render-qualities", nargs="+", choices=("fast", "quality"), default=["fast", "quality"],
+                        help="hand tasks: RGB render qualities to time (both: also their image difference)")
     args = parser.parse_args(argv)
     unknown = [t for t in args.tasks if t not in BENCH]
     if unknown:
@@ -240,10 +291,15 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"benchmark": "sim_throughput", "unit": "control steps per second", "policy": args.policy,
                     "tasks": {}}
     for name in args.tasks:
-        row = bench_task(BENCH[name], args.state_steps, args.image_steps, args.seed, args.policy)
+        row = bench_task(BENCH[name], args.state_steps, args.image_steps, args.seed, args.policy,
+                         tuple(args.render_qualities))
         report["tasks"][name] = row
-        print(f"{name}: " + ", ".join(f"{m} {r['steps_per_s']:.0f}/s" for m, r in row.items()), file=sys.stderr)
+        print(f"{name}: " + ", ".join(f"{m} {r['steps_per_s']:.0f}/s" for m, r in row.items() if "steps_per_s" in r),
+              file=sys.stderr)
     report["machine"] = machine("pybullet", "mujoco", "numpy", "gymnasium")
+    if any(BENCH[name].has_render_quality for name in args.tasks):
+        report["machine"]["gl_renderer"] = adroit_gl_renderer()
+        report["machine"]["GALLIUM_DRIVER"] = os.environ.get("GALLIUM_DRIVER")
     print(json.dumps(report))
     return 0
 

@@ -14,6 +14,12 @@
 - `IMAGE`: the last 3 frames: depth float32 (3, H, W) in [0, 1], or rgb uint8 (3, H, W, 3).
 - `IMAGE+proprio`: dict {IMAGE: frames, "proprio": (P,)}.
 
+Other keyword arguments go to the task (`sim_bridge.make_task`), e.g. the hand
+tasks' `render_quality="fast"|"quality"` (`sim_bridge.adroit.tasks.RENDER_QUALITY`;
+"fast", the default, renders without shadows and anti-aliasing):
+
+    env = gym.make("sim_bridge.envs:rrl/AdroitDoor-v0", obs_mode="rgb", render_quality="quality")
+
 `reset(seed=s)` runs the task's episode `s` (the same seed always gives the same
 episode); `reset()` without a seed draws the next episode seed from the env's
 generator. Episodes end by success (terminated) or the task horizon (truncated).
@@ -64,10 +70,10 @@ class TaskEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, task: str, obs_mode: str = "state", camera: CameraConfig | None = None):
+    def __init__(self, task: str, obs_mode: str = "state", camera: CameraConfig | None = None, **task_options):
         if obs_mode != "state" and camera is None:
             camera = CameraConfig()
-        self.task = make_task(task, camera=camera if obs_mode != "state" else None)
+        self.task = make_task(task, camera=camera if obs_mode != "state" else None, **task_options)
         spec = self.task.spec
         image = spec.camera
         if obs_mode not in obs_modes(image):

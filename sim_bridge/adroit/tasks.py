@@ -34,6 +34,12 @@ Observations (dict, see `sim_bridge.task`):
 - `rgb` (when made with a camera): uint8 (history, H, W, 3) from the model's
   `vil_camera`, oldest first; default 240 x 240, 3 frames.
 
+Rendering (`render_quality`, `RENDER_QUALITY`): "fast" by default, the models'
+own settings as "quality". On Mesa's software rasteriser (llvmpipe, no GPU) the
+models' 4096 x 4096 shadow map and 8x multisampling cost ~20x the rest of a
+frame, so "fast" renders without them (and with coarser tessellation of the
+few primitive shapes); the images lose the shadows and the anti-aliasing.
+
 Success (the suite's definitions), reward 1.0 on the success step, which
 terminates the episode:
 - door: door hinge >= 1.35 rad;
@@ -48,13 +54,11 @@ import os
 import warnings
 from collections import deque
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import mujoco  # sim_bridge.adroit (imported first) has set MUJOCO_GL and GALLIUM_DRIVER
+import numpy as np
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-
-from sim_bridge.spec import Layout, TaskSpec  # noqa: E402
-from sim_bridge.task import CameraConfig, Observation, Step, Task  # noqa: E402
+from sim_bridge.spec import Layout, TaskSpec
+from sim_bridge.task import CameraConfig, Observation, Step, Task
 
 CONTROL_RATE_HZ = 10.0
 ENV_STEP_S = 0.01
@@ -100,8 +104,36 @@ class RenderingUnavailable(RuntimeError):
     """No offscreen OpenGL context could be made for MuJoCo."""
 
 
-def make_renderer(model: mujoco.MjModel, camera: CameraConfig) -> mujoco.Renderer:
-    """An offscreen renderer of `camera`'s size, or `RenderingUnavailable` with the fix in the message."""
+RENDER_QUALITY: dict[str, dict[str, int]] = {
+    "fast": {"offsamples": 0, "shadowsize": 0, "numslices": 12, "numstacks": 6},
+    "quality": {"offsamples": 8, "shadowsize": 4096, "numslices": 28, "numstacks": 16},
+}
+"""`model.vis.quality` settings per render quality, applied before the renderer's GL context is made.
+
+"quality" is what the gymnasium-robotics models ship with (8x multisampling, a 4096 x 4096 shadow map,
+primitives tessellated 28 slices x 16 stacks). "fast" drops multisampling and the shadow map (shadowsize 0
+turns shadows off) and tessellates the primitive shapes (door posts, table legs, handle, hammer, pen, ball;
+the hand is meshes, unaffected) 12 x 6. Measured (README, Adroit hand tasks): shadows and anti-aliased edges
+are gone, mean absolute pixel difference ~7-8 of 255 at 84 and 240 px, almost all of it the shadows; the
+coarser tessellation alone differs by < 0.25."""
+DEFAULT_RENDER_QUALITY = "fast"
+
+
+def check_render_quality(quality: str) -> str:
+    """`quality` if it names an entry of `RENDER_QUALITY`, else ValueError naming the known ones."""
+    if quality not in RENDER_QUALITY:
+        raise ValueError(f"render_quality must be one of {sorted(RENDER_QUALITY)}, got {quality!r}")
+    return quality
+
+
+def make_renderer(model: mujoco.MjModel, camera: CameraConfig,
+                  quality: str = DEFAULT_RENDER_QUALITY) -> mujoco.Renderer:
+    """An offscreen renderer of `camera`'s size at render `quality`, or `RenderingUnavailable` naming the fix.
+
+    Sets `model.vis.quality` to `RENDER_QUALITY[quality]` first (MuJoCo reads it when it makes the context;
+    it changes nothing but rendering)."""
+    for name, value in RENDER_QUALITY[check_render_quality(quality)].items():
+        setattr(model.vis.quality, name, value)
     model.vis.global_.offwidth = max(model.vis.global_.offwidth, camera.width_px)
     model.vis.global_.offheight = max(model.vis.global_.offheight, camera.height_px)
     try:
@@ -111,10 +143,18 @@ def make_renderer(model: mujoco.MjModel, camera: CameraConfig) -> mujoco.Rendere
         # MUJOCO_GL=egl) before anything imports mujoco, or rendering falls back to GLFW.
         raise RenderingUnavailable(
             f"MuJoCo offscreen rendering is unavailable (MUJOCO_GL={os.environ.get('MUJOCO_GL')!r} when mujoco was "
-            f"first imported?): {exc}. Install EGL (`apt-get install -y libegl1`, or `make install` as root), set "
-            "MUJOCO_GL=egl before mujoco is imported, or make the task without a camera (camera=None) for the "
-            "state-only modes."
+            f"first imported?): {exc}. Install EGL and Mesa's software driver (`apt-get install -y libegl1 "
+            "libopengl0 libgl1-mesa-dri`, or `make install` as root), set MUJOCO_GL=egl before mujoco is imported, "
+            "or make the task without a camera (camera=None) for the state-only modes."
         ) from exc
+
+
+def gl_renderer(renderer: mujoco.Renderer) -> str:
+    """The GL_RENDERER string of `renderer`'s context, e.g. 'llvmpipe (LLVM 15.0.6, 256 bits)' on Mesa."""
+    from OpenGL import GL  # PyOpenGL, on the platform mujoco chose (egl)
+
+    renderer._gl_context.make_current()
+    return GL.glGetString(GL.GL_RENDERER).decode()
 
 
 def _env_class(name: str):
@@ -145,7 +185,10 @@ class AdroitTask(Task):
     object_joints: tuple[str, ...] = ()
     """Joints that belong to the scene, not the robot."""
 
-    def __init__(self, camera: CameraConfig | None = None, horizon_s: float | None = None):
+    def __init__(self, camera: CameraConfig | None = None, horizon_s: float | None = None,
+                 render_quality: str = DEFAULT_RENDER_QUALITY):
+        """`render_quality`: "fast" (default) or "quality", see `RENDER_QUALITY`; used only with a camera."""
+        self.render_quality = check_render_quality(render_quality)
         self.env = _env_class(self.env_name)(reward_type="sparse")
         self.model, self.data = self.env.model, self.env.data
         m = self.model
@@ -183,7 +226,7 @@ class AdroitTask(Task):
             proprio=proprio, state=state, camera="rgb", joint_names=tuple(robot),
         )
         self.camera = camera
-        self._renderer = make_renderer(m, camera) if camera is not None else None
+        self._renderer = make_renderer(m, camera, render_quality) if camera is not None else None
         self._cam_id = m.camera(CAMERA_NAME).id
         self._cam_pos0 = m.cam_pos[self._cam_id].copy()
         self._frames: deque[np.ndarray] = deque(maxlen=camera.history if camera else 1)
