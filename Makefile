@@ -25,12 +25,12 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml ros_ws/src/rrl_ros/set
 	$(PY) -m pip install --quiet --no-deps -e ros_ws/src/rrl_ros
 	touch $(STAMP)
 
-# The main job: the UR5 ROS 2 stack (sim_bridge + control node: pick, waypoint base, realtime 10 Hz,
-# 3 episodes) over loopback DDS; prints per-episode success and the control-loop statistics.
-# rt_priority: the nodes run under SCHED_FIFO where allowed (else they warn and run on).
+# The main job (rrl/commands/demo.py): through the UR5 ROS 2 stack (sim_bridge + control node, loopback DDS in a
+# private domain), the shipped BC base alone and with its residual on the same 20 held-out seeds (lockstep), one
+# realtime 10 Hz episode (SCHED_FIFO where allowed, else the nodes warn and run on) and one live base swap
+# (waypoint -> bc); prints the table, writes out/demo_report.json, out/demo.png and out/demo.mp4.
 demo: $(STAMP)
-	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(VENV)/bin/rrl launch launch/ur5.launch.yaml \
-		task:=ur5_pick base:=waypoint clock_mode:=realtime episodes:=3 rt_priority:=20 --report out/demo_report.json
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(VENV)/bin/rrl demo --out out
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

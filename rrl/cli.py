@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("rrl.commands.eval", "evaluate a base (waypoint or artifact) plus optional residual on held-out seeds"),
     "launch": ("rrl.commands.launch", "run a ROS 2 YAML launch file (e.g. the UR5 stack) and report success and loop metrics"),
     "switch": ("rrl.commands.switch", "swap the base controller of a running control node (SetParametersAtomically service)"),
+    "demo": ("rrl.commands.demo", "the main job: base vs base + residual through the ROS 2 stack, a live swap, a table, "
+                                  "a plot and a video"),
 }
 
 

@@ -17,11 +17,12 @@ The view is a fixed camera looking at the scene, never the policy's camera input
 So a recorded episode is the episode that would have run without a video: the same actions, the
 same outcome (tests/rrl/test_video.py compares them step by step).
 
-The overlay (top left): task and seed, step / horizon, the outcome so far (running, success,
-failed at the horizon), the command applied at the last step (the task-clipped action, per field;
-a field wider than 3 is shown by its norm).
+The overlay is an info strip under the view (so it hides nothing of the scene): task, seed,
+step / horizon and the outcome so far (running, success, failed at the horizon), then the command
+applied at the last step (the task-clipped action, per field; a field wider than 3 by its norm).
 
-Shapes: frames are uint8 (H, W, 3), H and W multiples of 16 (H.264 macroblocks: no rescaling).
+Shapes: frames are uint8 (H, W, 3), H and W multiples of 16 (H.264 macroblocks: no rescaling);
+with the strip H = height_px + 32 (`VideoConfig.frame_shape`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from sim_bridge.task import CameraConfig, Observation, Step, Task
 
 MACRO_BLOCK_PX = 16
 """H.264 encodes 16 x 16 macroblocks: frame sides must be multiples of this (else imageio rescales)."""
+INFO_STRIP_PX = 32
+"""Height of the info strip under each view (a multiple of 16, so frames stay whole macroblocks)."""
 FIELD_UNITS = {"tool_vel": "m/s"}
 """Units shown after an action field in the overlay (fields not listed are shown bare)."""
 
@@ -54,7 +57,12 @@ class VideoConfig:
     episodes: int = 1
     """Record the first this many episodes the task plays (later ones run without rendering)."""
     overlay: bool = True
-    """Draw the step, outcome and command over each frame."""
+    """Add the info strip (seed, step, outcome, command) below each view; frames are then 32 px taller."""
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """(H, W, 3) of the frames written: the view plus the info strip."""
+        return (self.height_px + (INFO_STRIP_PX if self.overlay else 0), self.width_px, 3)
 
     def __post_init__(self) -> None:
         for name in ("width_px", "height_px"):
@@ -187,10 +195,12 @@ def command_text(layout: Layout, action: np.ndarray | None) -> str:
 
 
 def status_lines(spec: TaskSpec, seed: int, step: int, outcome: str, action: np.ndarray | None) -> list[tuple[str, tuple]]:
-    """The overlay's lines (text, colour) for one frame; `outcome` is running, success or failed."""
+    """The info strip's two lines (text, colour) for one frame; `outcome` is running, success or failed
+    (the first line takes the outcome's colour: white, green, red)."""
     colour = {"success": GREEN, "failed": RED}.get(outcome, WHITE)
-    return [(f"{spec.name}  seed {seed}", WHITE), (f"step {step}/{spec.max_steps}", WHITE),
-            (outcome if outcome != "failed" else "failed (horizon)", colour), (command_text(spec.action, action), WHITE)]
+    outcome = outcome if outcome != "failed" else "failed (horizon)"
+    return [(f"{spec.name}  seed {seed}  step {step}/{spec.max_steps}  {outcome}", colour),
+            (command_text(spec.action, action), WHITE)]
 
 
 def _font(size_px: int):
@@ -199,25 +209,24 @@ def _font(size_px: int):
     return ImageFont.load_default(size=size_px)
 
 
-def draw_text(frame: np.ndarray, lines: Iterable[tuple[str, tuple]], origin: tuple[int, int] = (4, 4),
-              size_px: int | None = None, box: bool = True) -> np.ndarray:
-    """`frame` (H, W, 3) uint8 with `lines` (text, rgb) drawn from `origin`, on a dark translucent box."""
+def draw_text(frame: np.ndarray, lines: Iterable[tuple[str, tuple]], origin: tuple[int, int], size_px: int) -> np.ndarray:
+    """`frame` (H, W, 3) uint8 with `lines` (text, rgb) drawn one under the other from `origin` (x, y px)."""
     from PIL import Image, ImageDraw
 
-    lines = list(lines)
-    size_px = size_px or max(9, frame.shape[0] // 22)
+    image = Image.fromarray(frame)
+    draw = ImageDraw.Draw(image)
     font = _font(size_px)
-    image = Image.fromarray(frame).convert("RGBA")
-    layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
     x, y = origin
-    step_px = size_px + 3
-    if box and lines:
-        width = max(draw.textlength(text, font=font) for text, _ in lines)
-        draw.rectangle([x - 3, y - 2, x + width + 3, y + step_px * len(lines) + 1], fill=(0, 0, 0, 140))
     for i, (text, colour) in enumerate(lines):
-        draw.text((x, y + i * step_px), text, font=font, fill=tuple(colour) + (255,))
-    return np.asarray(Image.alpha_composite(image, layer).convert("RGB"))
+        draw.text((x, y + i * (size_px + 3)), text, font=font, fill=tuple(colour))
+    return np.asarray(image)
+
+
+def with_info_strip(frame: np.ndarray, lines: list[tuple[str, tuple]], strip_px: int) -> np.ndarray:
+    """`frame` with a black strip of `strip_px` rows below it carrying `lines` (nothing of the view is covered)."""
+    strip = np.zeros((strip_px, frame.shape[1], 3), np.uint8)
+    size_px = max(8, (strip_px - 6) // len(lines) - 3)
+    return np.vstack([frame, draw_text(strip, lines, origin=(4, 3), size_px=size_px)])
 
 
 # --- writing and reading ---------------------------------------------------------------------------
@@ -270,7 +279,7 @@ def side_by_side(left: list[np.ndarray], right: list[np.ndarray], titles: tuple[
     strips = []
     for clip, title in ((left, titles[0]), (right, titles[1])):
         strip = np.zeros((title_px, clip[0].shape[1], 3), np.uint8)
-        strips.append(draw_text(strip, [(title, WHITE)], origin=(6, (title_px - 16) // 2), size_px=14, box=False))
+        strips.append(draw_text(strip, [(title, WHITE)], origin=(6, (title_px - 16) // 2), size_px=14))
     out = []
     for i in range(n):
         halves = [np.vstack([strip, clip[min(i, len(clip) - 1)]]) for strip, clip in zip(strips, (left, right))]
@@ -340,7 +349,8 @@ class RecordingTask(Task):
     def _write(self, outcome: str, action: np.ndarray | None) -> None:
         frame = self._view.render()
         if self.config.overlay:
-            frame = draw_text(frame, status_lines(self.spec, self._seed, self.task.step_count, outcome, action))
+            frame = with_info_strip(frame, status_lines(self.spec, self._seed, self.task.step_count, outcome, action),
+                                    INFO_STRIP_PX)
         if self._writer is None:
             self._writer = open_writer(self.path, self.config.fps)
         self._writer.append_data(frame)

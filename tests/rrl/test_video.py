@@ -52,7 +52,7 @@ def test_eval_video_decodes_to_one_frame_per_observation(tmp_path, capsys):
     frames = read_video(path)
     assert len(frames) == steps + 1 == report["video"]["frames"]
     assert report["video"]["episodes"] == 1
-    assert frames[0].shape == (240, 320, 3) and frames[0].dtype == np.uint8
+    assert frames[0].shape == VideoConfig().frame_shape == (240 + 32, 320, 3) and frames[0].dtype == np.uint8
     assert frames[0].std() > 10  # a rendered scene, not a blank frame
 
     import imageio.v2 as iio
