@@ -85,7 +85,8 @@ def test_a_second_publisher_does_not_step_the_lockstep_sim(launch, commander, tm
     cycle = itertools.cycle(kinds)
     spammer = commander(answer=lambda status: [foreign(kind, status["tick"]) for kind in kinds],
                         spam=lambda: foreign(next(cycle), None), spam_hz=100)
-    spammed = launch("clock_mode:=lockstep", "episodes:=3", "seed:=3", report=tmp_path / "spammed.json")
+    spammed = launch("clock_mode:=lockstep", "episodes:=3", "seed:=3", "observers:=2",  # it sees every tick
+                     report=tmp_path / "spammed.json")
     assert spammed.wait() == 0, spammed.output
     report = spammed.report()
     (sim,) = report["sim"].values()

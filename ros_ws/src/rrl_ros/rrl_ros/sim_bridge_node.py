@@ -158,7 +158,8 @@ class SimBridgeNode(Node):
     # --- the loop ------------------------------------------------------------------------------
 
     def start(self, executor: SingleThreadedExecutor) -> None:
-        """Wait for the controller (its /command publisher, a subscriber on every observation topic), then run."""
+        """Wait for the controller (its /command publisher, `observers` subscribers on every observation topic: the
+        controller and whoever must see the first tick), then run."""
         if self.driver is not None:
             return self.driver.start(executor)
         deadline = time.monotonic() + float(self.p["startup_timeout_s"])
@@ -166,7 +167,7 @@ class SimBridgeNode(Node):
             observed = [self.pub_joints, self.pub_proprio, self.pub_state, self.pub_status]
             observed += [self.pub_image] if self.pub_image is not None else []
             if self.count_publishers(self.resolve_topic_name("command")) > 0 and \
-                    all(pub.get_subscription_count() > 0 for pub in observed):
+                    all(pub.get_subscription_count() >= int(self.p["observers"]) for pub in observed):
                 break
             executor.spin_once(timeout_sec=0.05)
         else:
