@@ -91,12 +91,7 @@ class WorkerPool:
         self.restarts = 0
         self.started_ray = False
         if not ray.is_initialized():
-            address = address or os.environ.get("RAY_ADDRESS") or None
-            # Local Ray: workers import the project the way this process does (tests, scripts).
-            env_vars = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)),
-                        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=True,
-                     runtime_env={"env_vars": env_vars}, **({} if address else {"num_cpus": max(workers, 1)}))
+            init_ray(address, workers)
             self.started_ray = True
         self._remote_cls = ray.remote(num_cpus=1, max_restarts=0)(RolloutWorker)
         self.actors = [self._spawn(i) for i in range(workers)]
@@ -201,6 +196,19 @@ class WorkerPool:
         self.actors = []
         if self.started_ray:
             self.ray.shutdown()
+
+
+def init_ray(address: str | None = None, workers: int = 1) -> None:
+    """Connect to Ray: `address` or `RAY_ADDRESS` (a cluster), else a local Ray with `workers` CPUs whose
+    workers import the project the way this process does (tests, scripts) and run one thread each. A pool
+    started while Ray is already up (a long-lived driver, the tests' shared session) leaves it up on close."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    env_vars = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)),
+                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=True,
+             runtime_env={"env_vars": env_vars}, **({} if address else {"num_cpus": max(workers, 1)}))
 
 
 def episode_rng(run_seed: int, index: int) -> np.random.Generator:

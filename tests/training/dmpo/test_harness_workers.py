@@ -28,6 +28,18 @@ TINY = DMPOConfig(
 )
 
 
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray for this module's worker tests (pools leave a Ray they did not start running)."""
+    import ray
+
+    from training.workers import init_ray
+
+    init_ray(workers=2)
+    yield
+    ray.shutdown()
+
+
 def learner_checksum(learner) -> str:
     h = hashlib.sha256()
     for module in (learner.policy, learner.critic):
@@ -62,7 +74,7 @@ def test_single_process_loop_is_bit_for_bit_reproducible_for_a_fixed_seed(tmp_pa
 
 
 @pytest.mark.timeout(900)
-def test_two_ray_workers_learn_the_point_mass_like_one_process(tmp_path):
+def test_two_ray_workers_learn_the_point_mass_like_one_process(tmp_path, ray_session):
     cfg = TrainConfig(frames=4000, batch_size=64, min_replay=300, frames_per_update=1, eval_every_frames=2000, gamma=0.95,
                       learner=TINY)
     learner = train(PointMassReach(), evaluate_point_mass, cfg, tmp_path, np.zeros(4), np.full(4, 0.6), progress=False,
@@ -103,7 +115,7 @@ def evaluate_point_mass_episodes(env, actor, seeds):
 
 
 @pytest.mark.timeout(900)
-def test_a_dead_worker_is_replaced_and_evaluations_match_sequential(tmp_path):
+def test_a_dead_worker_is_replaced_and_evaluations_match_sequential(tmp_path, ray_session):
     import functools
 
     from training.dmpo.train import make_agent, make_remote_actor
