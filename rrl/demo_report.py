@@ -75,7 +75,8 @@ def build_report(configurations: list[dict], **context: Any) -> dict:
     return {**context, "configurations": configurations, "comparison": comparison}
 
 
-def _cell(value: Any, fmt: str = "{}") -> str:
+def format_cell(value: Any, fmt: str = "{}") -> str:
+    """`fmt` applied to `value`, or "-" for None (a figure that does not apply)."""
     return "-" if value is None else fmt.format(value)
 
 
@@ -86,8 +87,8 @@ def format_table(report: dict) -> str:
     rows = [header]
     for c in report["configurations"]:
         rows.append((c["name"], c["clock_mode"] or "-", f"{c['success_rate']:.2f} ({c['successes']}/{c['episodes']})",
-                     _cell(c["mean_steps_success"], "{:.1f}"), _cell(c["jitter_p99_ms"], "{:.2f} ms"),
-                     _cell(c["latency_p99_ms"], "{:.2f} ms"), _cell(c["missed_deadlines"]), str(c["clipped"]),
+                     format_cell(c["mean_steps_success"], "{:.1f}"), format_cell(c["jitter_p99_ms"], "{:.2f} ms"),
+                     format_cell(c["latency_p99_ms"], "{:.2f} ms"), format_cell(c["missed_deadlines"]), str(c["clipped"]),
                      str(c["other_safety"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -101,8 +102,8 @@ def format_markdown_table(report: dict) -> str:
              "deadlines | clipped | other safety |", "|---|---|---|---|---|---|---|---|---|"]
     for c in report["configurations"]:
         lines.append(f"| {c['name']} | {c['clock_mode']} | {c['success_rate']:.2f} ({c['successes']}/{c['episodes']}) "
-                     f"| {_cell(c['mean_steps_success'], '{:.1f}')} | {_cell(c['jitter_p99_ms'], '{:.2f} ms')} "
-                     f"| {_cell(c['latency_p99_ms'], '{:.2f} ms')} | {_cell(c['missed_deadlines'])} | {c['clipped']} "
+                     f"| {format_cell(c['mean_steps_success'], '{:.1f}')} | {format_cell(c['jitter_p99_ms'], '{:.2f} ms')} "
+                     f"| {format_cell(c['latency_p99_ms'], '{:.2f} ms')} | {format_cell(c['missed_deadlines'])} | {c['clipped']} "
                      f"| {c['other_safety']} |")
     return "\n".join(lines)
 

@@ -149,7 +149,8 @@ class AdroitView:
 
         self._data = task.data
         self._camera = task.model.camera(camera).id
-        self._renderer = make_renderer(task.model, CameraConfig(width_px, height_px))
+        # the task's own render quality: make_renderer writes it into model.vis, which the task's renderer reads too
+        self._renderer = make_renderer(task.model, CameraConfig(width_px, height_px), task.render_quality)
 
     def render(self) -> np.ndarray:
         self._renderer.update_scene(self._data, camera=self._camera)

@@ -57,6 +57,12 @@ def _fail(message: str) -> SystemExit:
     return SystemExit(2)
 
 
+def _artifact_dir(text: str) -> Path:
+    """An artifact directory given relative to the working directory, else to the repository (the shipped ones)."""
+    path = Path(text)
+    return (path if path.is_absolute() or path.exists() else ROOT / path).resolve()
+
+
 def _short(path: str) -> str:
     return Path(path).name
 
@@ -173,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
                     f"[{EVALUATION.start}, {EVALUATION.stop})")
     if args.swap_step < 1 or args.video_speed <= 0:
         raise _fail("--swap-step must be >= 1 and --video-speed > 0")
-    base_dir, residual_dir = (ROOT / args.base).resolve(), (ROOT / args.residual).resolve()
+    base_dir, residual_dir = _artifact_dir(args.base), _artifact_dir(args.residual)
     try:
         base_art = load_artifact(base_dir, check_graph=False)
         residual_art = load_artifact(residual_dir, check_graph=False)
@@ -236,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
                 row["recorded_success_rate"] = (residual_art if residual else base_art).metrics.get("success_rate")
             configurations.append(row)
             print(f"      success {row['success_rate']:.2f} ({row['successes']}/{row['episodes']}), mean steps of "
-                  f"successes {demo_report._cell(row['mean_steps_success'], '{:.1f}')}, "
+                  f"successes {demo_report.format_cell(row['mean_steps_success'], '{:.1f}')}, "
                   + ("" if mode == "lockstep" else f"jitter p99 {row['jitter_p99_ms']} ms, latency p99 "
                      f"{row['latency_p99_ms']} ms, missed deadlines {row['missed_deadlines']}, ")
                   + f"{wall_s:.0f} s", flush=True)
@@ -294,6 +300,8 @@ def run(args: argparse.Namespace) -> int:
     cmp = report["comparison"]
     print(f"residual vs base on the same {args.episodes} seeds: {cmp['success_gain']:+.2f} success "
           f"(fixed {len(cmp['fixed_by_residual'])} episode(s), broke {len(cmp['broken_by_residual'])})")
+    if not cmp["residual_not_below_base"]:
+        print(f"warning: on these seeds the residual is below the base ({cmp['success_gain']:+.2f})")
     if note:
         print(f"note: {note}")
     print(f"wrote {out / 'demo_report.json'}, {out / 'demo.png'}, {out / 'demo.mp4'} ({video['seconds']} s, "

@@ -14,6 +14,7 @@ import pytest
 from policies.runtime import load_policy
 from rrl.cli import main as rrl_main
 from sim_bridge import make_task
+from sim_bridge.task import CameraConfig
 from sim_bridge.video import RecordingTask, VideoConfig, read_video, side_by_side
 from training.evaluation import EVAL_SEED_BASE
 
@@ -21,7 +22,7 @@ SMALL = VideoConfig(width_px=64, height_px=48)
 
 
 def play(task, policy, seed: int) -> tuple[list[np.ndarray], list[np.ndarray], bool, int]:
-    """One episode: the actions, the states after each step, success and steps."""
+    """One episode: the actions, the observations after each step (state and camera frames), success and steps."""
     obs = task.reset(seed)
     policy.reset(seed)
     actions, states = [], []
@@ -29,7 +30,7 @@ def play(task, policy, seed: int) -> tuple[list[np.ndarray], list[np.ndarray], b
         actions.append(np.asarray(policy.act(obs)).copy())
         out = task.step(actions[-1])
         obs = out.obs
-        states.append(obs["state"].copy())
+        states.append(np.concatenate([obs["state"].ravel()] + [obs[k].ravel() for k in ("depth", "rgb") if k in obs]))
         if out.terminated or out.truncated:
             return actions, states, bool(out.success), task.step_count
 
@@ -73,10 +74,13 @@ def test_eval_outcome_is_the_same_with_and_without_video(tmp_path, capsys):
     assert recorded["video"]["episodes"] == 2
 
 
-@pytest.mark.parametrize("task_name", ["ur5_pick", "adroit_door"])
-def test_recording_does_not_change_the_episode(tmp_path, task_name):
-    """Actions and states step by step, with and without rendering (the Adroit episode cut to 1.5 s)."""
-    options = {"horizon_s": 1.5} if task_name.startswith("adroit") else {}
+@pytest.mark.parametrize("task_name, camera_px", [("ur5_pick", 0), ("ur5_pick", 16), ("adroit_door", 16)])
+def test_recording_does_not_change_the_episode(tmp_path, task_name, camera_px):
+    """Actions and observations (state and the policy's camera frames) step by step, with and without the video
+    (the Adroit episode cut to 1 s)."""
+    options = {"horizon_s": 1.0} if task_name.startswith("adroit") else {}
+    if camera_px:
+        options["camera"] = CameraConfig(camera_px, camera_px)
     seed = EVAL_SEED_BASE + 2
     plain = make_task(task_name, **options)
     try:
@@ -99,7 +103,7 @@ def test_recording_does_not_change_the_episode(tmp_path, task_name):
     for k, (a, b) in enumerate(zip(actions, expected[0])):
         np.testing.assert_array_equal(a, b, err_msg=f"action {k}")
     for k, (a, b) in enumerate(zip(states, expected[1])):
-        np.testing.assert_array_equal(a, b, err_msg=f"state {k}")
+        np.testing.assert_array_equal(a, b, err_msg=f"observation {k}")
     assert len(read_video(tmp_path / "e.mp4")) == steps + 1
 
 
