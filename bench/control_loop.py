@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -37,26 +36,9 @@ import time
 from pathlib import Path
 from machine_info import machine
 
+from rrl.ros_domain import claim_domain
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-
-
-def claim_domain() -> tuple[int, object]:
-    """A ROS domain id nothing else on this machine holds (the lock-file scheme of tests/ros/conftest.py)."""
-    import fcntl
-
-    ids = list(range(1, 233))
-    random.shuffle(ids)
-    for domain in ids:
-        handle = open(f"/tmp/rrl_ros_domain_{domain}.lock", "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return domain, handle
-        except OSError:
-            handle.close()
-    raise RuntimeError("no free ROS domain id")
 
 
 def mlp_residual(path: Path, task: str) -> str:

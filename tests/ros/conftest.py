@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import subprocess
 import sys
@@ -20,25 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from rrl.ros_domain import claim_domain  # noqa: F401 (one lock-file scheme for tests, benches and rrl demo)
+
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "ur5.launch.yaml"
-
-
-def claim_domain() -> tuple[int, object]:
-    """A ROS domain id no other test (or bench) on this machine holds: an exclusive lock file per id."""
-    import fcntl
-
-    ids = list(range(1, 233))  # Fast DDS's default port mapping allows ids up to 232
-    random.shuffle(ids)
-    for domain in ids:
-        handle = open(f"/tmp/rrl_ros_domain_{domain}.lock", "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            continue
-        return domain, handle
-    raise RuntimeError("no free ROS domain id")
 
 
 @pytest.fixture
