@@ -1,8 +1,7 @@
-"""A private ROS 2 domain for a command that starts its own stacks (`rrl demo`).
+"""A private ROS 2 domain for whatever starts its own stacks: `rrl demo`, bench/control_loop.py, the ROS tests.
 
-Same lock-file scheme as tests/ros/conftest.py and bench/control_loop.py (/tmp/rrl_ros_domain_<id>.lock,
-an exclusive flock held while the handle is open), so demos, tests and benches running side by side on one
-machine never share a domain.
+One lock file per id (/tmp/rrl_ros_domain_<id>.lock, an exclusive flock held while the handle is open), so
+demos, tests and benches running side by side on one machine never share a domain.
 """
 
 from __future__ import annotations
