@@ -12,7 +12,10 @@ control, no observation), in blocks alternating with the state-mode steps. For s
 also reports the share of the step spent inside the physics engine
 (`physics_fraction_of_step`) and the remaining per-step overhead: a moving arm in
 contact costs the engine more than the resting scene of the ceiling. Prints one JSON object: per task and mode `steps_per_s`, and for
-state mode `fraction_of_raw` (target >= 0.7 for the UR5 tasks), plus a machine record.
+state mode `fraction_of_raw` (target >= 0.7 for the UR5 tasks), plus a machine record. Each mode also
+reports `cpu_ms_per_step`, the CPU time of the whole process per step (all its threads, e.g. Mesa's
+rasteriser threads): on a machine shared with other work it stays near the step's cost while the wall-clock
+`ms_per_step` grows with the contention.
 
 The hand tasks' RGB modes run at each of `--render-qualities` (`sim_bridge.adroit.tasks.RENDER_QUALITY`:
 `rgb84` is the default "fast", `rgb84_quality` the models' own settings), and per task and image size the
@@ -185,7 +188,7 @@ class _ModeTimer:
         rng = np.random.default_rng(seed)
         self.low, self.high = np.asarray(self.task.spec.action_low), np.asarray(self.task.spec.action_high)
         self.rng, self.seed = rng, seed
-        self.steps, self.step_s, self.resets, self.reset_s = 0, 0.0, 0, 0.0
+        self.steps, self.step_s, self.step_cpu_s, self.resets, self.reset_s = 0, 0.0, 0.0, 0, 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -201,9 +204,10 @@ class _ModeTimer:
         for action in actions:
             if self.expert is not None:  # not timed: only the simulation step is
                 action = self.expert.act(self.task.spec.state.unpack(self.obs["state"]))
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             result = self.task.step(action)
             self.step_s += time.perf_counter() - t0
+            self.step_cpu_s += time.process_time() - c0
             self.obs = result.obs
             self.steps += 1
             if result.terminated or result.truncated:
@@ -212,7 +216,8 @@ class _ModeTimer:
     def report(self) -> dict:
         self.task.close()
         return {"steps": self.steps, "steps_per_s": self.steps / self.step_s,
-                "ms_per_step": 1e3 * self.step_s / self.steps, "ms_per_reset": 1e3 * self.reset_s / self.resets}
+                "ms_per_step": 1e3 * self.step_s / self.steps, "cpu_ms_per_step": 1e3 * self.step_cpu_s / self.steps,
+                "ms_per_reset": 1e3 * self.reset_s / self.resets}
 
 
 class _RawTimer:
@@ -222,19 +227,20 @@ class _RawTimer:
         self.task = make_task(entry.task)
         self.task.reset(seed)
         self.step = entry.raw_step(self.task)
-        self.steps, self.elapsed_s = 0, 0.0
+        self.steps, self.elapsed_s, self.cpu_s = 0, 0.0, 0.0
 
     def run(self, steps: int) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             self.step()
         self.elapsed_s += time.perf_counter() - t0
+        self.cpu_s += time.process_time() - c0
         self.steps += steps
 
     def report(self) -> dict:
         self.task.close()
         return {"steps": self.steps, "steps_per_s": self.steps / self.elapsed_s,
-                "ms_per_step": 1e3 * self.elapsed_s / self.steps}
+                "ms_per_step": 1e3 * self.elapsed_s / self.steps, "cpu_ms_per_step": 1e3 * self.cpu_s / self.steps}
 
 
 BLOCK_STEPS = 50
