@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,69 +68,97 @@ def _short(path: str) -> str:
     return Path(path).name
 
 
+@dataclass
+class Run:
+    """One `rrl launch` process of the demo."""
+
+    slug: str
+    proc: subprocess.Popen
+    report: Path
+    log: Path
+    started: float
+    ended: float | None = None
+    """When the process was seen to end (`Runner.wait_all`); None: at `finish`."""
+
+
 class Runner:
-    """Starts `rrl launch` runs in one private ROS domain and keeps their reports and logs in `work`."""
+    """Starts `rrl launch` runs, each in a private ROS domain of its own, keeps their reports and logs in `work`."""
 
-    def __init__(self, work: Path, env: dict[str, str]):
-        self.work, self.env = work, env
+    def __init__(self, work: Path, domains: list[int]):
+        self.work, self.domains = work, domains
 
-    def command(self, slug: str, launch_args: dict[str, object]) -> tuple[list[str], Path, Path]:
+    def env(self, domain: int) -> dict[str, str]:
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
+        env.pop("ROS_LOCALHOST_ONLY", None)
+        return env
+
+    def start(self, slug: str, launch_args: dict[str, object], domain: int) -> Run:
         report, log = self.work / f"{slug}.json", self.work / f"{slug}.log"
         cmd = [sys.executable, "-m", "rrl.cli", "launch", str(LAUNCH_FILE),
                *[f"{k}:={v}" for k, v in launch_args.items()], "--report", str(report)]
         report.unlink(missing_ok=True)
-        return cmd, report, log
+        with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env(domain), cwd=ROOT)
+        return Run(slug, proc, report, log, time.monotonic())
 
-    def finish(self, slug: str, proc: subprocess.Popen, report: Path, log: Path) -> dict:
-        code = proc.wait()
-        if code != 0 or not report.exists():
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
-            raise DemoError(f"run {slug!r} failed (exit code {code}); log {log}:\n{tail}")
-        return json.loads(report.read_text())
+    @staticmethod
+    def wait_all(runs: list[Run], poll_s: float = 0.1) -> None:
+        """Wait until every run has ended, noting when each did (runs side by side end at different times)."""
+        while any(run.ended is None for run in runs):
+            for run in runs:
+                if run.ended is None and run.proc.poll() is not None:
+                    run.ended = time.monotonic()
+            time.sleep(poll_s)
 
-    def run(self, slug: str, launch_args: dict[str, object]) -> tuple[dict, float]:
-        cmd, report, log = self.command(slug, launch_args)
-        start = time.monotonic()
-        with open(log, "w") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
-            result = self.finish(slug, proc, report, log)
-        return result, time.monotonic() - start
+    def finish(self, run: Run) -> tuple[dict, float]:
+        code = run.proc.wait()
+        wall_s = (run.ended or time.monotonic()) - run.started
+        if code != 0 or not run.report.exists():
+            tail = "\n".join(run.log.read_text(errors="replace").splitlines()[-15:]) if run.log.exists() else ""
+            raise DemoError(f"run {run.slug!r} failed (exit code {code}); log {run.log}:\n{tail}")
+        return json.loads(run.report.read_text()), wall_s
 
     def run_with_swap(self, slug: str, launch_args: dict[str, object], swap_step: int, base_artifact: str,
                       node: str = "/control") -> tuple[dict, float, dict]:
-        """A realtime run in which the base is switched to bc (`base_artifact`) once an episode reaches `swap_step`."""
+        """A run (in the first domain) whose base is switched to bc `base_artifact` once an episode reaches `swap_step`.
+
+        The sim starts once this watcher subscribes to every observation topic too (`observers:=2`), so it sees
+        every tick; the switch itself (a new node, its service discovery, the call) takes a few ticks more."""
         import rclpy
-        from std_msgs.msg import String
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float32MultiArray, String
 
         from rrl.commands.switch import switch_base
 
-        cmd, report, log = self.command(slug, launch_args)
+        domain = self.domains[0]
         swap: dict = {"node": node, "to": f"bc {base_artifact}", "requested_at_step": None}
         status: dict = {}
-        rclpy.init()
+        os.environ.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")  # switch_base's node
+        rclpy.init(domain_id=domain)
         watcher = rclpy.create_node("rrl_demo_swap")
         watcher.create_subscription(String, "/task/status", lambda m: status.update(json.loads(m.data)), 50)
-        start = time.monotonic()
+        for msg_type, topic in ((JointState, "/joint_states"), (Float32MultiArray, "/robot/proprio"),
+                                (Float32MultiArray, "/task/state")):  # the sim waits for a second observer of each
+            watcher.create_subscription(msg_type, topic, lambda m: None, 10)
         try:
-            with open(log, "w") as out:
-                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
-                try:
-                    while proc.poll() is None:
-                        rclpy.spin_once(watcher, timeout_sec=0.02)
-                        if swap["requested_at_step"] is None and status.get("event") == "tick" \
-                                and status.get("step", -1) >= swap_step:
-                            swap["requested_at_step"] = status["step"]
-                            t0 = time.monotonic()
-                            swap["accepted"], swap["reason"] = switch_base(node, "bc", base_artifact, timeout_s=10.0)
-                            swap["call_s"] = round(time.monotonic() - t0, 3)
-                finally:
-                    if proc.poll() is None:  # only after an error here: stop the stack
-                        proc.terminate()
-                result = self.finish(slug, proc, report, log)
+            run = self.start(slug, {**launch_args, "observers": 2}, domain)
+            try:
+                while run.proc.poll() is None:
+                    rclpy.spin_once(watcher, timeout_sec=0.02)
+                    if swap["requested_at_step"] is None and status.get("event") == "tick" \
+                            and status.get("step", -1) >= swap_step:
+                        swap["requested_at_step"] = status["step"]
+                        t0 = time.monotonic()
+                        swap["accepted"], swap["reason"] = switch_base(node, "bc", base_artifact, timeout_s=10.0)
+                        swap["call_s"] = round(time.monotonic() - t0, 3)
+            finally:
+                if run.proc.poll() is None:  # only after an error here: stop the stack
+                    run.proc.terminate()
+            result, wall_s = self.finish(run)
         finally:
             watcher.destroy_node()
             rclpy.try_shutdown()
-        return result, time.monotonic() - start, swap
+        return result, wall_s, swap
 
 
 def compose_video(base_clip: Path, residual_clip: Path, titles: tuple[str, str], fps: float, out: Path,
@@ -201,11 +230,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     work = out / "demo"
     work.mkdir(parents=True, exist_ok=True)
-    domain, lock = claim_domain()
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
-    env.pop("ROS_LOCALHOST_ONLY", None)
-    os.environ.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")  # the swap's rclpy calls
-    runner = Runner(work, env)
+    claims = [claim_domain() for _ in range(2)]  # the two lockstep runs go side by side, one domain each
+    runner = Runner(work, [domain for domain, _ in claims])
     base_name, residual_name = _short(args.base), _short(args.residual)
     base_label = f"{base_name} ({'depth' if base_art.camera is not None else 'state'} BC)"
     seeds_text = f"seeds {args.seed}..{last_seed} (held-out evaluation range [{EVALUATION.start}, {EVALUATION.stop}))"
@@ -215,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
                 f"base/residual pair, {base_name} (state BC, recorded {base_art.metrics.get('success_rate')} over "
                 f"{base_art.metrics.get('episodes')} held-out seeds) + {residual_name} (recorded "
                 f"{residual_art.metrics.get('success_rate')}).")
-    print(f"rrl demo: {task} through the ROS 2 stack (launch/ur5.launch.yaml, ROS domain {domain}), {seeds_text}")
+    print(f"rrl demo: {task} through the ROS 2 stack (launch/ur5.launch.yaml, ROS domains {runner.domains}), "
+          f"{seeds_text}")
     if note:
         print(f"note: {note}")
 
@@ -231,21 +258,40 @@ def run(args: argparse.Namespace) -> int:
           "rt_priority": args.rt_priority}),
     ]
     configurations = []
+
+    def add_row(i: int, slug: str, name: str, residual: Path | None, result: dict, wall_s: float) -> None:
+        mode = result["args"]["clock_mode"]
+        row = demo_report.configuration(name, result, base_name, residual_name if residual else None, wall_s,
+                                        report=str(work / f"{slug}.json"))
+        if mode == "lockstep":
+            row["recorded_success_rate"] = (residual_art if residual else base_art).metrics.get("success_rate")
+        configurations.append(row)
+        print(f"[{i}/4] {name}: success {row['success_rate']:.2f} ({row['successes']}/{row['episodes']}), mean steps "
+              f"of successes {demo_report.format_cell(row['mean_steps_success'], '{:.1f}')}, "
+              + ("" if mode == "lockstep" else f"jitter p99 {row['jitter_p99_ms']} ms, latency p99 "
+                 f"{row['latency_p99_ms']} ms, missed deadlines {row['missed_deadlines']}, ")
+              + f"{wall_s:.0f} s", flush=True)
+
     try:
-        for i, (slug, name, residual, launch_args) in enumerate(plan, 1):
-            mode = launch_args["clock_mode"]
-            print(f"[{i}/4] {name}: {mode}, {launch_args['episodes']} episode(s) from seed {args.seed} ...", flush=True)
-            result, wall_s = runner.run(slug, launch_args)
-            row = demo_report.configuration(name, result, base_name, residual_name if residual else None, wall_s,
-                                            report=str(work / f"{slug}.json"))
-            if mode == "lockstep":
-                row["recorded_success_rate"] = (residual_art if residual else base_art).metrics.get("success_rate")
-            configurations.append(row)
-            print(f"      success {row['success_rate']:.2f} ({row['successes']}/{row['episodes']}), mean steps of "
-                  f"successes {demo_report.format_cell(row['mean_steps_success'], '{:.1f}')}, "
-                  + ("" if mode == "lockstep" else f"jitter p99 {row['jitter_p99_ms']} ms, latency p99 "
-                     f"{row['latency_p99_ms']} ms, missed deadlines {row['missed_deadlines']}, ")
-                  + f"{wall_s:.0f} s", flush=True)
+        lockstep = [item for item in plan if item[3]["clock_mode"] == "lockstep"]
+        for i, (slug, name, _, launch_args) in enumerate(lockstep, 1):
+            print(f"[{i}/4] {name}: lockstep, {launch_args['episodes']} episodes from seed {args.seed} "
+                  f"(domain {runner.domains[i - 1]}) ...", flush=True)
+        runs = [runner.start(slug, launch_args, domain)
+                for (slug, _, _, launch_args), domain in zip(lockstep, runner.domains)]
+        try:
+            runner.wait_all(runs)
+            finished = [runner.finish(run) for run in runs]
+        finally:
+            for run in runs:
+                if run.proc.poll() is None:
+                    run.proc.terminate()
+        for i, ((slug, name, residual, _), (result, wall_s)) in enumerate(zip(lockstep, finished), 1):
+            add_row(i, slug, name, residual, result, wall_s)
+        for i, (slug, name, residual, launch_args) in enumerate(plan[len(lockstep):], len(lockstep) + 1):
+            print(f"[{i}/4] {name}: {launch_args['episodes']} episode from seed {args.seed} ...", flush=True)
+            result, wall_s = runner.finish(runner.start(slug, launch_args, runner.domains[0]))
+            add_row(i, slug, name, residual, result, wall_s)
 
         swap_name = f"swap waypoint -> {base_name}, realtime"
         print(f"[4/4] {swap_name}: 1 episode from seed {args.seed}, `rrl switch --node /control --base bc "
@@ -281,7 +327,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"rrl demo: {e}", file=sys.stderr)
         return 1
     finally:
-        lock.close()
+        for _, lock in claims:
+            lock.close()
 
     report = demo_report.build_report(
         configurations, task=task,
