@@ -44,9 +44,9 @@ def configuration(name: str, launch_report: dict, base: str, residual: str | Non
         "success_rate": len(wins) / len(results) if results else 0.0,
         "mean_steps_success": sum(wins) / len(wins) if wins else None,
         "results": results,
-        # lockstep has no deadline (the sim waits for each command): jitter and misses do not apply there
+        # lockstep has no deadline (the sim waits for each command, runs may share the CPU): no loop timing there
         "jitter_p99_ms": None if lockstep else launch_report.get("jitter_p99_ms"),
-        "latency_p99_ms": launch_report.get("latency_p99_ms"),
+        "latency_p99_ms": None if lockstep else launch_report.get("latency_p99_ms"),
         "missed_deadlines": None if lockstep else launch_report.get("missed_deadlines"),
         "safety": safety, "sim_counters": sim_counters,
         "clipped": int(safety.get("clipped", 0)), "other_safety": int(other),

@@ -39,8 +39,8 @@ def test_configuration_counts_success_steps_and_safety():
     assert residual["mean_steps_success"] == 45
     assert base["clipped"] == 5 and base["other_safety"] == 1  # the sim's tick without a command
     assert residual["other_safety"] == 2  # + the stale hold
-    # lockstep has no deadlines: jitter and misses do not apply; realtime keeps them
-    assert base["jitter_p99_ms"] is None and base["missed_deadlines"] is None and base["latency_p99_ms"] == 12.0
+    # lockstep has no deadlines: loop timing does not apply; realtime keeps it
+    assert base["jitter_p99_ms"] is None and base["missed_deadlines"] is None and base["latency_p99_ms"] is None
     assert realtime["jitter_p99_ms"] == 0.6 and realtime["missed_deadlines"] == 0
 
 
