@@ -29,8 +29,10 @@ When does it compute? Parameter `loop`:
   state, camera frame, then /task/status); once every topic the models need has a message of
   the new tick, the command goes out. The sim's wall-clock timer is the one clock of the loop;
   the node's own timer is the watchdog: if the newest observation is older than
-  `stale_periods` periods it publishes the hold command (zero velocity, gripper kept).
-- `lockstep` (our lockstep sim): the node answers each observation; there is no deadline.
+  `stale_periods` periods it publishes the hold command (zero velocity, gripper kept). A base
+  swap loads off the loop thread, as in `timer`.
+- `lockstep` (our lockstep sim): the node answers each observation; there is no deadline, so a
+  base swap loads inside the parameter call and applies at exactly the next tick (deterministic).
 
 Parameters (read-only unless said; names, types, defaults and ranges: rrl_ros.params.CONTROL, where an
 unknown name or a wrong type ends the node with exit code 2; a float parameter takes an integer):
@@ -243,13 +245,13 @@ class ControlNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=str(e))
             self.get_logger().info(f"base_artifact {artifact!r} kept for base_controller bc (the base stays {kind})")
             return SetParametersResult(successful=True)
-        if self.loop == "timer":
+        if self.loop != "lockstep":  # a loop with deadlines never waits for a model to load
             return self.accept_base_async(kind, artifact)
         try:
             spec = parse_node_base(kind, artifact)
             base = load_base(spec, self.spec)
             check_residual_fits(getattr(self.policy.residual, "artifact", None), spec)
-            if base.needs_images and "image" not in self.latest and not self.has_image():
+            if base.needs_images and not self.has_image():
                 raise ValueError(f"base {artifact} needs camera frames but none arrived on "
                                  f"{self.resolve_topic_name(self.image_topic())} (start the sim with camera_px > 0)")
         except (*LOAD_ERRORS, ValueError) as e:
@@ -262,7 +264,7 @@ class ControlNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     def accept_base_async(self, kind: str, artifact: str) -> SetParametersResult:
-        """Timer loop: the checks that read only files here (form, artifact, task, residual, camera), the model
+        """Timer and observation loops: the checks that read only files here (form, artifact, task, residual, camera), the model
         itself (ONNX session, graph check, warm-up: up to ~0.5 s) loaded on a thread of its own, applied at the
         first tick after it is ready: the loop, on the executor's one thread, never waits for a swap."""
         try:
@@ -297,7 +299,8 @@ class ControlNode(LifecycleNode):
         return "camera/depth/image_raw" if self.loop == "timer" else f"camera/{self.spec.camera}"
 
     def has_image(self) -> bool:
-        return self.loop == "timer" and "image" in self.inputs.latest
+        """A camera frame has arrived (the timer loop's input table, else the per-tick set)."""
+        return "image" in (self.inputs.latest if self.loop == "timer" else self.latest)
 
     def apply_pending_base(self, tick: int) -> None:
         """At the start of tick `tick`: the base change accepted since the last tick started, if any."""
