@@ -114,7 +114,7 @@ RENDER_QUALITY: dict[str, dict[str, int]] = {
 primitives tessellated 28 slices x 16 stacks). "fast" drops multisampling and the shadow map (shadowsize 0
 turns shadows off) and tessellates the primitive shapes (door posts, table legs, handle, hammer, pen, ball;
 the hand is meshes, unaffected) 12 x 6. Measured (README, Adroit hand tasks): shadows and anti-aliased edges
-are gone, mean absolute pixel difference ~7-8 of 255 at 84 and 240 px, almost all of it the shadows; the
+are gone, mean absolute pixel difference 7-9 of 255 at 84 and 240 px, almost all of it the shadows; the
 coarser tessellation alone differs by < 0.25."""
 DEFAULT_RENDER_QUALITY = "fast"
 
