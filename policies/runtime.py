@@ -9,7 +9,8 @@ and the ROS control node all run a `ComposedPolicy`, so a policy's numbers are t
 - Bases (`reset(seed)`, `step(obs) -> BaseOutput`): `BCPolicy` (a BC artifact: the denormalised
   action at t, binary fields thresholded, and the 256-d bottleneck features the residual reads),
   `WaypointBase` (the scripted waypoint expert, optionally a variant), `PriorPolicy` (a REQ/CRR
-  prior acting on its own: the Gaussian mean), and `policies.plain_onnx.PlainOnnxBase`.
+  prior acting on its own: the Gaussian mean), `policies.plain_onnx.PlainOnnxBase`, and
+  `policies.replay.ReplayBase` (a recorded demonstration bag replayed open loop from the reset seed).
 - Residuals (`mean(obs, base) -> mu`, `scale`): `ResidualPolicy` (RRLfD eq. 6 at evaluation:
   the deterministic mean mu in normalised units, scale c * sigma_action) and
   `policies.plain_onnx.PlainOnnxResidual`.
@@ -390,14 +391,20 @@ class ComposedPolicy:
 
 
 def load_base(base: str | BaseSpec, task_spec: TaskSpec, threads: int = 1) -> Base:
-    """`waypoint`, `waypoint:VARIANT`, a `bc` (or REQ/CRR prior) artifact directory, or a plain .onnx file.
+    """`waypoint`, `waypoint:VARIANT`, `replay:BAG_DIR` (a recorded demonstration, policies.replay), a `bc` (or
+    REQ/CRR prior) artifact directory, or a plain .onnx file.
 
-    Raises `BaseSpecError` for a string that names no base or an unknown variant, `ArtifactError` for an
+    Raises `BaseSpecError` for a string that names no base, an unknown variant or a bag that cannot be replayed
+    on the task (`policies.replay.ReplayBagError` for a damaged bag: also a BagError), `ArtifactError` for an
     artifact that does not fit the task or cannot be a base."""
     spec = parse_base(base) if isinstance(base, str) else base
     if spec.is_waypoint:
         check_variant(spec, task_spec.name)
         return WaypointBase(task_spec, variant=spec.variant)
+    if spec.is_replay:
+        from policies.replay import ReplayBase  # reads bags with training.demos.bag: only for a replay base
+
+        return ReplayBase(spec, task_spec)
     if spec.kind == "onnx":
         return PlainOnnxBase(spec.path, task_spec)
     model = ArtifactModel.load(spec.path, task_spec, threads=threads)

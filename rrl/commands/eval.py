@@ -1,6 +1,7 @@
 """`rrl eval`: success of a base (+ residual) on held-out seeds, headless.
 
-`--base` is `waypoint`, `waypoint:VARIANT` or a policy artifact directory (bc, or a REQ/CRR prior);
+`--base` is `waypoint`, `waypoint:VARIANT`, `replay:BAG_DIR` (a recorded demo, replayed from each episode's
+seed; a seed the bag did not record exits 2) or a policy artifact directory (bc, or a REQ/CRR prior);
 `--residual` an optional residual artifact trained on that base. Seeds start at
 `training.evaluation.EVAL_SEED_BASE` by default, away from the seeds demos are recorded with.
 
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from training.evaluation import EVAL_SEED_BASE
 
     p.add_argument("--task", required=True, help="task name, e.g. ur5_pick")
-    p.add_argument("--base", required=True, help="waypoint | waypoint:VARIANT | ARTIFACT_DIR")
+    p.add_argument("--base", required=True, help="waypoint | waypoint:VARIANT | replay:BAG_DIR | ARTIFACT_DIR")
     p.add_argument("--residual", default=None, metavar="ARTIFACT_DIR", help="residual artifact to add to the base")
     p.add_argument("--episodes", type=int, default=100, help="number of episodes (>= 1)")
     p.add_argument("--seed", type=int, default=EVAL_SEED_BASE,
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         camera = camera_for_artifacts(args.base, args.residual)
     except LOAD_ERRORS as e:
         raise _fail(str(e)) from None
-    if args.seed < EVAL_SEED_BASE:
+    if args.seed < EVAL_SEED_BASE and not base.is_replay:  # a replay runs the demos' own seeds
         print(f"warning: seeds from {args.seed} may overlap demonstration seeds (from {DEMO_SEED_BASE}); "
               f"held-out seeds start at {EVAL_SEED_BASE}", flush=True)
     task = make_task(args.task, camera=camera)
@@ -89,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             policy = load_policy(task.spec, base, args.residual)
+            if base.is_replay:  # it has the episodes of the seeds the bag recorded, no others
+                policy.base.require_seeds(range(args.seed, args.seed + args.episodes))
         except LOAD_ERRORS as e:
             raise _fail(str(e)) from None
         start = time.monotonic()
@@ -101,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     if args.video is not None:
         report["video"] = {"path": args.video, "episodes": task.episodes_recorded, "frames": task.frames_written}
     # the evaluated artifact is the residual when there is one (on its base), else a learned base
-    evaluated = args.residual if args.residual is not None else None if base.is_waypoint else args.base
+    learned_base = not (base.is_waypoint or base.is_replay)
+    evaluated = args.residual if args.residual is not None else args.base if learned_base else None
     if args.record_metrics and evaluated is not None:
         residual_flag = f" --residual {args.residual}" if args.residual is not None else ""
         update_metrics(evaluated, {"success_rate": report["success_rate"], "episodes": report["episodes"],

@@ -1,4 +1,5 @@
-"""`rrl switch --node NAME --base waypoint|waypoint:VARIANT|bc [--artifact DIR]`: swap a running control node's base.
+"""`rrl switch --node NAME --base waypoint|waypoint:VARIANT|replay:BAG_DIR|bc [--artifact DIR]`: swap a running
+control node's base.
 
 Calls the node's standard `SetParametersAtomically` service
 (`<node>/set_parameters_atomically`) with `base_controller` and `base_artifact` together
@@ -8,9 +9,10 @@ reason, which is printed (exit code 1). Talks over the ROS_DOMAIN_ID of the envi
 
 Before any ROS call, the request is checked with the node's own parser of the pair
 (`policies.base_spec.parse_node_base`: the form, and that the artifact is a policy artifact
-directory or an .onnx file) plus the one rule the node cannot apply: the node keeps `base_artifact`
-from the last bc base and ignores it under a waypoint base, so `--artifact` with a waypoint base
-would be silently ignored there and is refused here. These refusals exit with code 2, as `rrl eval`
+directory or an .onnx file, or for `replay:BAG_DIR` that the directory is a bag) plus the one rule the
+node cannot apply: the node keeps `base_artifact` from the last bc base and ignores it under a waypoint
+or replay base, so `--artifact` with either would be silently ignored there and is refused here. A
+relative bag or artifact path is sent as an absolute one (the node's working directory may differ). These refusals exit with code 2, as `rrl eval`
 does for a bad `--base`. Whether the artifact loads and fits the task, the residual and the camera
 is the node's to say (exit code 1).
 """
@@ -23,25 +25,28 @@ from pathlib import Path
 
 
 def base_kind(text: str) -> str:
-    """`--base`: the node's `base_controller` values (waypoint, waypoint:VARIANT, bc)."""
-    from policies.base_spec import BaseSpecError, is_waypoint, parse_base
+    """`--base`: the node's `base_controller` values (waypoint, waypoint:VARIANT, replay:BAG_DIR with the bag's
+    absolute path, bc)."""
+    from policies.base_spec import BaseSpecError, is_replay, is_waypoint, parse_base
 
     if text == "bc":
         return text
-    if not is_waypoint(text):
-        raise argparse.ArgumentTypeError(f"expected waypoint, waypoint:VARIANT or bc, got {text!r}")
+    if not (is_waypoint(text) or is_replay(text)):
+        raise argparse.ArgumentTypeError(f"expected waypoint, waypoint:VARIANT, replay:BAG_DIR or bc, got {text!r}")
     try:
-        return parse_base(text).text
+        spec = parse_base(text)
     except BaseSpecError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    return f"replay:{spec.path.resolve()}" if spec.is_replay else spec.text
 
 
 def check_request(base: str, artifact: str | None) -> str | None:
     """Why the control node would refuse or ignore setting (base, artifact), as far as it shows here; else None."""
-    from policies.base_spec import BaseSpecError, is_waypoint, parse_node_base
+    from policies.base_spec import BaseSpecError, is_replay, is_waypoint, parse_node_base
 
-    if is_waypoint(base) and artifact:
-        return (f"--artifact {artifact} is only for --base bc: a {base} base loads no artifact, so the node "
+    if (is_waypoint(base) or is_replay(base)) and artifact:
+        kind = "replay" if is_replay(base) else base
+        return (f"--artifact {artifact} is only for --base bc: a {kind} base loads no artifact, so the node "
                 f"would ignore it (leave --artifact out, or use --base bc)")
     if base == "bc" and not artifact:
         return "--base bc needs --artifact DIR (a policy artifact directory or a plain .onnx file)"
@@ -54,8 +59,9 @@ def check_request(base: str, artifact: str | None) -> str | None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", default="/control", help="control node name, e.g. /control or /ns/control")
-    p.add_argument("--base", required=True, type=base_kind, metavar="{waypoint,waypoint:VARIANT,bc}",
-                   help="new base controller (waypoint:VARIANT: a variant of the task's expert, e.g. no_retry)")
+    p.add_argument("--base", required=True, type=base_kind, metavar="{waypoint,waypoint:VARIANT,replay:BAG_DIR,bc}",
+                   help="new base controller (waypoint:VARIANT: a variant of the task's expert, e.g. no_retry; "
+                        "replay:BAG_DIR: a recorded demonstration bag, replayed from the episode's seed)")
     p.add_argument("--artifact", default=None, help="bc base: policy artifact directory (or plain ONNX file)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the node's service")
 

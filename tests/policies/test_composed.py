@@ -90,7 +90,7 @@ def test_base_strings_are_parsed_once_and_refused_with_a_reason(task, plain_onnx
     assert parse_base("waypoint").is_waypoint and parse_base("waypoint:no_retry").variant == "no_retry"
     with pytest.raises(BaseSpecError, match="no variant after"):
         parse_base("waypoint:")
-    with pytest.raises(BaseSpecError, match="must be waypoint, waypoint:VARIANT or bc"):
+    with pytest.raises(BaseSpecError, match="must be waypoint, waypoint:VARIANT, replay:BAG_DIR or bc"):
         parse_node_base("teleport", "")
     with pytest.raises(BaseSpecError, match="needs base_artifact"):
         parse_node_base("bc", "")

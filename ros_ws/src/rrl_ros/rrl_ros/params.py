@@ -164,7 +164,8 @@ CONTROL = NodeParams("control_node", "control", (
               "twist (/servo_node/delta_twist_cmds) | native (/command; the only one in observation and lockstep)",
               choices=COMMAND_INTERFACES),
     ParamSpec("rate_hz", float, 10.0, "nominal control rate, Hz", positive=True),
-    ParamSpec("base_controller", str, "waypoint", "base controller: waypoint, waypoint:VARIANT or bc; settable at run time",
+    ParamSpec("base_controller", str, "waypoint", "base controller: waypoint, waypoint:VARIANT, replay:BAG_DIR (a "
+              "recorded demo, replayed from each episode's seed) or bc; settable at run time",
               read_only=False),
     ParamSpec("base_artifact", str, "", "bc base: artifact directory or ONNX file; settable at run time",
               read_only=False),
