@@ -34,6 +34,18 @@ When does it compute? Parameter `loop`:
 - `lockstep` (our lockstep sim): the node answers each observation; there is no deadline, so a
   base swap loads inside the parameter call and applies at exactly the next tick (deterministic).
 
+Clocks and stamps: every stamp the node sets (`~/status` `stamp_ns`, /diagnostics and TwistStamped
+headers) and every timer is on the node clock, ROS time, so `use_sim_time` (rclpy's own parameter; the
+launch files remap `/clock` to the stack's own `clock`) is honoured. Defaults (the launch files):
+lockstep true (the stamps of tick k are its sim time k x period, the time the sim publishes on its
+clock; when the clock message arrives after the observation, the tick waits for it, so each tick is
+still answered exactly once and deterministically); observation false, and true is refused (our
+realtime sim publishes no clock: the watchdog would never fire); timer false (a robot), true under a
+simulator that publishes the clock. Loop metrics (period, jitter, latency against the sim's
+wall-clock `stamp_ns`) stay on the wall clock whatever the node clock; observation ages are 0 in
+lockstep by design (the sim waits for the answer), wall-clock in observation, node-clock (against the
+inputs' header stamps) in timer.
+
 Parameters (read-only unless said; names, types, defaults and ranges: rrl_ros.params.CONTROL, where an
 unknown name or a wrong type ends the node with exit code 2; a float parameter takes an integer):
   task, loop, command_interface, rate_hz, base_controller / base_artifact (settable at run time:
@@ -47,9 +59,10 @@ set under a waypoint base is kept for a later `base_controller: bc`.
 
 Publishes, in observation and lockstep, `command` (Float64MultiArray, action layout followed by a
 `tick` field: the tick of the observation it answers, so a lockstep sim steps on this answer only;
-the watchdog's hold command answers no tick and carries none; see rrl_ros.conversions), and in
-every loop `~/status` (std_msgs/String JSON per tick: tick, base, reason, command, base_action,
-residual, counters, latency_ms; plus episode and step from the sim, or the stale inputs). Writes
+the watchdog's hold command answers no tick and carries none; see rrl_ros.conversions; it has no
+header), and in every loop `~/status` (std_msgs/String JSON per tick: tick, stamp_ns (the node clock
+when the tick's command went out), base, reason, command, base_action, residual, counters,
+latency_ms; plus episode and step from the sim, or the stale inputs). Writes
 its loop metrics and safety counters to $RRL_REPORT_DIR/<name>.json on shutdown.
 """
 
@@ -68,7 +81,12 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import Clock as SteadyClock
+from rclpy.clock import JumpThreshold
+from rclpy.clock_type import ClockType
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
@@ -108,7 +126,10 @@ class ParameterError(ValueError):
 
 class ControlNode(LifecycleNode):
     def __init__(self) -> None:
-        super().__init__("control")
+        try:
+            super().__init__("control")
+        except InvalidParameterTypeException as e:  # rclpy's own use_sim_time (its time source declares it), not a bool
+            raise ParameterError(str(e).split(": use_sim_time")[0]) from None
         try:  # every parameter's name, type, default and range: rrl_ros.params.CONTROL
             declare_node_parameters(self, CONTROL)
         except ParamError as e:
@@ -124,6 +145,11 @@ class ControlNode(LifecycleNode):
         if self.loop != "timer" and self.interface != "native":
             raise ParameterError(f"parameter command_interface={self.interface!r}: loop {self.loop!r} drives our sim, "
                                  f"which takes the native /command only (use loop:=timer for a robot driver)")
+        self.sim_time = bool(g("use_sim_time"))
+        if self.sim_time and self.loop == "observation":
+            raise ParameterError("parameter use_sim_time=true with loop observation: our realtime sim runs on the wall "
+                                 "clock and publishes no clock, so the watchdog would never fire (use_sim_time is for "
+                                 "loop lockstep, or loop timer under a simulator that publishes /clock)")
         self.period_s = 1.0 / float(g("rate_hz"))
         self.autostart = bool(g("autostart"))
         self.active = False
@@ -204,6 +230,11 @@ class ControlNode(LifecycleNode):
         self.last_obs_stamp_ns: int | None = None
         self.watchdog_holds = 0
         self.sim_finished = False
+        self.clock_wait: tuple[int, float] | None = None
+        """Lockstep with use_sim_time: (tick, monotonic s) of a tick waiting for its clock message."""
+        self.clock_wait_logged = False
+        self.clock_waits = 0
+        """Lockstep with use_sim_time: ticks whose observation arrived before their clock message (then answered)."""
 
         self.pub_status = self.create_publisher(String, "~/status", QOS)
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", QOS)
@@ -221,6 +252,12 @@ class ControlNode(LifecycleNode):
             self.create_subscription(String, "task/status", self.on_status, QOS)
             if not self.lockstep:
                 self.create_timer(self.period_s, self.watchdog)
+            elif self.sim_time:  # a tick that arrived before its clock message is answered when the clock gets there
+                retry = self.create_guard_condition(self.try_tick)
+                self.clock_jumps = self.get_clock().create_jump_callback(
+                    JumpThreshold(min_forward=Duration(nanoseconds=1), min_backward=None, on_clock_change=False),
+                    post_callback=lambda jump: retry.trigger())
+                self.create_timer(1.0, self.check_clock, clock=SteadyClock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.create_timer(1.0, self.publish_diagnostics)  # default callback group: never waits for the loop
         self.get_logger().info(f"{self.spec.name}: base {self.base_spec.name}, residual {self.residual_name or 'none'}, "
@@ -347,6 +384,11 @@ class ControlNode(LifecycleNode):
         stamped = ["joints"] + (["image"] if "image" in self.required() else [])
         if any(conv.time_ns(self.latest[key].header.stamp) != stamp for key in stamped):
             return
+        if self.lockstep and self.sim_time and self.now_ns() < stamp:
+            if self.clock_wait is None:
+                self.clock_wait, self.clock_waits = (int(status["tick"]), time.monotonic()), self.clock_waits + 1
+            return  # the stack's clock is not at this tick yet (clock_jumps calls again when it is)
+        self.clock_wait = None
         self.fresh.clear()
         self.apply_pending_base(int(status["tick"]))
         if self.last_answered_tick < 0 and self.rt_priority:
@@ -361,6 +403,7 @@ class ControlNode(LifecycleNode):
             return
         age_s = 0.0 if self.lockstep else max(0.0, (time.time_ns() - status["stamp_ns"]) * 1e-9)
         out = self.policy.step(obs, age_s)
+        stamp_ns = self.now_ns()  # lockstep with use_sim_time: the tick's sim time (the clock waits for this answer)
         self.pub_command.publish(conv.to_command(self.spec.action, out.command, tick=int(status["tick"])))
         self.last_reason = out.reason
         now_ns = time.time_ns()
@@ -369,7 +412,15 @@ class ControlNode(LifecycleNode):
         with self.swap_lock:
             self.last_answered_tick = int(status["tick"])
         self.last_obs_stamp_ns = int(status["stamp_ns"])
-        self.publish_status(status, out, latency_s)
+        self.publish_status(status, out, latency_s, stamp_ns)
+
+    def check_clock(self) -> None:
+        """Lockstep with use_sim_time (steady clock, 1 Hz): say once if a tick has waited > 2 s for its clock."""
+        if self.clock_wait is not None and time.monotonic() - self.clock_wait[1] > 2.0 and not self.clock_wait_logged:
+            self.clock_wait_logged = True
+            self.get_logger().error(
+                f"tick {self.clock_wait[0]} has waited {time.monotonic() - self.clock_wait[1]:.1f} s for the sim time on "
+                f"{self.resolve_topic_name('/clock')} (use_sim_time=true): is the sim publishing its clock there?")
 
     def observation(self, status: dict) -> dict:
         obs = {
@@ -400,10 +451,10 @@ class ControlNode(LifecycleNode):
                 self.get_logger().warning(f"observation {age_s:.2f} s old: holding the robot (zero velocity)")
             self.watchdog_holds += 1
 
-    def publish_status(self, status: dict, out, latency_s: float, **extra) -> None:
+    def publish_status(self, status: dict, out, latency_s: float, stamp_ns: int, **extra) -> None:
         tolist = lambda a: None if a is None else [round(float(x), 6) for x in np.asarray(a).reshape(-1)]  # noqa: E731
         self.pub_status.publish(conv.to_json_string({
-            "tick": status["tick"], "episode": status["episode"], "step": status["step"], "base": self.base_spec.name,
+            "tick": status["tick"], "stamp_ns": stamp_ns, "episode": status["episode"], "step": status["step"], "base": self.base_spec.name,
             "reason": out.reason, "command": tolist(out.command), "base_action": tolist(out.base_action),
             "residual": tolist(out.residual_mean), "counters": self.policy.counters.as_dict(),
             "latency_ms": round(latency_s * 1e3, 3), **extra,
@@ -448,7 +499,9 @@ class ControlNode(LifecycleNode):
 
     def report(self) -> dict:
         out = {"kind": "control", "node": self.get_fully_qualified_name(), "task": self.spec.name, "loop": self.loop,
-               "clock_mode": "lockstep" if self.lockstep else "realtime", "base": self.base_spec.name,
+               "clock_mode": "lockstep" if self.lockstep else "realtime", "use_sim_time": self.sim_time,
+               "clock_waits": self.clock_waits,
+               "base": self.base_spec.name,
                "residual": self.residual_name or None, "metrics": self.metrics.summary(),
                "safety": self.policy.counters.as_dict(), "watchdog_holds": self.watchdog_holds,
                "base_errors": self.policy.counters.base_errors, "swaps": self.swaps}
@@ -610,7 +663,7 @@ class ControlNode(LifecycleNode):
         lateness_s = (now_ns - self.scheduled_ns) * 1e-9  # publish time - the time this tick was due
         self.metrics.record(self.tick, time.monotonic(), latency_s, lateness_s=lateness_s)
         self.last_reason = out.reason
-        self.publish_status({"tick": self.tick, "episode": self.episode, "step": None}, out, latency_s,
+        self.publish_status({"tick": self.tick, "episode": self.episode, "step": None}, out, latency_s, now_ns,
                             stale=sorted(stale))
         with self.swap_lock:
             self.last_answered_tick = self.tick

@@ -94,8 +94,8 @@ class NodeParams:
         return tuple(p.name for p in self.params)
 
     def spec(self, name: str) -> ParamSpec:
-        """The spec of `name`; an unknown name raises ParamError naming the closest known one."""
-        for p in self.params:
+        """The spec of `name` (ours, or `use_sim_time`); an unknown name raises ParamError naming the closest known one."""
+        for p in (*self.params, USE_SIM_TIME):
             if p.name == name:
                 return p
         close = difflib.get_close_matches(name, self.names, n=1, cutoff=0.6)
@@ -108,16 +108,27 @@ class NodeParams:
         return self.spec(name).check(value)
 
     def resolve(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
-        """Every parameter's value: the default or the checked override. Names rclpy itself declares pass."""
-        for name in overrides:
+        """Every parameter's value: the default or the checked override. Names rclpy itself declares pass
+        (`use_sim_time` is type-checked: rclpy would log a non-bool and run on the wall clock)."""
+        for name, value in overrides.items():
             if not is_ros_builtin(name):
-                self.spec(name)
+                self.check(name, value)
         return {p.name: p.check(overrides[p.name]) if p.name in overrides else p.default for p in self.params}
 
 
 def is_ros_builtin(name: str) -> bool:
-    """Parameters every rclpy node declares itself (or reads as QoS overrides): not ours to check."""
-    return name in ("use_sim_time", "start_type_description_service") or name.startswith("qos_overrides.")
+    """Parameters every rclpy node declares itself (or reads as QoS overrides) and we do not check.
+
+    `use_sim_time` is rclpy's too (declared by the node's time source: the node clock then follows the
+    `/clock` topic, as remapped), but it is checked as a bool (USE_SIM_TIME): rclpy logs any other type
+    and silently keeps the wall clock."""
+    return name == "start_type_description_service" or name.startswith("qos_overrides.")
+
+
+USE_SIM_TIME = ParamSpec("use_sim_time", bool, False, "ROS time from the /clock topic (rclpy's own parameter; "
+                         "our launch files remap /clock to the stack's clock, `clock` under its namespace)")
+"""rclpy's own parameter, declared by the node's time source, checked here so that `use_sim_time:=1` is refused.
+Which node may set it in which clock mode: rrl_ros.sim_bridge_node and rrl_ros.control_node."""
 
 
 RT_PRIORITY = ParamSpec("rt_priority", int, 0, "SCHED_FIFO priority 1..99 for every thread of the node (0: ordinary)",

@@ -2,14 +2,15 @@
 
 Publishes (names relative to the node's namespace; the root namespace gives the
 DESIGN.md names), in this order every tick:
-  /clock                   rosgraph_msgs/Clock        lockstep only: sim time = tick x period
+  clock                    rosgraph_msgs/Clock        lockstep only: sim time = tick x period, on the stack's
+                                                      own clock topic (/clock at the root, /a/clock in namespace a)
   /joint_states            sensor_msgs/JointState     task joint names, positions
   /robot/proprio           std_msgs/Float32MultiArray labelled by spec.proprio
   /task/state              std_msgs/Float32MultiArray labelled by spec.state
   /camera/depth|/camera/rgb sensor_msgs/Image         32FC1 | rgb8, newest frame; only with camera_px > 0
   /task/status             std_msgs/String (JSON), last of the tick:
       {"event": "tick", "tick", "episode", "episodes", "step", "seed", "success", "holding",
-       "stamp_ns" (wall clock when the observation was published), "sim_time_ns"}
+       "stamp_ns" (wall clock when the observation was published), "sim_time_ns" (tick x period)}
     plus {"event": "episode_end", "episode", "seed", "success", "steps"} when an episode ends
     and {"event": "finished", "results": [...], "success_rate"} after the last one.
 Subscribes:
@@ -37,9 +38,18 @@ rrl_ros.sim_driver; the list of topics above is then that module's):
   than `command_timeout_periods` periods, with the hold action (zero velocity,
   gripper kept): a dead or hung controller leaves the robot standing still.
 - lockstep: no timer; the task steps only when the command of the current tick
-  arrives, then publishes /clock and the next observation. Deterministic for a
+  arrives, then publishes `clock` and the next observation. Deterministic for a
   seed and as fast as the CPU allows. Without a command the robot is not stepped
   (it holds) and the node says so after `command_timeout_periods` periods.
+
+Stamps and use_sim_time: in lockstep the node is its stack's clock: every header stamp is the sim time
+of the tick (tick x period), the time it has just published on `clock`; `clock` is relative, so two
+stacks in two namespaces run two clocks, and the launch files remap each node's `/clock` (what rclpy's
+time source subscribes to) to its own stack's. Its watchdog (the first observation resent, `clock`
+republished while a command is awaited, for a subscriber that lost it) runs on the steady clock.
+In realtime and driver the header stamps come from the node clock, which is the wall clock there:
+`use_sim_time:=true` is refused outside lockstep (nothing would publish the time this node's timer
+runs on; in lockstep it is accepted and changes nothing).
 
 Video (parameter `video`: an .mp4 path): the first `video_episodes` episodes are recorded from a fixed
 third-person camera with an overlay (`sim_bridge.video.RecordingTask`; the episodes do not change). Each
@@ -60,7 +70,10 @@ import time
 
 import numpy as np
 import rclpy
+from rclpy.clock import Clock as SteadyClock
+from rclpy.clock_type import ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -88,7 +101,10 @@ class ParameterError(ValueError):
 
 class SimBridgeNode(Node):
     def __init__(self) -> None:
-        super().__init__("sim_bridge")
+        try:
+            super().__init__("sim_bridge")
+        except InvalidParameterTypeException as e:  # rclpy's own use_sim_time (its time source declares it), not a bool
+            raise ParameterError(str(e).split(": use_sim_time")[0]) from None
         try:
             p = declare_node_parameters(self, SIM_BRIDGE)
         except ParamError as e:
@@ -100,6 +116,9 @@ class SimBridgeNode(Node):
         self.rt_priority = apply_rt_priority(self, p["rt_priority"])
         self.p = p
         self.lockstep = p["clock_mode"] == "lockstep"
+        if self.get_parameter("use_sim_time").value and not self.lockstep:
+            raise ParameterError(f"parameter use_sim_time=true: in clock_mode {p['clock_mode']} the sim runs on the wall "
+                                 f"clock and nothing publishes the sim time (only clock_mode lockstep does, on `clock`)")
         self.period_s = 1.0 / float(p["rate_hz"])
         self.finished = False
         self.driver = None
@@ -125,7 +144,7 @@ class SimBridgeNode(Node):
         self.limits = self.spec.action_limits
         self.runner = EpisodeRunner(self.task, p["episodes"], p["seed"])
 
-        self.pub_clock = self.create_publisher(Clock, "/clock", QOS) if self.lockstep else None
+        self.pub_clock = self.create_publisher(Clock, "clock", QOS) if self.lockstep else None
         self.pub_joints = self.create_publisher(JointState, "joint_states", QOS)
         self.pub_proprio = self.create_publisher(Float32MultiArray, "robot/proprio", QOS)
         self.pub_state = self.create_publisher(Float32MultiArray, "task/state", QOS)
@@ -181,7 +200,8 @@ class SimBridgeNode(Node):
         self.publish_observation()
         if self.lockstep:
             # Before the first command, DDS may still be matching: resend the first observation until answered.
-            self.timer = self.create_timer(0.5, self.lockstep_watchdog)
+            # (steady clock: this node's ROS time, with use_sim_time, only moves when it steps)
+            self.timer = self.create_timer(0.5, self.lockstep_watchdog, clock=SteadyClock(clock_type=ClockType.STEADY_TIME))
         else:
             self.timer = self.create_timer(self.period_s, self.realtime_tick)
 
@@ -250,7 +270,9 @@ class SimBridgeNode(Node):
         waited = time.monotonic() - self.awaiting_since
         if self.runner.tick == 0:
             self.publish_observation()
-        elif waited > self.p["command_timeout_periods"] * self.period_s and not self.holding:
+            return
+        self.pub_clock.publish(conv.clock_msg(self.sim_time_ns()))  # the same time again: for a subscriber that lost it
+        if waited > self.p["command_timeout_periods"] * self.period_s and not self.holding:
             self.holding = True
             self.get_logger().warning(f"no command for tick {self.runner.tick} for {waited:.2f} s: holding the robot")
             self.publish_status({"event": "holding", "tick": self.runner.tick, "waited_s": round(waited, 3)})
@@ -282,8 +304,10 @@ class SimBridgeNode(Node):
 
     def publish_observation(self) -> None:
         obs = self.runner.obs
-        now_ns = time.time_ns()
-        stamp_ns = self.sim_time_ns() if self.lockstep else now_ns
+        if self.lockstep:  # the headers: the time this stack's clock says; stamp_ns: the wall clock (latency)
+            stamp_ns, now_ns = self.sim_time_ns(), time.time_ns()
+        else:  # the node clock, which is the wall clock here (use_sim_time is refused outside lockstep)
+            stamp_ns = now_ns = self.get_clock().now().nanoseconds
         if self.pub_clock is not None:
             self.pub_clock.publish(conv.clock_msg(stamp_ns))
         self.pub_joints.publish(conv.to_joint_state(self.spec.joint_names, obs["joint_pos_rad"], stamp_ns))

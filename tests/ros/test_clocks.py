@@ -1,0 +1,94 @@
+"""Clocks of the stack: one lockstep clock per stack (`clock` under its namespace), use_sim_time honoured.
+
+Two lockstep pick stacks in two namespaces of one domain run at once: each completes the same episodes
+as a stack alone at the root (same results, ticks and trajectory digest), each on its own clock, and
+the control node (use_sim_time true in lockstep) stamps each tick with that tick's sim time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float32MultiArray, String
+
+ROOT = Path(__file__).resolve().parents[2]
+PERIOD_NS = 100_000_000  # 10 Hz
+ARGS = ("clock_mode:=lockstep", "episodes:=2", "seed:=3", "observers:=2")
+"""observers:=2: each sim starts when the test's listener, too, is on its observation topics (so it sees the clock)."""
+OBSERVED = {"joint_states": JointState, "robot/proprio": Float32MultiArray, "task/state": Float32MultiArray,
+            "task/status": String}
+
+
+def clock_ns(msg: Clock) -> int:
+    return msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
+
+
+def check_clock(times: list[int], ticks: int) -> None:
+    """A stack's clock: tick x period, never backwards (a repeat is the sim's watchdog), up to its last tick."""
+    assert times, "no clock message"
+    assert all(b >= a for a, b in zip(times, times[1:])), times
+    assert all(t % PERIOD_NS == 0 for t in times) and max(times) == (ticks - 1) * PERIOD_NS, (times, ticks)
+
+
+def test_two_namespaced_lockstep_stacks_run_their_own_clocks_and_the_same_episodes(launch, listener, tmp_path):
+    ear = listener({"/clock": Clock, "/a/clock": Clock, "/b/clock": Clock, "/diagnostics": DiagnosticArray,
+                    **{f"{ns}/{topic}": kind for ns in ("", "/a", "/b") for topic, kind in OBSERVED.items()},
+                    **{f"/{ns}/control/status": String for ns in "ab"}})
+    alone = launch(*ARGS, report=tmp_path / "root.json")
+    assert alone.wait() == 0, alone.output
+    root = alone.report()
+    (root_sim,) = root["sim"].values()
+    check_clock([clock_ns(m) for m in ear.messages["/clock"]], root_sim["ticks"])  # the root stack keeps /clock
+    seen_root = len(ear.messages["/clock"])
+
+    stacks = {ns: launch(*ARGS, f"namespace:={ns}", report=tmp_path / f"{ns}.json") for ns in "ab"}
+    for ns, run in stacks.items():
+        assert run.wait() == 0, run.output
+    assert len(ear.messages["/clock"]) == seen_root  # neither namespaced stack publishes on /clock
+    for ns, run in stacks.items():
+        report = run.report()
+        (sim,), (control,) = report["sim"].values(), report["control"].values()
+        assert sim["node"] == f"/{ns}/sim_bridge" and control["node"] == f"/{ns}/control"
+        assert report["results"] == root["results"] and report["success_rate"] == 1.0
+        assert sim["ticks"] == root_sim["ticks"] and sim["trajectory_sha256"] == root_sim["trajectory_sha256"]
+        # every tick answered exactly once, nothing foreign (the other stack's commands are on its own topics)
+        assert sim["commands_received"] == sim["ticks"] == control["metrics"]["ticks"]
+        assert sim["foreign_commands"] == 0 and sim["ticks_without_command"] == 0
+        assert control["use_sim_time"] is True and control["loop"] == "lockstep"
+        check_clock([clock_ns(m) for m in ear.messages[f"/{ns}/clock"]], sim["ticks"])
+        # the control node's stamps (node clock, use_sim_time) are the sim time of the tick they answer
+        sim_time = {s["tick"]: s["sim_time_ns"] for s in ear.json(f"/{ns}/task/status") if s["event"] == "tick"}
+        statuses = ear.json(f"/{ns}/control/status")
+        assert len(statuses) > sim["ticks"] // 2, len(statuses)
+        assert all(s["stamp_ns"] == sim_time.get(s["tick"], s["tick"] * PERIOD_NS) == s["tick"] * PERIOD_NS
+                   for s in statuses), [(s["tick"], s["stamp_ns"]) for s in statuses]
+        diagnostics = [m for m in ear.messages["/diagnostics"] if m.status[0].name == f"rrl control: /{ns}/control"]
+        stamps = [m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in diagnostics]
+        assert stamps and all(t % PERIOD_NS == 0 and t < sim["ticks"] * PERIOD_NS for t in stamps), stamps
+
+
+def run_node(module: str, *ros_args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, "--ros-args", *ros_args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+
+
+def test_use_sim_time_where_no_clock_runs_or_not_a_bool_is_refused(ros_env, tmp_path):
+    out = run_node("rrl_ros.control_node", "-p", "use_sim_time:=true", "-p", "loop:=observation",
+                   "-p", "command_interface:=native")
+    assert out.returncode == 2 and "use_sim_time=true with loop observation" in out.stderr, out.stderr
+    out = run_node("rrl_ros.sim_bridge_node", "-p", "use_sim_time:=true", "-p", "clock_mode:=realtime")
+    assert out.returncode == 2 and "use_sim_time=true: in clock_mode realtime" in out.stderr, out.stderr
+    out = run_node("rrl_ros.control_node", "-p", "use_sim_time:=1")
+    assert out.returncode == 2 and "'use_sim_time' to '1' of type 'INTEGER', expecting type 'BOOL'" in out.stderr, \
+        out.stderr
+    bad = tmp_path / "bad.launch.yaml"  # the launcher refuses it before any node starts, naming file and line
+    bad.write_text("launch:\n- node:\n    pkg: rrl_ros\n    exec: control_node\n    param:\n"
+                   "    - {name: use_sim_time, value: \"1\"}\n")
+    launched = subprocess.run([sys.executable, "-m", "rrl.cli", "launch", str(bad)], capture_output=True, text=True,
+                              cwd=ROOT, timeout=60)
+    assert launched.returncode == 2 and "use_sim_time must be a bool, got 1" in launched.stderr, launched.stderr
