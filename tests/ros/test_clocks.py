@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -92,3 +93,74 @@ def test_use_sim_time_where_no_clock_runs_or_not_a_bool_is_refused(ros_env, tmp_
     launched = subprocess.run([sys.executable, "-m", "rrl.cli", "launch", str(bad)], capture_output=True, text=True,
                               cwd=ROOT, timeout=60)
     assert launched.returncode == 2 and "use_sim_time must be a bool, got 1" in launched.stderr, launched.stderr
+
+
+RELAY_LAUNCH = """
+launch:
+- node:
+    pkg: rrl_ros
+    exec: sim_bridge
+    name: sim_bridge
+    output: screen
+    on_exit: shutdown
+    param:
+    - {name: task, value: ur5_pick}
+    - {name: clock_mode, value: lockstep}
+    - {name: episodes, value: 1}
+    - {name: seed, value: 3}
+    - {name: max_ticks, value: 12}
+- node:
+    pkg: rrl_ros
+    exec: control_node
+    name: control
+    output: screen
+    remap: [{from: /clock, to: /clock_relay}]
+    param:
+    - {name: task, value: ur5_pick}
+    - {name: loop, value: lockstep}
+    - {name: command_interface, value: native}
+    - {name: use_sim_time, value: true}
+"""
+"""The lockstep sim and a control node (use_sim_time) whose clock comes through the test's relay."""
+
+
+def test_a_lost_clock_message_delays_its_tick_and_never_deadlocks(launch, ros_env, tmp_path):
+    """The relay drops the clock of tick 5 once: the control node waits for it (its observation is there), the
+    sim's watchdog republishes it after 0.5 s, and the run ends with every tick answered once."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=ros_env)
+    node = rclpy.create_node("clock_relay", context=context)
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    relay = node.create_publisher(Clock, "/clock_relay", qos)
+    passed: list[int] = []
+    dropped: list[int] = []
+
+    def forward(msg: Clock) -> None:
+        if clock_ns(msg) == 5 * PERIOD_NS and not dropped:
+            dropped.append(clock_ns(msg))
+            return
+        passed.append(clock_ns(msg))
+        relay.publish(msg)
+
+    node.create_subscription(Clock, "/clock", forward, qos)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    path = tmp_path / "relay.launch.yaml"
+    path.write_text(RELAY_LAUNCH.lstrip())
+    run = launch(report=tmp_path / "r.json", file=path)
+    deadline = time.monotonic() + 60
+    try:
+        while run.proc.poll() is None and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert run.proc.poll() == 0, f"the lockstep run did not end (a tick waits for a clock that never comes?):\n{run.output}"
+    (sim,), (control,) = run.report()["sim"].values(), run.report()["control"].values()
+    assert dropped and 5 * PERIOD_NS in passed  # the republished clock of tick 5 got through
+    assert sim["ticks"] == sim["commands_received"] == control["metrics"]["ticks"] == 12
+    assert sim["foreign_commands"] == 0 and control["clock_waits"] >= 1
