@@ -2,7 +2,9 @@
 
 Two lockstep pick stacks in two namespaces of one domain run at once: each completes the same episodes
 as a stack alone at the root (same results, ticks and trajectory digest), each on its own clock, and
-the control node (use_sim_time true in lockstep) stamps each tick with that tick's sim time.
+the control node (use_sim_time true in lockstep) stamps each tick with that tick's sim time. A clock
+message lost on the way delays its tick (the sim republishes it), never deadlocks it; use_sim_time where
+no clock runs, or not a bool, is refused.
 """
 
 from __future__ import annotations

@@ -418,8 +418,9 @@ class ControlNode(LifecycleNode):
         """Lockstep with use_sim_time (steady clock, 1 Hz): say once if a tick has waited > 2 s for its clock."""
         if self.clock_wait is not None and time.monotonic() - self.clock_wait[1] > 2.0 and not self.clock_wait_logged:
             self.clock_wait_logged = True
+            waited_s = time.monotonic() - self.clock_wait[1]
             self.get_logger().error(
-                f"tick {self.clock_wait[0]} has waited {time.monotonic() - self.clock_wait[1]:.1f} s for the sim time on "
+                f"tick {self.clock_wait[0]} has waited {waited_s:.1f} s for the sim time on "
                 f"{self.resolve_topic_name('/clock')} (use_sim_time=true): is the sim publishing its clock there?")
 
     def observation(self, status: dict) -> dict:
@@ -454,7 +455,8 @@ class ControlNode(LifecycleNode):
     def publish_status(self, status: dict, out, latency_s: float, stamp_ns: int, **extra) -> None:
         tolist = lambda a: None if a is None else [round(float(x), 6) for x in np.asarray(a).reshape(-1)]  # noqa: E731
         self.pub_status.publish(conv.to_json_string({
-            "tick": status["tick"], "stamp_ns": stamp_ns, "episode": status["episode"], "step": status["step"], "base": self.base_spec.name,
+            "tick": status["tick"], "stamp_ns": stamp_ns, "episode": status["episode"], "step": status["step"],
+            "base": self.base_spec.name,
             "reason": out.reason, "command": tolist(out.command), "base_action": tolist(out.base_action),
             "residual": tolist(out.residual_mean), "counters": self.policy.counters.as_dict(),
             "latency_ms": round(latency_s * 1e3, 3), **extra,

@@ -94,7 +94,7 @@ class NodeParams:
         return tuple(p.name for p in self.params)
 
     def spec(self, name: str) -> ParamSpec:
-        """The spec of `name` (ours, or `use_sim_time`); an unknown name raises ParamError naming the closest known one."""
+        """The spec of `name` (ours, or `use_sim_time`); an unknown name raises ParamError naming the closest one."""
         for p in (*self.params, USE_SIM_TIME):
             if p.name == name:
                 return p
@@ -140,8 +140,8 @@ SIM_BRIDGE = NodeParams("sim_bridge", "sim_bridge", (
     ParamSpec("episodes", int, 1, "episodes to run; the node exits after the last", minimum=1),
     ParamSpec("seed", int, 0, "seed of episode 0; episode i uses seed + i"),
     ParamSpec("max_ticks", int, 0, "stop after this many control ticks even mid-episode (0: no limit)", minimum=0),
-    ParamSpec("clock_mode", str, "realtime", "realtime (wall clock) | lockstep (/clock, waits for commands) | driver "
-              "(a robot driver: own clock, standard topics, rrl_ros.sim_driver)", choices=CLOCK_MODES),
+    ParamSpec("clock_mode", str, "realtime", "realtime (wall clock) | lockstep (publishes `clock`, waits for commands) "
+              "| driver (a robot driver: own clock, standard topics, rrl_ros.sim_driver)", choices=CLOCK_MODES),
     ParamSpec("rate_hz", float, 10.0, "control rate in realtime, Hz (the task's rate)", positive=True),
     ParamSpec("camera_px", int, 0, "square camera image size in px; 0 renders no camera (else >= 8)", minimum=0),
     ParamSpec("camera_history", int, 3, "frames the task stacks (the control node stacks its own)", minimum=1),

@@ -117,8 +117,8 @@ class SimBridgeNode(Node):
         self.p = p
         self.lockstep = p["clock_mode"] == "lockstep"
         if self.get_parameter("use_sim_time").value and not self.lockstep:
-            raise ParameterError(f"parameter use_sim_time=true: in clock_mode {p['clock_mode']} the sim runs on the wall "
-                                 f"clock and nothing publishes the sim time (only clock_mode lockstep does, on `clock`)")
+            raise ParameterError(f"parameter use_sim_time=true: in clock_mode {p['clock_mode']} the sim runs on the "
+                                 f"wall clock and nothing publishes the sim time (only lockstep does, on `clock`)")
         self.period_s = 1.0 / float(p["rate_hz"])
         self.finished = False
         self.driver = None
@@ -201,7 +201,8 @@ class SimBridgeNode(Node):
         if self.lockstep:
             # Before the first command, DDS may still be matching: resend the first observation until answered.
             # (steady clock: this node's ROS time, with use_sim_time, only moves when it steps)
-            self.timer = self.create_timer(0.5, self.lockstep_watchdog, clock=SteadyClock(clock_type=ClockType.STEADY_TIME))
+            steady = SteadyClock(clock_type=ClockType.STEADY_TIME)
+            self.timer = self.create_timer(0.5, self.lockstep_watchdog, clock=steady)
         else:
             self.timer = self.create_timer(self.period_s, self.realtime_tick)
 
