@@ -86,6 +86,9 @@ def main() -> int:
     ap.add_argument("--camera-px", type=int, default=0, help="camera image size (image bases need one)")
     ap.add_argument("--mlp-residual", action="store_true",
                     help="add a plain-ONNX 3x256 MLP residual (zero output) to time a residual on top of the base")
+    ap.add_argument("--sim-rt-priority", type=int, default=None,
+                    help="the sim's own SCHED_FIFO priority (default: --rt-priority); below the control node's, the "
+                         "sim (the robot's driver) cannot delay the node's timer on the two shared cores")
     ap.add_argument("--rt-priority", type=int, default=0,
                     help="the nodes' rt_priority launch arg: SCHED_FIFO at this priority (1-99; 0: the caller's "
                          "policy). Needs CAP_SYS_NICE; the nodes sleep between ticks, so they cannot starve the machine")
@@ -100,7 +103,9 @@ def main() -> int:
         cmd = [sys.executable, "-m", "rrl.cli", "launch", str(ROOT / "launch" / "ur5.launch.yaml"),
                f"task:={args.task}", f"clock_mode:={clock}", f"rate_hz:={args.rate_hz}", f"max_ticks:={args.ticks}",
                "episodes:=100000", f"base:={args.base}", f"base_artifact:={args.base_artifact}",
-               f"residual:={residual}", f"rt_priority:={args.rt_priority}", f"camera_px:={args.camera_px}",
+               f"residual:={residual}", f"rt_priority:={args.rt_priority}",
+               f"sim_rt_priority:={args.rt_priority if args.sim_rt_priority is None else args.sim_rt_priority}",
+               f"camera_px:={args.camera_px}",
                f"command_interface:={args.command_interface}", "--report", str(report_path)]
         load_before = os.getloadavg()
         t0 = time.monotonic()
@@ -130,7 +135,8 @@ def main() -> int:
         "bench": "control_loop", "loop": args.loop, "task": args.task, "base": args.base,
         "base_artifact": args.base_artifact or None, "residual": residual or None, "camera_px": args.camera_px,
         "rate_hz": args.rate_hz, **timer_fields,
-        "scheduling": f"nodes SCHED_FIFO priority {args.rt_priority}" if args.rt_priority else
+        "scheduling": (f"nodes SCHED_FIFO priority {args.rt_priority}" + (
+            f", sim {args.sim_rt_priority}" if args.sim_rt_priority is not None else "")) if args.rt_priority else
                       f"{'SCHED_FIFO' if os.sched_getscheduler(0) == os.SCHED_FIFO else 'SCHED_OTHER'} nice {os.nice(0)}", "ticks": m["ticks"], "wall_s": round(wall_s, 1), "launch_exit_code": proc.returncode,
         **{k: m[k] for k in ("period_p50_ms", "period_p99_ms", "jitter_p50_ms", "jitter_p99_ms", "jitter_max_ms",
                              "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "missed_deadlines",

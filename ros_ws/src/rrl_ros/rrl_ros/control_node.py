@@ -94,7 +94,7 @@ from std_msgs.msg import Float32MultiArray, Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from controllers.safety import SafetyConfig, WorkspaceLimits
-from policies.base_spec import BaseSpecError, is_waypoint, parse_node_base
+from policies.base_spec import BaseSpecError, is_replay, is_waypoint, parse_node_base
 from policies.observations import FrameStack, ObservationError, joint_reading, required_objects, ur5_observation
 from policies.robot_commands import robot_command
 from policies.artifact import ArtifactError, load_artifact
@@ -275,7 +275,7 @@ class ControlNode(LifecycleNode):
         if kind == "bc" and not artifact:  # the pair in two calls, controller first: wait for the artifact
             self.get_logger().info("base_controller bc: waiting for base_artifact (the base is unchanged until then)")
             return SetParametersResult(successful=True)
-        if is_waypoint(kind) and "base_controller" not in changes:  # artifact first: kept for a later bc
+        if (is_waypoint(kind) or is_replay(kind)) and "base_controller" not in changes:  # kept for a later bc
             try:
                 parse_node_base("bc", artifact) if artifact else None
             except BaseSpecError as e:
