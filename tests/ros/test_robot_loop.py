@@ -213,7 +213,7 @@ def test_wrong_joint_names_and_a_missing_object_pose_hold_the_robot_with_a_clear
         in run.output, run.output
     control = run.report()["control"]["control"]
     assert control["input_errors"] >= 10 and control["stale_inputs"]["objects/cube/pose"] >= 10, control
-    assert all(code["exit_code"] == 0 for code in run.report()["nodes"].values())
+    assert all(code["exit_code"] == 0 for code in run.report()["nodes"].values()), (run.report()["nodes"], run.output[-3000:])
 
 
 def set_parameters(domain: int, node: str, pairs: list[tuple[str, str]]) -> list[tuple[bool, str]]:

@@ -69,6 +69,7 @@ its loop metrics and safety counters to $RRL_REPORT_DIR/<name>.json on shutdown.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
@@ -710,6 +711,7 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping already: a second Ctrl-C must not cut the report short
         if node is not None:
             node.stopping = True
         if node is not None and node.policy is not None:

@@ -65,6 +65,7 @@ results, step times, ticks without a command, refused commands) goes to $RRL_REP
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -362,6 +363,7 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping already: a second Ctrl-C must not cut the report short
         if node is not None:
             node.write_report()
             node.task.close()
