@@ -196,17 +196,18 @@ class PriorPolicy:
 
 
 class WaypointBase:
-    """The task's scripted waypoint expert as a base controller (`waypoint` or `waypoint:VARIANT`)."""
+    """The task's scripted waypoint expert as a base controller (`waypoint` or `waypoint:VARIANT`); `expert`
+    wraps one already made (REQ's training env, whose expert may carry velocity noise)."""
 
     needs_images = False
     artifact = None
 
-    def __init__(self, task_spec: TaskSpec, variant: str | None = None):
+    def __init__(self, task_spec: TaskSpec, variant: str | None = None, expert=None):
         from controllers.experts import make_expert
 
         self.spec = task_spec
         self.variant = variant
-        self.expert = make_expert(task_spec.name, variant=variant)
+        self.expert = expert if expert is not None else make_expert(task_spec.name, variant=variant)
         self.name = "waypoint" if variant is None else f"waypoint:{variant}"
 
     def reset(self, seed: int) -> None:
@@ -218,6 +219,30 @@ class WaypointBase:
 
     def act(self, obs: Observation) -> np.ndarray:
         return self.step(obs).action
+
+
+class ConstantBase:
+    """A constant "base action" u (scratch, finetune), optionally with a frozen BC base's features."""
+
+    needs_images, artifact = False, None
+
+    def __init__(self, u: np.ndarray, features_from: Base | None = None, name: str = "none"):
+        self.u = np.asarray(u, np.float32)
+        self.features_from = features_from
+        self.name = name
+
+    def reset(self, seed: int) -> None:
+        if self.features_from is not None:
+            self.features_from.reset(seed)
+
+    def step(self, obs: Observation) -> BaseOutput:
+        features = None if self.features_from is None else self.features_from.step(obs).features
+        return BaseOutput(action=self.u.copy(), features=features)
+
+
+def midpoint_base(spec: TaskSpec) -> ConstantBase:
+    """No base (DMPO from scratch): u is the middle of the action limits, every step."""
+    return ConstantBase((np.asarray(spec.action_low) + np.asarray(spec.action_high)) / 2)
 
 
 class ResidualPolicy:

@@ -46,7 +46,8 @@ from torch import nn
 from controllers.residual import ResidualComposer
 from controllers.safety import ActionLimits
 from policies.artifact import ActionSpec, FieldStats, InputSpec, OutputSpec, PENDING_SHA256, PolicyArtifact
-from policies.runtime import Base, BaseOutput, BCPolicy, ComposedPolicy, input_vector
+from policies.runtime import Base, BaseOutput, BCPolicy, ComposedPolicy, ConstantBase, input_vector  # noqa: F401
+from policies.runtime import midpoint_base  # noqa: F401 (re-exported)
 from sim_bridge.spec import TaskSpec
 from sim_bridge.task import Observation, Task
 from training.dmpo.networks import GaussianPolicy
@@ -58,30 +59,6 @@ from training.seeds import STATS_SEED_BASE, statistics_episode_seed
 MODES = ("residual", "scratch", "finetune")
 """residual: u + c·σ(A)∘z on a frozen base (RRLfD); scratch: DMPO without a base; finetune: the BC
 network's head trained by DMPO, acting on its own (no base action)."""
-
-
-class ConstantBase:
-    """A constant "base action" u (scratch, finetune), optionally with a frozen BC base's features."""
-
-    needs_images, artifact = False, None
-
-    def __init__(self, u: np.ndarray, features_from: Base | None = None, name: str = "none"):
-        self.u = np.asarray(u, np.float32)
-        self.features_from = features_from
-        self.name = name
-
-    def reset(self, seed: int) -> None:
-        if self.features_from is not None:
-            self.features_from.reset(seed)
-
-    def step(self, obs: Observation) -> BaseOutput:
-        features = None if self.features_from is None else self.features_from.step(obs).features
-        return BaseOutput(action=self.u.copy(), features=features)
-
-
-def midpoint_base(spec: TaskSpec) -> ConstantBase:
-    """No base (DMPO from scratch): u is the middle of the action limits, every step."""
-    return ConstantBase((np.asarray(spec.action_low) + np.asarray(spec.action_high)) / 2)
 
 
 def input_sources(base: Base | None, mode: str = "residual") -> tuple[str, ...]:

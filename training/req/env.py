@@ -35,7 +35,7 @@ import numpy as np
 
 from controllers.experts import Expert
 from controllers.residual import ResidualComposer
-from policies.runtime import BaseOutput, ComposedPolicy
+from policies.runtime import BaseOutput, ComposedPolicy, ConstantBase, WaypointBase
 from sim_bridge.spec import TaskSpec
 from sim_bridge.task import Task
 from training.rollout import EnvStep, RolloutEnv
@@ -71,7 +71,9 @@ class TaskEnv:
             composer = ResidualComposer(limits, scale=tuple(self.residual_scale * self.scale))
         else:
             composer = ResidualComposer(limits, scale=tuple(self.scale), residual_on_binary=True)
-        self.policy = ComposedPolicy(self.spec, _NoBase(), composer=composer)
+        self.base = WaypointBase(self.spec, expert=expert) if residual else ConstantBase(self.center, name="centre")
+        """The composed policy's base: the expert, as the runtime's `waypoint` base gives it, or the centre of the limits."""
+        self.policy = ComposedPolicy(self.spec, self.base, composer=composer)
         """The runtime's composition and safety layer (the expert is queried by this env, once per state)."""
         self.action_dim = self.spec.action.size
         self.observation_dim = self.spec.state.size + (self.action_dim if residual else 0)
@@ -90,7 +92,10 @@ class TaskEnv:
 
     def _observe(self, obs: dict) -> np.ndarray:
         self._state = np.asarray(obs["state"], np.float32)
-        self._u_action = np.asarray(self.expert.act(self.spec.state.unpack(self._state)), np.float64)
+        if self.residual:  # u from the base, so training composes on what the runtime's waypoint base gives
+            self._u_action = self.base.step(obs).action
+        else:  # psi(s): the expert's action, executed only on its own steps
+            self._u_action = np.asarray(self.expert.act(self.spec.state.unpack(self._state)), np.float64)
         self._u = self.normalize(self._u_action)
         return np.concatenate([self._state, self._u]) if self.residual else self._state.copy()
 
@@ -111,16 +116,14 @@ class TaskEnv:
     def executed_action(self, action: np.ndarray) -> np.ndarray:
         """The task-unit action that `step(action)` applies: the composed policy's command for u and a."""
         a = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
-        u = self._u_action if self.residual else self.center  # the expert's own action, as the runtime's base gives it
+        u = self._u_action if self.residual else self.base.u  # u as the composed policy's base gives it
         return self.policy.compose(BaseOutput(action=np.asarray(u, np.float64), features=None), a).command
 
     def evaluation_policy(self, act) -> ComposedPolicy:
         """The policy `act(vector) -> a in [-1, 1]^D` as the runtime runs it, for `training.evaluation`'s loop
         (the one `rrl eval` runs): base = the expert (residual) or the centre of the limits (full policy),
         residual = `act` on this env's input vector, composed and made safe exactly as `step` does."""
-        composer = self.policy.composer
-        base = _ExpertBase(self) if self.residual else _CenterBase(self.center)
-        return ComposedPolicy(self.spec, base, _ActorResidual(self, act), composer=composer)
+        return ComposedPolicy(self.spec, self.base, _ActorResidual(self, act), composer=self.policy.composer)
 
     def step(self, action: np.ndarray) -> EnvStep:
         step = self.task.step(self.executed_action(action))
@@ -134,49 +137,6 @@ class TaskEnv:
 
     def close(self) -> None:
         self.task.close()
-
-
-class _NoBase:
-    """The composed policy's base slot when the env supplies u itself (`ComposedPolicy.compose`)."""
-
-    name, needs_images, artifact = "expert", False, None
-
-    def reset(self, seed: int) -> None:
-        pass
-
-    def step(self, obs):
-        raise RuntimeError("TaskEnv composes with ComposedPolicy.compose; the expert is queried by the env")
-
-
-class _ExpertBase:
-    """The env's expert as the composed policy's base: u = expert(state), queried once per state."""
-
-    name, needs_images, artifact = "expert", False, None
-
-    def __init__(self, env: TaskEnv):
-        self.expert, self.spec = env.expert, env.spec
-
-    def reset(self, seed: int) -> None:
-        self.expert.reset(seed)
-
-    def step(self, obs) -> BaseOutput:
-        return BaseOutput(action=np.asarray(self.expert.act(self.spec.state.unpack(obs["state"])), np.float64),
-                          features=None)
-
-
-class _CenterBase:
-    """The full policy's base slot: the centre of the action limits (its action is centre + half-range * a)."""
-
-    name, needs_images, artifact = "centre", False, None
-
-    def __init__(self, center: np.ndarray):
-        self.center = np.asarray(center, np.float64)
-
-    def reset(self, seed: int) -> None:
-        pass
-
-    def step(self, obs) -> BaseOutput:
-        return BaseOutput(action=self.center.copy(), features=None)
 
 
 class _ActorResidual:
