@@ -27,3 +27,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return int(importlib.import_module(args._trainer).run(args) or 0)
+
+
+def run_options(args: argparse.Namespace):
+    """The shared `RunOptions` of a trainer's command line (`--device`, `--workers`, ...); `--json` without
+    `--progress` turns the progress bar off, so the summary is all that is printed. ConfigError if invalid."""
+    import dataclasses
+
+    from rrl.config_args import config_from_args
+    from training.harness import RunOptions
+
+    options = config_from_args(RunOptions, args)
+    if getattr(args, "json", False) and not hasattr(args, "progress"):
+        options = dataclasses.replace(options, progress=False)
+    return options

@@ -40,22 +40,19 @@ def _refuse(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
+    from rrl.commands.train import run_options
     from rrl.config_args import ConfigError, config_from_args
     from training.bc.config import BCConfig
-    from training.harness import RunDirError, RunOptions
+    from training.harness import RunDirError
 
     try:
         config = config_from_args(BCConfig, args, args.config)
-        options = config_from_args(RunOptions, args)
+        options = run_options(args)
     except ConfigError as e:
         return _refuse(str(e))
     if options.workers:
         return _refuse(f"--workers {options.workers}: BC trains from a dataset and has no rollouts to run on "
                        "workers; use --workers 0")
-    if args.json and not hasattr(args, "progress"):  # --json alone: the summary only
-        options = dataclasses.replace(options, progress=False)
 
     from training.bc.train import export_run, train
     from training.device import DeviceError

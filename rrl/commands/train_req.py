@@ -66,19 +66,15 @@ def config_values(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from rrl.config_args import ConfigError, build_config, config_from_args
-    from training.harness import RunOptions
+    from rrl.commands.train import run_options
+    from rrl.config_args import ConfigError, build_config
     from training.req.config import TrainConfig
 
     try:
         config = build_config(TrainConfig, config_values(args), f"--config {args.config}" if args.config else "TrainConfig")
-        options = config_from_args(RunOptions, args)
+        options = run_options(args)
     except ConfigError as e:
         return _refuse(str(e))
-    if args.json and not hasattr(args, "progress"):  # --json alone: the summary only
-        options = dataclasses.replace(options, progress=False)
 
     from training.device import DeviceError
     from training.harness import RunDirError

@@ -57,22 +57,19 @@ def _refuse(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
     from pathlib import Path
 
     import yaml
 
+    from rrl.commands.train import run_options
     from rrl.config_args import ConfigError, config_from_args
     from training.dmpo.config import ResidualRunConfig
-    from training.harness import RunOptions
 
     try:
         config = config_from_args(ResidualRunConfig, args, args.config)
-        options = config_from_args(RunOptions, args)
+        options = run_options(args)
     except ConfigError as e:
         return _refuse(str(e))
-    if args.json and not hasattr(args, "progress"):  # --json alone: the summary only
-        options = dataclasses.replace(options, progress=False)
 
     from training.dmpo.run_residual import train_residual
     from training.dmpo.train import checkpoint_store
