@@ -21,9 +21,9 @@ from std_msgs.msg import Float32MultiArray, String
 
 ROOT = Path(__file__).resolve().parents[2]
 PERIOD_NS = 100_000_000  # 10 Hz
-ARGS = ("clock_mode:=lockstep", "episodes:=5", "seed:=3", "observers:=2")
+ARGS = ("clock_mode:=lockstep", "episodes:=2", "seed:=3", "observers:=2", "status_observers:=1")
 """observers:=2: each sim starts when the test's listener, too, is on its observation topics (so it sees the clock);
-5 episodes (~170 ticks) give DDS time to match the listener with the control nodes, which the sim does not await."""
+status_observers:=1: each control node answers the first tick once the listener is on its ~/status (so it sees them)."""
 OBSERVED = {"joint_states": JointState, "robot/proprio": Float32MultiArray, "task/state": Float32MultiArray,
             "task/status": String}
 
@@ -67,10 +67,8 @@ def test_two_namespaced_lockstep_stacks_run_their_own_clocks_and_the_same_episod
         check_clock([clock_ns(m) for m in ear.messages[f"/{ns}/clock"]], sim["ticks"])
         # the control node's stamps (node clock, use_sim_time) are the sim time of the tick they answer
         sim_time = {s["tick"]: s["sim_time_ns"] for s in ear.json(f"/{ns}/task/status") if s["event"] == "tick"}
-        # the listener's match with the control node's ~/status is not awaited by the sim (observers covers the
-        # sim's own topics), so under load it may catch only the last ticks: ask for some, check every one
         statuses = ear.json(f"/{ns}/control/status")
-        assert len(statuses) >= 3, len(statuses)
+        assert statuses and statuses[0]["tick"] == 0, [s["tick"] for s in statuses[:3]]  # matched before tick 0
         assert all(s["stamp_ns"] == sim_time.get(s["tick"], s["tick"] * PERIOD_NS) == s["tick"] * PERIOD_NS
                    for s in statuses), [(s["tick"], s["stamp_ns"]) for s in statuses]
         diagnostics = [m for m in ear.messages["/diagnostics"] if m.status[0].name == f"rrl control: /{ns}/control"]

@@ -112,6 +112,8 @@ from sim_bridge.task_specs import task_spec
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 SENSOR_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
 """Sensor inputs of the timer loop: a best-effort subscription matches RELIABLE and best-effort (SensorDataQoS) drivers."""
+STATUS_OBSERVERS_TIMEOUT_S = 30.0
+"""How long the first tick waits for `status_observers` subscribers on ~/status."""
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 HOLD_REASONS = ("stale_hold", "nonfinite_hold", "workspace_hold", "input_hold")
 """Tick verdicts that hold the robot: every velocity goes out as exactly zero."""
@@ -231,6 +233,9 @@ class ControlNode(LifecycleNode):
         self.last_obs_stamp_ns: int | None = None
         self.watchdog_holds = 0
         self.sim_finished = False
+        self.status_observers = int(g("status_observers"))
+        self.status_wait_until: float | None = None
+        """Monotonic s until which the first tick waits for `status_observers` subscribers on ~/status."""
         self.clock_wait: tuple[int, float] | None = None
         """Lockstep with use_sim_time: (tick, monotonic s) of a tick waiting for its clock message."""
         self.clock_wait_logged = False
@@ -389,6 +394,8 @@ class ControlNode(LifecycleNode):
             if self.clock_wait is None:
                 self.clock_wait, self.clock_waits = (int(status["tick"]), time.monotonic()), self.clock_waits + 1
             return  # the stack's clock is not at this tick yet (clock_jumps calls again when it is)
+        if self.last_answered_tick < 0 and not self.status_observed():
+            return  # the sim resends its first observation until answered (lockstep) or ticks on (realtime)
         self.clock_wait = None
         self.fresh.clear()
         self.apply_pending_base(int(status["tick"]))
@@ -414,6 +421,20 @@ class ControlNode(LifecycleNode):
             self.last_answered_tick = int(status["tick"])
         self.last_obs_stamp_ns = int(status["stamp_ns"])
         self.publish_status(status, out, latency_s, stamp_ns)
+
+    def status_observed(self) -> bool:
+        """Before the first tick: whether ~/status has `status_observers` subscribers (or 30 s have passed)."""
+        if self.pub_status.get_subscription_count() >= self.status_observers:
+            return True
+        if self.status_wait_until is None:
+            self.status_wait_until = time.monotonic() + STATUS_OBSERVERS_TIMEOUT_S
+        if time.monotonic() < self.status_wait_until:
+            return False
+        self.get_logger().warning(f"~/status has {self.pub_status.get_subscription_count()} of "
+                                  f"{self.status_observers} subscribers after {STATUS_OBSERVERS_TIMEOUT_S:g} s; "
+                                  "answering anyway")
+        self.status_observers = 0
+        return True
 
     def check_clock(self) -> None:
         """Lockstep with use_sim_time (steady clock, 1 Hz): say once if a tick has waited > 2 s for its clock."""

@@ -193,6 +193,8 @@ CONTROL = NodeParams("control_node", "control", (
     ParamSpec("cube_size_m", float, 0.05, "timer loop: the cube's edge, m, until a message on objects/cube/size "
               "(std_msgs/Float64, transient local) says otherwise", positive=True),
     ParamSpec("camera_history", int, 3, "frames stacked for image models", minimum=1),
+    ParamSpec("status_observers", int, 0, "observation/lockstep: answer the first tick once ~/status has this many "
+              "subscribers (a recorder or monitor that must see every status; at most 30 s, then anyway)", minimum=0),
     ParamSpec("autostart", bool, True, "configure and activate at start-up (false: wait for a lifecycle manager, "
               "`ros2 lifecycle set /control configure`, then `activate`)"),
     RT_PRIORITY,
