@@ -345,6 +345,10 @@ class ComposedPolicy:
         self.seed = 0
         self.last_base: BaseOutput | None = None
         self.last_residual_mean: np.ndarray | None = None
+        self.residual_engaged = residual is not None
+        """Whether the residual runs: False while the base is not the one it was trained on (`set_base`)."""
+        self.suspended_ticks = 0
+        """Ticks the base ran alone because the residual was suspended (kept, not run, on another base)."""
 
     @property
     def counters(self) -> SafetyCounters:
@@ -365,10 +369,13 @@ class ComposedPolicy:
             self.residual.reset(seed)
         self.last_base = self.last_residual_mean = None
 
-    def set_base(self, base: Base) -> None:
-        """Swap the base controller between two ticks; it starts from the current episode's seed."""
+    def set_base(self, base: Base, residual_engaged: bool = True) -> None:
+        """Swap the base controller between two ticks; it starts from the current episode's seed. The residual is
+        kept: it runs on the new base when `residual_engaged` (it fits it, `residual_fits`), else it is suspended
+        (u goes out alone, `suspended_ticks` counts the ticks) until a base it fits comes back."""
         base.reset(self.seed)
         self.base = base
+        self.residual_engaged = self.residual is not None and residual_engaged
 
     def hold(self) -> Tick:
         """The stale-observation hold (zero velocity, binary fields kept), counted."""
@@ -389,7 +396,9 @@ class ComposedPolicy:
             d = self.safety.filter(None, None, observation_age_s)
             return Tick(d.action, None, None, f"base_error: {e}")
         mu, residual_error = None, None
-        if self.residual is not None:
+        if self.residual is not None and not self.residual_engaged:
+            self.suspended_ticks += 1
+        elif self.residual is not None:
             try:
                 mu = self.residual.mean(obs, base_out)
             except BASE_ERRORS as e:
@@ -442,8 +451,9 @@ def load_base(base: str | BaseSpec, task_spec: TaskSpec, threads: int = 1) -> Ba
 
 
 def load_residual(path: str | Path, task_spec: TaskSpec, base: str | BaseSpec, threads: int = 1,
-                  plain_scale: float | None = None) -> Residual:
-    """A residual artifact directory (checked to be trained on `base`), or a plain .onnx file (scale `plain_scale`)."""
+                  plain_scale: float | None = None, check_fit: bool = True) -> Residual:
+    """A residual artifact directory (checked to be trained on `base` unless not `check_fit`: the control node keeps
+    a residual suspended on another base), or a plain .onnx file (scale `plain_scale`)."""
     base_spec = parse_base(base) if isinstance(base, str) else base
     spec = residual_path(path)
     if spec.kind == "onnx":
@@ -451,7 +461,8 @@ def load_residual(path: str | Path, task_spec: TaskSpec, base: str | BaseSpec, t
             raise ArtifactError(f"residual {spec.path} is a plain ONNX file: it needs a residual scale (the node's residual_scale)")
         return PlainOnnxResidual(spec.path, task_spec, plain_scale)
     model = ArtifactModel.load(spec.path, task_spec, threads=threads)
-    check_residual_fits(model.artifact, base_spec)
+    if check_fit:
+        check_residual_fits(model.artifact, base_spec)
     return ResidualPolicy(model)
 
 
@@ -463,6 +474,14 @@ def check_residual_fits(artifact: PolicyArtifact | None, base: BaseSpec) -> None
         raise ArtifactError(f"{artifact.describe()} is not a residual artifact (kind {artifact.kind!r})")
     if not base.matches(str(artifact.base)):
         raise ArtifactError(f"{artifact.describe()} was trained on base {artifact.base!r}, not {base.text!r}")
+
+
+def residual_fits(residual: Residual | None, base: BaseSpec) -> bool:
+    """Whether a loaded residual may run on `base` (a plain ONNX residual fits any; no residual fits none)."""
+    if residual is None:
+        return False
+    artifact = getattr(residual, "artifact", None)
+    return artifact is None or base.matches(str(artifact.base))
 
 
 def load_policy(task_spec: TaskSpec, base: str | BaseSpec, residual: str | Path | None = None, threads: int = 1,

@@ -52,6 +52,7 @@ def configuration(name: str, launch_report: dict, base: str, residual: str | Non
         "clipped": int(safety.get("clipped", 0)), "other_safety": int(other),
         "worst_latency_tick": control.get("metrics", {}).get("worst_latency_tick"),
         "swaps": control.get("swaps", []), "exit_code": launch_report.get("exit_code"),
+        "residual_suspended_ticks": int(control.get("residual_suspended_ticks", 0) or 0),
         "trajectory_sha256": sim.get("trajectory_sha256"),
         **({"wall_s": round(wall_s, 1)} if wall_s is not None else {}), **extra,
     }

@@ -7,9 +7,9 @@ Four runs of `rrl launch launch/ur5.launch.yaml`, in a private ROS domain (`rrl.
 3. the base + residual for one episode in realtime at 10 Hz (SCHED_FIFO at `--rt-priority` where allowed):
    the loop's jitter, latency and missed deadlines;
 4. one realtime episode that starts on the waypoint base and is swapped to the BC base at run time once the
-   episode reaches `--swap-step` (`rrl switch`'s own call, `rrl.commands.switch.switch_base`). A residual
-   artifact names the one base it was trained on and the control node refuses it on any other, so this
-   episode runs without the residual (the output says so, with the node's reason).
+   episode reaches `--swap-step` (`rrl switch`'s own call, `rrl.commands.switch.switch_base`), with the
+   residual kept: a residual artifact names the one base it was trained on, so the control node holds it
+   suspended on the waypoint base (the base runs alone) and engages it from the tick the BC base is applied.
 Then it prints the table (`rrl.demo_report`) and writes OUT/demo_report.json, OUT/demo.png (success and
 episode length side by side, every episode), OUT/demo.mp4 (H.264: base left, base + residual right, the first
 seed, `--video-speed` x real time) and OUT/demo_frame.png (that video's frame at the residual's last step);
@@ -221,11 +221,6 @@ def run(args: argparse.Namespace) -> int:
     if not task.startswith("ur5_"):
         raise _fail(f"the demo runs the UR5 stack; {args.base} is for {task}")
     spec = task_spec(task)
-    try:  # the node's own check: does the residual fit the waypoint base the swap episode starts on?
-        check_residual_fits(residual_art, parse_base("waypoint"))
-        swap_residual, residual_refused = str(residual_dir), None
-    except LOAD_ERRORS as e:
-        swap_residual, residual_refused = "", str(e)
 
     out = Path(args.out)
     work = out / "demo"
@@ -296,26 +291,27 @@ def run(args: argparse.Namespace) -> int:
         swap_name = f"swap waypoint -> {base_name}, realtime"
         print(f"[4/4] {swap_name}: 1 episode from seed {args.seed}, `rrl switch --node /control --base bc "
               f"--artifact {args.base}` at step {args.swap_step} ...", flush=True)
-        if residual_refused:
-            print(f"      (without the residual: the control node refuses it on the waypoint base: {residual_refused})")
-        swap_args = {**common, "base": "waypoint", "base_artifact": "", "residual": swap_residual,
+        print(f"      (the residual {residual_name} is kept: suspended on the waypoint base it was not trained on, "
+              f"engaged once {base_name} is applied)")
+        swap_args = {**common, "base": "waypoint", "base_artifact": "", "residual": residual_dir,
                      "clock_mode": "realtime", "episodes": 1, "rt_priority": args.rt_priority}
         result, wall_s, swap = runner.run_with_swap("swap", swap_args, args.swap_step, str(base_dir))
-        row = demo_report.configuration(swap_name, result, f"waypoint -> {base_name}",
-                                        residual_name if swap_residual else None, wall_s, report=str(work / "swap.json"))
+        row = demo_report.configuration(swap_name, result, f"waypoint -> {base_name}", residual_name, wall_s,
+                                        report=str(work / "swap.json"))
         applied = [s for s in row["swaps"] if s.get("tick") is not None]
-        swap.update(applied_at_tick=applied[0]["tick"] if applied else None, residual_kept=bool(swap_residual),
-                    residual_refused=residual_refused)
+        swap.update(applied_at_tick=applied[0]["tick"] if applied else None,
+                    residual_after_swap=applied[0].get("residual") if applied else None,
+                    residual_suspended_ticks=row["residual_suspended_ticks"])
         configurations.append(row)
         print(f"      swap requested at step {swap['requested_at_step']} ({'accepted' if swap.get('accepted') else 'REJECTED'}"
-              f": {swap.get('reason')}), applied at tick {swap['applied_at_tick']}; success {row['success_rate']:.2f} "
+              f": {swap.get('reason')}), applied at tick {swap['applied_at_tick']} (residual "
+              f"{swap['residual_after_swap'] or 'not engaged'} from then on, suspended for "
+              f"{swap['residual_suspended_ticks']} tick(s) before); success {row['success_rate']:.2f} "
               f"in {row['results'][0]['steps'] if row['results'] else '-'} steps, {wall_s:.0f} s", flush=True)
         if row["missed_deadlines"] and row["worst_latency_tick"] == swap["applied_at_tick"]:
             swap["stalled_tick"] = swap["applied_at_tick"]
-            print(f"      tick {swap['applied_at_tick']} is the slowest of this run: in the observation loop the control "
-                  f"node loads the new base inside its parameter callback, on the loop's one thread, so that tick "
-                  f"waited for the load ({row['missed_deadlines']} missed deadline(s), "
-                  f"{row['other_safety']} hold/late tick(s)); the robot-facing timer loop loads beside the loop")
+            print(f"      tick {swap['applied_at_tick']} is the slowest of this run ({row['missed_deadlines']} missed "
+                  f"deadline(s)): the new base's first tick (the load itself runs beside the loop)")
 
         print("video: composing base | base + residual ...", flush=True)
         fps = spec.control_rate_hz * args.video_speed

@@ -11,7 +11,8 @@ import pytest
 from controllers.safety import SafetyConfig
 from policies.artifact import ArtifactError
 from policies.base_spec import BaseSpec, BaseSpecError, parse_base, parse_node_base
-from policies.runtime import ComposedPolicy, check_residual_fits, load_base, load_policy, load_residual
+from policies.runtime import (ComposedPolicy, check_residual_fits, load_base, load_policy, load_residual,
+                             residual_fits)
 from sim_bridge import make_task
 from training.evaluation import evaluate
 
@@ -123,6 +124,31 @@ def test_residual_artifact_composes_and_refuses_another_base(task, make_residual
     np.testing.assert_allclose(out.command, spec.clip_action(out.base_action + [0.02, 0.02, 0.02, 0.0]), atol=1e-6)
     with pytest.raises(ArtifactError, match="trained on base 'waypoint', not '/x/bc_pick'"):
         check_residual_fits(policy.residual.artifact, BaseSpec("artifact", path=Path("/x/bc_pick")))
+
+
+def test_a_kept_residual_is_suspended_on_another_base_and_engages_on_its_own(task, make_residual_artifact, tmp_path):
+    """The control node keeps a residual across base swaps: on a base it was not trained on the base runs
+    alone (counted), on its own base it composes again, from the same tick."""
+    spec = task.spec
+    art = make_residual_artifact(spec, tmp_path / "res_no_retry", "waypoint:no_retry", mu=1.0)
+    residual = load_residual(art, spec, "waypoint", check_fit=False)  # the node's load: fit decided per base
+    assert not residual_fits(residual, parse_base("waypoint")) and residual_fits(residual, parse_base("waypoint:no_retry"))
+    assert not residual_fits(None, parse_base("waypoint"))
+    policy = ComposedPolicy(spec, load_base("waypoint", spec), residual)
+    policy.set_base(load_base("waypoint", spec), residual_engaged=residual_fits(residual, parse_base("waypoint")))
+    obs = task.reset(2)
+    policy.reset(2)
+    alone = policy.step(obs)
+    assert alone.residual_mean is None and policy.suspended_ticks == 1 and not policy.residual_engaged
+    np.testing.assert_allclose(alone.command, spec.clip_action(alone.base_action), atol=1e-9)
+    policy.set_base(load_base("waypoint", spec), residual_engaged=True)
+    composed = policy.step(obs)
+    assert policy.suspended_ticks == 1 and composed.residual_mean is not None
+    np.testing.assert_allclose(composed.command, spec.clip_action(composed.base_action + [0.02, 0.02, 0.02, 0.0]),
+                               atol=1e-6)
+    policy.residual = None  # without a residual set_base engages nothing
+    policy.set_base(load_base("waypoint", spec), residual_engaged=True)
+    assert not policy.residual_engaged
 
 
 def test_waypoint_variant_base_takes_the_residual_trained_on_it(make_residual_artifact, tmp_path):

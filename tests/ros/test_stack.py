@@ -87,6 +87,32 @@ def test_base_swap_mid_episode_takes_effect_at_the_next_tick(launch, listener, p
     assert statuses[to_waypoint["tick"]]["episode"] == statuses[to_waypoint["tick"] - 1]["episode"]
 
 
+def test_a_residual_is_kept_across_a_swap_suspended_until_its_own_base_runs(launch, listener, tmp_path):
+    """Realtime stack on the waypoint base with the shipped residual trained on the state BC base: the residual
+    is suspended (the waypoint base runs alone), `rrl switch` to that BC base engages it from the applied tick."""
+    residual, bc = ROOT / "policies/pretrained/residual_dmpo_ur5_pick", ROOT / "policies/pretrained/bc_ur5_pick_state6"
+    run = launch("clock_mode:=realtime", "episodes:=3", "seed:=1000000", f"residual:={residual}",
+                 report=tmp_path / "r.json")
+    ear = listener({"/control/status": String})
+    ear.wait_for(lambda: len(ear.messages["/control/status"]) > 3, what="control status")
+    switched = subprocess.run([sys.executable, "-m", "rrl.cli", "switch", "--node", "/control", "--timeout", "20",
+                               "--base", "bc", "--artifact", str(bc)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert switched.returncode == 0, switched.stderr
+    assert run.wait() == 0, run.output
+    assert "it is kept but suspended (the base runs alone) until base 'bc_ur5_pick_state6' is active" in run.output
+    control = run.report()["control"]["control"]
+    (swap,) = control["swaps"]
+    assert swap["base"] == f"bc:{bc}" and swap["residual"] == "engaged" and control["residual_engaged"] is True
+    assert 3 < control["residual_suspended_ticks"] < control["metrics"]["ticks"]
+    statuses = ear.json("/control/status")
+    before = [s for s in statuses if s["tick"] < swap["tick"]]
+    after = [s for s in statuses if s["tick"] >= swap["tick"]]
+    assert before and all(s["base"] == "waypoint" and not s["residual_engaged"] and s["residual"] is None
+                          for s in before)
+    assert after and all(s["base"].startswith("bc:") and s["residual_engaged"] and len(s["residual"]) == A
+                         for s in after)
+
+
 def test_killed_control_node_holds_the_robot_and_fails_the_launch(launch, listener, tmp_path):
     from sensor_msgs.msg import JointState
 

@@ -52,8 +52,11 @@ unknown name or a wrong type ends the node with exit code 2; a float parameter t
   `rrl switch`), residual, residual_scale, stale_periods, joint_states_stale_periods,
   object_pose_stale_periods, image_stale_periods, cube_size_m, camera_history, rt_priority.
 A change of base_controller/base_artifact is validated in the set-parameters callback (the model
-is loaded and checked against the task and the residual); a bad one is rejected with the reason, a
-good one is applied before the next tick. The pair may come in either order or in one atomic call:
+is loaded and checked against the task); a bad one is rejected with the reason, a good one is applied
+before the next tick. The residual is kept across swaps: it runs on the base it was trained on (its
+artifact's `base`) and is suspended, the base running alone, on any other (also from start-up: a
+residual trained on the bc base may start on the waypoint base and engage when bc is swapped in);
+`~/status` and the report say `residual_engaged`, the report counts `residual_suspended_ticks`. The pair may come in either order or in one atomic call:
 `base_controller: bc` without an artifact is accepted and waits for `base_artifact`; an artifact
 set under a waypoint base is kept for a later `base_controller: bc`.
 
@@ -99,7 +102,7 @@ from policies.base_spec import BaseSpecError, is_replay, is_waypoint, parse_node
 from policies.observations import FrameStack, ObservationError, joint_reading, required_objects, ur5_observation
 from policies.robot_commands import robot_command
 from policies.artifact import ArtifactError, load_artifact
-from policies.runtime import LOAD_ERRORS, ComposedPolicy, Tick, check_residual_fits, load_base, load_residual
+from policies.runtime import LOAD_ERRORS, ComposedPolicy, Tick, load_base, load_residual, residual_fits
 from rrl_ros import conversions as conv
 from rrl_ros.inputs import LatestInputs
 from rrl_ros.metrics import LoopMetrics, percentiles_ms
@@ -200,8 +203,8 @@ class ControlNode(LifecycleNode):
         try:
             self.base_spec = parse_node_base(kind, artifact)
             base = load_base(self.base_spec, self.spec)
-            residual = load_residual(g("residual"), self.spec, self.base_spec, plain_scale=float(g("residual_scale"))) \
-                if g("residual") else None
+            residual = load_residual(g("residual"), self.spec, self.base_spec, plain_scale=float(g("residual_scale")),
+                                     check_fit=False) if g("residual") else None
         except LOAD_ERRORS as e:
             raise ParameterError(str(e)) from None
         if self.loop == "timer":
@@ -216,6 +219,9 @@ class ControlNode(LifecycleNode):
             safety = SafetyConfig(period_s=self.period_s, stale_periods=float(g("stale_periods")))
         self.policy = ComposedPolicy(self.spec, base, residual, safety)
         self.residual_name = g("residual")
+        if residual is not None and not residual_fits(residual, self.base_spec):
+            self.policy.residual_engaged = False
+            self.get_logger().warning(self.suspended_message(self.base_spec))
         self.history = int(g("camera_history"))
         self.metrics = LoopMetrics(self.period_s, deadlines=not self.lockstep)
         self.pending_base = None
@@ -293,7 +299,6 @@ class ControlNode(LifecycleNode):
         try:
             spec = parse_node_base(kind, artifact)
             base = load_base(spec, self.spec)
-            check_residual_fits(getattr(self.policy.residual, "artifact", None), spec)
             if base.needs_images and not self.has_image():
                 raise ValueError(f"base {artifact} needs camera frames but none arrived on "
                                  f"{self.resolve_topic_name(self.image_topic())} (start the sim with camera_px > 0)")
@@ -304,6 +309,8 @@ class ControlNode(LifecycleNode):
         with self.swap_lock:  # applied at the start of the first tick after the last one that started
             self.pending_base = (base, spec, self.started_tick)
         self.get_logger().info(f"base controller -> {name} (applied before the next tick)")
+        if self.policy.residual is not None and not residual_fits(self.policy.residual, spec):
+            self.get_logger().warning(self.suspended_message(spec))
         return SetParametersResult(successful=True)
 
     def accept_base_async(self, kind: str, artifact: str) -> SetParametersResult:
@@ -319,7 +326,6 @@ class ControlNode(LifecycleNode):
                 if any(i.is_image for i in art.inputs) and not self.has_image():
                     raise ValueError(f"base {artifact} needs camera frames but none arrived on "
                                      f"{self.resolve_topic_name(self.image_topic())}")
-            check_residual_fits(getattr(self.policy.residual, "artifact", None), spec)
         except (*LOAD_ERRORS, ValueError) as e:
             self.get_logger().warning(f"rejected base change to {kind} {artifact!r}: {e}")
             return SetParametersResult(successful=False, reason=str(e))
@@ -334,6 +340,8 @@ class ControlNode(LifecycleNode):
             with self.swap_lock:
                 self.pending_base = (base, spec, self.started_tick)
             self.get_logger().info(f"base controller -> {spec.name} (loaded; applied at the next tick)")
+            if self.policy.residual is not None and not residual_fits(self.policy.residual, spec):
+                self.get_logger().warning(self.suspended_message(spec))
 
         threading.Thread(target=load, name="base_loader", daemon=True).start()
         return SetParametersResult(successful=True)
@@ -352,9 +360,17 @@ class ControlNode(LifecycleNode):
             self.started_tick = tick
         if pending is not None:
             base, spec, accepted_after_tick = pending
-            self.policy.set_base(base)
+            self.policy.set_base(base, residual_engaged=residual_fits(self.policy.residual, spec))
             self.base_spec = spec
-            self.swaps.append({"tick": tick, "accepted_after_tick": accepted_after_tick, "base": spec.name})
+            swap = {"tick": tick, "accepted_after_tick": accepted_after_tick, "base": spec.name}
+            if self.policy.residual is not None:
+                swap["residual"] = "engaged" if self.policy.residual_engaged else "suspended"
+            self.swaps.append(swap)
+
+    def suspended_message(self, spec) -> str:
+        trained_on = getattr(getattr(self.policy.residual, "artifact", None), "base", None)
+        return (f"residual {self.residual_name} was trained on base {trained_on!r}, not {spec.text!r}: it is kept but "
+                f"suspended (the base runs alone) until base {trained_on!r} is active again")
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -480,7 +496,8 @@ class ControlNode(LifecycleNode):
             "tick": status["tick"], "stamp_ns": stamp_ns, "episode": status["episode"], "step": status["step"],
             "base": self.base_spec.name,
             "reason": out.reason, "command": tolist(out.command), "base_action": tolist(out.base_action),
-            "residual": tolist(out.residual_mean), "counters": self.policy.counters.as_dict(),
+            "residual": tolist(out.residual_mean), "residual_engaged": self.policy.residual_engaged,
+            "counters": self.policy.counters.as_dict(),
             "latency_ms": round(latency_s * 1e3, 3), **extra,
         }))
 
@@ -504,7 +521,8 @@ class ControlNode(LifecycleNode):
                   "stale_holds": counters.stale_holds, "nonfinite_fallbacks": counters.nonfinite_fallbacks,
                   "nonfinite_holds": counters.nonfinite_holds, "base_errors": counters.base_errors,
                   "workspace_clips": counters.workspace_clips, "base": self.base_spec.name,
-                  "residual": self.residual_name or "none", "last_reason": self.last_reason}
+                  "residual": self.residual_name or "none", "residual_engaged": self.policy.residual_engaged,
+                  "last_reason": self.last_reason}
         if self.loop == "timer":
             values["stale_ticks"] = json_dumps(self.inputs.stale_ticks)
         if m.ticks == last_ticks and m.ticks > 0 and not self.sim_finished:
@@ -526,7 +544,8 @@ class ControlNode(LifecycleNode):
                "clock_mode": "lockstep" if self.lockstep else "realtime", "use_sim_time": self.sim_time,
                "clock_waits": self.clock_waits,
                "base": self.base_spec.name,
-               "residual": self.residual_name or None, "metrics": self.metrics.summary(),
+               "residual": self.residual_name or None, "residual_engaged": self.policy.residual_engaged,
+               "residual_suspended_ticks": self.policy.suspended_ticks, "metrics": self.metrics.summary(),
                "safety": self.policy.counters.as_dict(), "watchdog_holds": self.watchdog_holds,
                "base_errors": self.policy.counters.base_errors, "swaps": self.swaps}
         if self.loop == "timer":
