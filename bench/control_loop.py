@@ -84,6 +84,9 @@ def main() -> int:
     ap.add_argument("--command-interface", default="joint_velocity", choices=("joint_velocity", "twist", "native"),
                     help="timer loop: how the control node commands the arm")
     ap.add_argument("--camera-px", type=int, default=0, help="camera image size (image bases need one)")
+    ap.add_argument("--joint-states-hz", type=float, default=125.0,
+                    help="timer loop: the driver's joint state rate (a UR CB3 publishes 125 Hz, an e-series 500 Hz); "
+                         "the newest input's age, up to one such period, is part of the latency")
     ap.add_argument("--mlp-residual", action="store_true",
                     help="add a plain-ONNX 3x256 MLP residual (zero output) to time a residual on top of the base")
     ap.add_argument("--sim-rt-priority", type=int, default=None,
@@ -105,7 +108,7 @@ def main() -> int:
                "episodes:=100000", f"base:={args.base}", f"base_artifact:={args.base_artifact}",
                f"residual:={residual}", f"rt_priority:={args.rt_priority}",
                f"sim_rt_priority:={args.rt_priority if args.sim_rt_priority is None else args.sim_rt_priority}",
-               f"camera_px:={args.camera_px}",
+               f"camera_px:={args.camera_px}", f"joint_states_hz:={args.joint_states_hz}",
                f"command_interface:={args.command_interface}", "--report", str(report_path)]
         load_before = os.getloadavg()
         t0 = time.monotonic()
@@ -126,7 +129,9 @@ def main() -> int:
     timer_fields = {}
     if args.loop == "timer":
         timer_fields = {k: m.get(k) for k in ("compute_p50_ms", "compute_p99_ms", "compute_max_ms")}
-        timer_fields.update({"command_interface": args.command_interface, "stale_inputs": control["stale_inputs"],
+        timer_fields.update({"joint_states_hz": args.joint_states_hz, "schedule": control.get("schedule"),
+                             "skipped_deadlines": control.get("skipped_deadlines"),
+                             "command_interface": args.command_interface, "stale_inputs": control["stale_inputs"],
                              "sim_command_timeouts": sim["command_timeouts"],
                              "sim_lagged_physics_steps": sim["lagged_physics_steps"],
                              "driver_timer_jitter_p99_ms": sim["timer"]["jitter_p99_ms"]})

@@ -42,6 +42,11 @@ class LatestInputs:
         count = self.latest[key].count + 1 if key in self.latest else 1
         self.latest[key] = Latest(msg, int(stamp_ns) if stamp_ns > 0 else int(received_ns), int(received_ns), count)
 
+    def snapshot(self) -> "LatestInputs":
+        """The newest messages as they are now, for one tick (new messages go on arriving in the original);
+        the staleness counters are shared, so a tick counts into this object's."""
+        return LatestInputs(self.limits_s, self.topics, dict(self.latest), self.stale_ticks)
+
     def age_s(self, key: str, now_ns: int) -> float | None:
         """Seconds since the newest message of `key` was measured (never negative); None if none arrived."""
         got = self.latest.get(key)
