@@ -56,9 +56,10 @@ is loaded and checked against the task); a bad one is rejected with the reason, 
 before the next tick. The residual is kept across swaps: it runs on the base it was trained on (its
 artifact's `base`) and is suspended, the base running alone, on any other (also from start-up: a
 residual trained on the bc base may start on the waypoint base and engage when bc is swapped in);
-`~/status` and the report say `residual_engaged`, the report counts `residual_suspended_ticks`. The pair may come in either order or in one atomic call:
-`base_controller: bc` without an artifact is accepted and waits for `base_artifact`; an artifact
-set under a waypoint base is kept for a later `base_controller: bc`.
+`~/status` and the report say `residual_engaged`, the report counts `residual_suspended_ticks`. The
+pair may come in either order or in one atomic call: `base_controller: bc` without an artifact is
+accepted and waits for `base_artifact`; an artifact set under a waypoint base is kept for a later
+`base_controller: bc`.
 
 Publishes, in observation and lockstep, `command` (Float64MultiArray, action layout followed by a
 `tick` field: the tick of the observation it answers, so a lockstep sim steps on this answer only;
@@ -223,9 +224,7 @@ class ControlNode(LifecycleNode):
             safety = SafetyConfig(period_s=self.period_s, stale_periods=float(g("stale_periods")))
         self.policy = ComposedPolicy(self.spec, base, residual, safety)
         self.residual_name = g("residual")
-        if residual is not None and not residual_fits(residual, self.base_spec):
-            self.policy.residual_engaged = False
-            self.get_logger().warning(self.suspended_message(self.base_spec))
+        self.policy.residual_engaged = self.residual_engages(self.base_spec)
         self.history = int(g("camera_history"))
         self.metrics = LoopMetrics(self.period_s, deadlines=not self.lockstep)
         self.pending_base = None
@@ -313,8 +312,6 @@ class ControlNode(LifecycleNode):
         with self.swap_lock:  # applied at the start of the first tick after the last one that started
             self.pending_base = (base, spec, self.started_tick)
         self.get_logger().info(f"base controller -> {name} (applied before the next tick)")
-        if self.policy.residual is not None and not residual_fits(self.policy.residual, spec):
-            self.get_logger().warning(self.suspended_message(spec))
         return SetParametersResult(successful=True)
 
     def accept_base_async(self, kind: str, artifact: str) -> SetParametersResult:
@@ -344,8 +341,6 @@ class ControlNode(LifecycleNode):
             with self.swap_lock:
                 self.pending_base = (base, spec, self.started_tick)
             self.get_logger().info(f"base controller -> {spec.name} (loaded; applied at the next tick)")
-            if self.policy.residual is not None and not residual_fits(self.policy.residual, spec):
-                self.get_logger().warning(self.suspended_message(spec))
 
         threading.Thread(target=load, name="base_loader", daemon=True).start()
         return SetParametersResult(successful=True)
@@ -364,17 +359,24 @@ class ControlNode(LifecycleNode):
             self.started_tick = tick
         if pending is not None:
             base, spec, accepted_after_tick = pending
-            self.policy.set_base(base, residual_engaged=residual_fits(self.policy.residual, spec))
+            self.policy.set_base(base, residual_engaged=self.residual_engages(spec))
             self.base_spec = spec
             swap = {"tick": tick, "accepted_after_tick": accepted_after_tick, "base": spec.name}
             if self.policy.residual is not None:
                 swap["residual"] = "engaged" if self.policy.residual_engaged else "suspended"
             self.swaps.append(swap)
 
-    def suspended_message(self, spec) -> str:
+    def residual_engages(self, spec) -> bool:
+        """Whether the residual runs on base `spec` (it fits it); says so once per base it is suspended on."""
+        if self.policy.residual is None:
+            return False
+        if residual_fits(self.policy.residual, spec):
+            return True
         trained_on = getattr(getattr(self.policy.residual, "artifact", None), "base", None)
-        return (f"residual {self.residual_name} was trained on base {trained_on!r}, not {spec.text!r}: it is kept but "
-                f"suspended (the base runs alone) until base {trained_on!r} is active again")
+        self.get_logger().warning(f"residual {self.residual_name} was trained on base {trained_on!r}, not "
+                                  f"{spec.text!r}: it is kept but suspended (the base runs alone) until base "
+                                  f"{trained_on!r} is active again")
+        return False
 
     # --- the loop --------------------------------------------------------------------------------
 
