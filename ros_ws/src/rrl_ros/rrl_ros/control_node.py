@@ -118,6 +118,8 @@ SENSOR_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=Re
 """Sensor inputs of the timer loop: a best-effort subscription matches RELIABLE and best-effort (SensorDataQoS) drivers."""
 GIL_SWITCH_INTERVAL_S = 1e-4
 """The timer loop's thread: how soon CPython makes another thread hand over the GIL (default 5 ms)."""
+STATUS_MATCH_SETTLE_S = 0.5
+"""How long the first tick waits after ~/status has its subscribers, for them to match this writer too."""
 STATUS_OBSERVERS_TIMEOUT_S = 30.0
 """How long the first tick waits for `status_observers` subscribers on ~/status."""
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -243,6 +245,8 @@ class ControlNode(LifecycleNode):
         self.watchdog_holds = 0
         self.sim_finished = False
         self.status_observers = int(g("status_observers"))
+        self.status_matched_at: float | None = None
+        """Monotonic s when ~/status first had `status_observers` subscribers."""
         self.status_wait_until: float | None = None
         """Monotonic s until which the first tick waits for `status_observers` subscribers on ~/status."""
         self.clock_wait: tuple[int, float] | None = None
@@ -445,9 +449,15 @@ class ControlNode(LifecycleNode):
         self.publish_status(status, out, latency_s, stamp_ns)
 
     def status_observed(self) -> bool:
-        """Before the first tick: whether ~/status has `status_observers` subscribers (or 30 s have passed)."""
-        if self.pub_status.get_subscription_count() >= self.status_observers:
+        """Before the first tick: whether ~/status has had `status_observers` subscribers for STATUS_MATCH_SETTLE_S
+        (or 30 s have passed). The settle time is for DDS: this writer counts a subscriber as soon as it has matched
+        it, but the subscriber drops what it receives until it has matched this writer in turn, a moment later."""
+        if self.status_observers == 0:
             return True
+        now = time.monotonic()
+        if self.pub_status.get_subscription_count() >= self.status_observers:
+            self.status_matched_at = self.status_matched_at or now
+            return now - self.status_matched_at >= STATUS_MATCH_SETTLE_S
         if self.status_wait_until is None:
             self.status_wait_until = time.monotonic() + STATUS_OBSERVERS_TIMEOUT_S
         if time.monotonic() < self.status_wait_until:

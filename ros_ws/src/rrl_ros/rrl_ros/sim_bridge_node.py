@@ -76,7 +76,7 @@ from rclpy.clock_type import ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
@@ -94,6 +94,10 @@ from sim_bridge.task import CameraConfig
 from sim_bridge.video import RecordingTask, VideoConfig
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+"""`command`: every command is judged, none dropped. With a 10-deep history a burst of foreign commands (a second
+publisher) queued while the sim was busy could push the controller's one answer to a lockstep tick out unread,
+and the tick then waited for it forever."""
 
 
 class ParameterError(ValueError):
@@ -151,7 +155,7 @@ class SimBridgeNode(Node):
         self.pub_state = self.create_publisher(Float32MultiArray, "task/state", QOS)
         self.pub_image = self.create_publisher(Image, f"camera/{self.spec.camera}", QOS) if camera else None
         self.pub_status = self.create_publisher(String, "task/status", QOS)
-        self.create_subscription(Float64MultiArray, "command", self.on_command, QOS)
+        self.create_subscription(Float64MultiArray, "command", self.on_command, COMMAND_QOS)
 
         self.last_command: np.ndarray | None = None
         self.last_command_time = -float("inf")
