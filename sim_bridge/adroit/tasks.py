@@ -269,10 +269,15 @@ class AdroitTask(Task):
             raise RuntimeError(f"{self.name}: step() after the episode ended; call reset(seed) first")
         target = self.spec.clip_action(action)
         native = (target * self._ctrl_per_unit - self._act_mean) / self._act_half_range  # the env's [-1, 1] action
-        env_success = False
-        for _ in range(ENV_STEPS_PER_CONTROL):
-            self._env_obs, _, _, _, env_info = self.env.step(native)
-            env_success = bool(env_info["success"])
+        # The first 9 environment steps' physics in one call (the action is held, so it is the same
+        # mj_step sequence as 9 env.step calls, bit for bit), then the 10th through env.step for its
+        # observation and success: their reward and observation work, 10 times per control step, was
+        # ~1 ms of the ~4 ms of a state-mode step.
+        env = self.env
+        env.do_simulation(env.act_mean + np.clip(native, -1.0, 1.0) * env.act_rng,
+                          env.frame_skip * (ENV_STEPS_PER_CONTROL - 1))
+        self._env_obs, _, _, _, env_info = env.step(native)
+        env_success = bool(env_info["success"])
         self._steps += 1
         success = self.is_success()
         truncated = not success and self._steps >= self.spec.max_steps

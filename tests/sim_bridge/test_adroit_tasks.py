@@ -56,6 +56,29 @@ def test_control_step_is_100ms_and_detector_agrees_with_env(task):
     assert task.step_count == 5
 
 
+def test_a_control_step_is_ten_environment_steps_bit_for_bit(task):
+    """The wrapper runs 9 environment steps' physics in one call and the 10th through env.step: the same state as
+    ten env.step calls with the held action, exactly."""
+    reference = make_task(task.spec.name)
+    try:
+        task.reset(8)
+        reference.reset(8)
+        rng = np.random.default_rng(1)
+        for _ in range(4):
+            action = rng.uniform(task.spec.action_low, task.spec.action_high)
+            task.step(action)
+            native = (reference.spec.clip_action(action) * reference._ctrl_per_unit
+                      - reference._act_mean) / reference._act_half_range
+            for _ in range(10):
+                env_obs = reference.env.step(native)[0]
+        np.testing.assert_array_equal(task.data.qpos, reference.data.qpos)
+        np.testing.assert_array_equal(task.data.qvel, reference.data.qvel)
+        np.testing.assert_array_equal(task.spec.state.unpack(task._observe()["state"])["env_obs"],
+                                      env_obs.astype(np.float32))
+    finally:
+        reference.close()
+
+
 def test_holds_a_posture_at_10hz():
     """A constant joint target is reached and held: the 10 Hz wrapper applies it for 10 env steps each tick."""
     with make_task("adroit_door") as t:
