@@ -187,6 +187,8 @@ class UR5Task(Task):
         if cam.randomize_viewpoint:
             eye = eye + rng.uniform(-cp.eye_jitter_m, cp.eye_jitter_m, 3)
             target = target + rng.uniform(-cp.target_jitter_m, cp.target_jitter_m, 3)
+        self.camera_eye_m, self.camera_target_m = eye, target
+        """This episode's camera position and the point it looks at (base frame), up +z."""
         self._view = p.computeViewMatrix(list(eye), list(target), [0, 0, 1], physicsClientId=self.client)
         self._proj = p.computeProjectionMatrixFOV(cp.fov_deg, cam.width_px / cam.height_px, cp.near_m, cp.far_m,
                                                   physicsClientId=self.client)

@@ -113,8 +113,9 @@ class Listener:
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node("test_listener", context=self.context)
         self.messages: dict[str, list] = {t: [] for t in topics}
-        for topic, msg_type in topics.items():
-            self.node.create_subscription(msg_type, topic, lambda m, t=topic: self.messages[t].append(m), 100)
+        for topic, kind in topics.items():  # a message type, or (type, QoSProfile) for e.g. a latched topic
+            msg_type, qos = kind if isinstance(kind, tuple) else (kind, 100)
+            self.node.create_subscription(msg_type, topic, lambda m, t=topic: self.messages[t].append(m), qos)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._stop = False

@@ -18,6 +18,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32MultiArray, String
+from tf2_msgs.msg import TFMessage
 
 ROOT = Path(__file__).resolve().parents[2]
 PERIOD_NS = 100_000_000  # 10 Hz
@@ -25,11 +26,15 @@ ARGS = ("clock_mode:=lockstep", "episodes:=2", "seed:=3", "observers:=2", "statu
 """observers:=2: each sim starts when the test's listener, too, is on its observation topics (so it sees the clock);
 status_observers:=1: each control node answers the first tick once the listener is on its ~/status (so it sees them)."""
 OBSERVED = {"joint_states": JointState, "robot/proprio": Float32MultiArray, "task/state": Float32MultiArray,
-            "task/status": String}
+            "task/status": String, "tf": TFMessage}
+
+
+def stamp_ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def clock_ns(msg: Clock) -> int:
-    return msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
+    return stamp_ns(msg.clock)
 
 
 def check_clock(times: list[int], ticks: int) -> None:
@@ -49,11 +54,14 @@ def test_two_namespaced_lockstep_stacks_run_their_own_clocks_and_the_same_episod
     (root_sim,) = root["sim"].values()
     check_clock([clock_ns(m) for m in ear.messages["/clock"]], root_sim["ticks"])  # the root stack keeps /clock
     seen_root = len(ear.messages["/clock"])
+    seen_tf = len(ear.messages["/tf"])
+    assert seen_tf > 0
 
     stacks = {ns: launch(*ARGS, f"namespace:={ns}", report=tmp_path / f"{ns}.json") for ns in "ab"}
     for ns, run in stacks.items():
         assert run.wait() == 0, run.output
     assert len(ear.messages["/clock"]) == seen_root  # neither namespaced stack publishes on /clock
+    assert len(ear.messages["/tf"]) == seen_tf  # nor on /tf: each keeps its own tree (NS/tf)
     for ns, run in stacks.items():
         report = run.report()
         (sim,), (control,) = report["sim"].values(), report["control"].values()
@@ -65,6 +73,8 @@ def test_two_namespaced_lockstep_stacks_run_their_own_clocks_and_the_same_episod
         assert sim["foreign_commands"] == 0 and sim["ticks_without_command"] == 0
         assert control["use_sim_time"] is True and control["loop"] == "lockstep"
         check_clock([clock_ns(m) for m in ear.messages[f"/{ns}/clock"]], sim["ticks"])
+        tf_stamps = [stamp_ns(m.transforms[0].header.stamp) for m in ear.messages[f"/{ns}/tf"]]
+        assert tf_stamps and all(t % PERIOD_NS == 0 for t in tf_stamps)  # stamped with the sim time of the tick
         # the control node's stamps (node clock, use_sim_time) are the sim time of the tick they answer
         sim_time = {s["tick"]: s["sim_time_ns"] for s in ear.json(f"/{ns}/task/status") if s["event"] == "tick"}
         statuses = ear.json(f"/{ns}/control/status")
@@ -72,7 +82,7 @@ def test_two_namespaced_lockstep_stacks_run_their_own_clocks_and_the_same_episod
         assert all(s["stamp_ns"] == sim_time.get(s["tick"], s["tick"] * PERIOD_NS) == s["tick"] * PERIOD_NS
                    for s in statuses), [(s["tick"], s["stamp_ns"]) for s in statuses]
         diagnostics = [m for m in ear.messages["/diagnostics"] if m.status[0].name == f"rrl control: /{ns}/control"]
-        stamps = [m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in diagnostics]
+        stamps = [stamp_ns(m.header.stamp) for m in diagnostics]
         assert stamps and all(t % PERIOD_NS == 0 and t < sim["ticks"] * PERIOD_NS for t in stamps), stamps
 
 

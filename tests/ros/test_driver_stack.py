@@ -24,3 +24,54 @@ def test_pick_episodes_succeed_through_the_robot_facing_path(launch, tmp_path, i
     assert control["loop"] == "timer" and control["command_interface"] == interface
     assert control["episodes_started"] == 2 and control["input_errors"] == 0, control
     assert control["metrics"]["missed_deadlines"] == 0, control["metrics"]
+
+
+def test_the_sim_publishes_the_urdf_and_its_tf_tree_as_robot_state_publisher_would(launch, listener, tmp_path):
+    """tf_static (latched: a late subscriber gets it) holds the fixed frames and the camera's optical frame, tf
+    every moving joint at each joint state's stamp; chained, they put the TCP where our kinematics does."""
+    import numpy as np
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from scipy.spatial.transform import Rotation
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import String
+    from tf2_msgs.msg import TFMessage
+
+    from sim_bridge.ur5 import kinematics, model
+
+    ear = listener({"/tf": TFMessage, "/joint_states": JointState, "/camera/depth/image_raw": Image})
+    run = launch("clock_mode:=driver", "episodes:=1", "seed:=1000000", "camera_px:=32", "max_ticks:=15",
+                 report=tmp_path / "r.json")
+    ear.wait_for(lambda: len(ear.messages["/tf"]) > 20 and ear.messages["/camera/depth/image_raw"], 60, "tf")
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    late = listener({"/tf_static": (TFMessage, latched), "/robot_description": (String, latched)})
+    late.wait_for(lambda: late.messages["/tf_static"] and late.messages["/robot_description"], 30, "latched topics")
+    assert run.wait(120) == 0, run.output
+
+    assert late.messages["/robot_description"][-1].data == model.ASSET_PATH.read_text()
+    static = {t.child_frame_id: t for t in late.messages["/tf_static"][-1].transforms}
+    assert set(static) == {"tool0", "tcp", "camera_depth_optical_frame"}
+    assert static["camera_depth_optical_frame"].header.frame_id == "base_link"
+    assert ear.messages["/camera/depth/image_raw"][-1].header.frame_id == "camera_depth_optical_frame"
+
+    def matrix(t):
+        out = np.eye(4)
+        r, p = t.transform.rotation, t.transform.translation
+        out[:3, :3] = Rotation.from_quat([r.x, r.y, r.z, r.w]).as_matrix()
+        out[:3, 3] = [p.x, p.y, p.z]
+        return out
+
+    stamp = lambda h: (h.stamp.sec, h.stamp.nanosec)  # noqa: E731
+    states = {stamp(m.header): m for m in list(ear.messages["/joint_states"])}
+    checked = 0
+    for tf in list(ear.messages["/tf"])[-10:]:
+        frames = {t.child_frame_id: t for t in tf.transforms}
+        assert set(frames) == set(model.ARM_LINKS) | {"finger_left", "finger_right"}
+        js = states[stamp(tf.transforms[0].header)]  # each tf carries its joint state's stamp
+        pose = np.eye(4)
+        for link in model.ARM_LINKS:
+            pose = pose @ matrix(frames[link])
+        pose = pose @ matrix(static["tool0"]) @ matrix(static["tcp"])
+        tcp_m, _ = kinematics.tcp_pose(np.array(js.position[:6]))
+        np.testing.assert_allclose(pose[:3, 3], tcp_m, atol=1e-4)
+        checked += 1
+    assert checked == 10

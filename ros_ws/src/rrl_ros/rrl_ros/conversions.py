@@ -29,6 +29,8 @@ Conventions (what other tools reading our topics can rely on):
   16UC1 in millimetres), converted to the policies' [0, 1] by `policies.observations`.
 - Robot-facing commands: std_msgs/Float64MultiArray without a layout (ros2_control's
   forward_command_controller reads `data` only) and geometry_msgs/TwistStamped.
+- `/tf`, `/tf_static`, `/robot_description` (UR5 sims, `rrl_ros.tf_publisher`): what robot_state_publisher
+  publishes for the URDF the sim loads, plus the depth camera's optical frame.
 - `/task/status` and `~/status`: std_msgs/String holding one JSON object
   (see `sim_bridge_node` and `control_node` for the keys).
 - Time stamps: `header.stamp` is the sim time in lockstep (the `/clock` value)
@@ -46,9 +48,10 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rosgraph_msgs.msg import Clock
-from geometry_msgs.msg import PoseStamped, TwistStamped
+from geometry_msgs.msg import PoseStamped, TransformStamped, TwistStamped
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimension, MultiArrayLayout, String
+from tf2_msgs.msg import TFMessage
 
 from sim_bridge.spec import Layout
 
@@ -242,6 +245,19 @@ def to_pose_stamped(position: np.ndarray, quat_xyzw, stamp: Time, frame_id: str 
     q = [float(v) for v in quat_xyzw]
     msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = q
     return msg
+
+
+def to_tf_message(transforms, stamp: Time) -> TFMessage:
+    """A TFMessage of `rrl_ros.robot_state.Transform`s, each stamped `stamp`."""
+    out = []
+    for t in transforms:
+        msg = TransformStamped()
+        msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, t.parent, t.child
+        tr, q = msg.transform.translation, msg.transform.rotation
+        tr.x, tr.y, tr.z = (float(v) for v in t.translation_m)
+        q.x, q.y, q.z, q.w = (float(v) for v in t.quat_xyzw)
+        out.append(msg)
+    return TFMessage(transforms=out)
 
 
 def to_twist_stamped(linear_m_s: np.ndarray, stamp: Time, frame_id: str = "base_link") -> TwistStamped:

@@ -8,6 +8,9 @@ DESIGN.md names), in this order every tick:
   /robot/proprio           std_msgs/Float32MultiArray labelled by spec.proprio
   /task/state              std_msgs/Float32MultiArray labelled by spec.state
   /camera/depth|/camera/rgb sensor_msgs/Image         32FC1 | rgb8, newest frame; only with camera_px > 0
+  robot_description, tf_static, tf                      UR5 only, as robot_state_publisher
+                                                      (rrl_ros.tf_publisher): tf with each joint state,
+                                                      tf_static at each episode start (with the camera's frame)
   /task/status             std_msgs/String (JSON), last of the tick:
       {"event": "tick", "tick", "episode", "episodes", "step", "seed", "success", "holding",
        "stamp_ns" (wall clock when the observation was published), "sim_time_ns" (tick x period)}
@@ -87,10 +90,13 @@ from rrl_ros.metrics import LoopMetrics
 from rrl_ros.params import SIM_BRIDGE, ParamError, declare_node_parameters, init_rclpy
 from rrl_ros.realtime import apply_rt_priority, set_fifo_priority
 from rrl_ros.reports import write_node_report
+from rrl_ros.robot_state import camera_optical_transform
 from rrl_ros.sim_core import APPLY, FOREIGN, NONFINITE, EpisodeRunner, judge_command
-from rrl_ros.sim_driver import DriverLoop
+from rrl_ros.sim_driver import CAMERA_FRAME, DriverLoop
+from rrl_ros.tf_publisher import RobotStatePublisher
 from sim_bridge import make_task, task_names
 from sim_bridge.task import CameraConfig
+from sim_bridge.ur5 import model as ur5_model
 from sim_bridge.video import RecordingTask, VideoConfig
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -155,6 +161,8 @@ class SimBridgeNode(Node):
         self.pub_state = self.create_publisher(Float32MultiArray, "task/state", QOS)
         self.pub_image = self.create_publisher(Image, f"camera/{self.spec.camera}", QOS) if camera else None
         self.pub_status = self.create_publisher(String, "task/status", QOS)
+        self.robot_state = RobotStatePublisher(self, ur5_model.ASSET_PATH.read_text()) \
+            if self.spec.robot == "ur5" else None
         self.create_subscription(Float64MultiArray, "command", self.on_command, COMMAND_QOS)
 
         self.last_command: np.ndarray | None = None
@@ -317,10 +325,17 @@ class SimBridgeNode(Node):
         if self.pub_clock is not None:
             self.pub_clock.publish(conv.clock_msg(stamp_ns))
         self.pub_joints.publish(conv.to_joint_state(self.spec.joint_names, obs["joint_pos_rad"], stamp_ns))
+        if self.robot_state is not None:
+            if self.runner.step == 0:  # an episode starts: the camera may have moved (randomize_viewpoint)
+                camera = [camera_optical_transform(self.task.camera_eye_m, self.task.camera_target_m,
+                                                   child=CAMERA_FRAME)] if self.pub_image is not None else []
+                self.robot_state.publish_static(conv.time_msg(stamp_ns), camera)
+            self.robot_state.publish(self.spec.joint_names, obs["joint_pos_rad"], conv.time_msg(stamp_ns))
         self.pub_proprio.publish(conv.to_float32_array(self.spec.proprio, obs["proprio"]))
         self.pub_state.publish(conv.to_float32_array(self.spec.state, obs["state"]))
         if self.pub_image is not None:
-            self.pub_image.publish(conv.to_image(obs[self.spec.camera][-1], stamp_ns))
+            frame = CAMERA_FRAME if self.robot_state is not None else "camera"  # the UR5's is in tf_static
+            self.pub_image.publish(conv.to_image(obs[self.spec.camera][-1], stamp_ns, frame))
         self.awaiting, self.awaiting_since = True, time.monotonic()
         self.publish_status({
             "event": "tick", "tick": self.runner.tick, "episode": self.runner.episode, "episodes": self.p["episodes"],

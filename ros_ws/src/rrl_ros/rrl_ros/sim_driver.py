@@ -10,7 +10,8 @@ Publishes (wall clock stamps, frame_id `base_link` unless said):
   camera/depth/image_raw          sensor_msgs/Image 32FC1 in metres (REP 118), frame `camera_depth_optical_frame`,
                                   `camera_hz` (15 Hz), only with camera_px > 0
   camera/depth/camera_info        sensor_msgs/CameraInfo (pinhole from the render's field of view) with each image
-  robot_description               std_msgs/String, the URDF (transient local, as robot_state_publisher offers it)
+  robot_description, tf_static, tf  the URDF and its transforms, as robot_state_publisher (`rrl_ros.tf_publisher`):
+                                  tf with each joint state, tf_static with the camera's optical frame each episode
   task/status                     std_msgs/String JSON: {"event": "tick", "episode", "seed", "step", "success"} every
                                   control period, "episode_end" and "finished" as the other clock modes
 Subscribes (the newest command is applied continuously; older than `command_timeout_s` (0.1 s): the arm stops):
@@ -36,6 +37,8 @@ from std_msgs.msg import Float64, Float64MultiArray, String
 
 from rrl_ros import conversions as conv
 from rrl_ros.metrics import LoopMetrics
+from rrl_ros.robot_state import camera_optical_transform
+from rrl_ros.tf_publisher import RobotStatePublisher
 from sim_bridge import make_task
 from sim_bridge.task import CameraConfig
 from sim_bridge.ur5 import model
@@ -68,8 +71,7 @@ class DriverLoop:
         self.pub_image = n.create_publisher(Image, "camera/depth/image_raw", QOS) if camera else None
         self.pub_info = n.create_publisher(CameraInfo, "camera/depth/camera_info", QOS) if camera else None
         self.pub_status = n.create_publisher(String, "task/status", QOS)
-        self.pub_description = n.create_publisher(String, "robot_description", LATCHED_QOS)
-        self.pub_description.publish(String(data=model.ASSET_PATH.read_text()))
+        self.robot_state = RobotStatePublisher(n, model.ASSET_PATH.read_text())
         n.create_subscription(Float64MultiArray, COMMAND_TOPICS[0], self.on_joint_velocity, QOS)
         n.create_subscription(TwistStamped, COMMAND_TOPICS[1], self.on_twist, QOS)
         n.create_subscription(Float64MultiArray, COMMAND_TOPICS[2], self.on_native, QOS)
@@ -175,6 +177,9 @@ class DriverLoop:
         self.next_pose_s = self.next_image_s = 0.0
         self.last_step = -1
         self.pub_size.publish(Float64(data=self.sim.cube_size_m))
+        camera = [camera_optical_transform(self.task.camera_eye_m, self.task.camera_target_m, parent=BASE_FRAME,
+                                           child=CAMERA_FRAME)] if self.camera else []
+        self.robot_state.publish_static(self.node.get_clock().now().to_msg(), camera)
         self.publish_status({"event": "tick", "episode": self.episode, "seed": seed, "step": 0, "success": False})
         self.publish_measurements(0.0, force=True)
 
@@ -227,6 +232,7 @@ class DriverLoop:
         js = JointState(name=list(self.spec.joint_names), position=q.tolist(), velocity=qdot.tolist())
         js.header.stamp, js.header.frame_id = stamp, BASE_FRAME
         self.pub_joints.publish(js)
+        self.robot_state.publish(js.name, q, stamp)
         if force or t_s >= self.next_pose_s:
             self.next_pose_s = t_s + 1.0 / float(self.p["object_pose_hz"])
             for name, (pos, quat) in self.sim.object_poses().items():
