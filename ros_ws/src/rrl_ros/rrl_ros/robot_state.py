@@ -14,8 +14,10 @@ Transforms are (parent, child, translation (3,) m, quaternion xyzw (4,)).
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Mapping
 
 import numpy as np
@@ -56,13 +58,29 @@ class UrdfJoint:
     """Unit axis in the joint frame (URDF default x)."""
 
     def transform(self, position: float = 0.0) -> Transform:
-        """The parent -> child transform at joint `position` (rad or m; ignored for a fixed joint)."""
-        rotation, xyz = self.origin_rotation, self.origin_xyz_m
+        """The parent -> child transform at joint `position` (rad or m; ignored for a fixed joint).
+
+        Hand-written quaternion product (q_origin ⊗ [axis·sin(q/2), cos(q/2)]): scipy's Rotation objects took
+        ~30 us a joint, 0.26 ms a UR5 joint state, 13 % of a core at 500 Hz."""
+        x, y, z, w = self.origin_quat_xyzw
+        xyz = self.origin_xyz_m
         if self.type in ("revolute", "continuous"):
-            rotation = rotation * Rotation.from_rotvec(self.axis * float(position))
+            s, c = math.sin(0.5 * position), math.cos(0.5 * position)
+            ax, ay, az = self.axis[0] * s, self.axis[1] * s, self.axis[2] * s
+            x, y, z, w = (w * ax + x * c + y * az - z * ay, w * ay - x * az + y * c + z * ax,
+                          w * az + x * ay - y * ax + z * c, w * c - x * ax - y * ay - z * az)
         elif self.type == "prismatic":
-            xyz = xyz + self.origin_rotation.apply(self.axis * float(position))
-        return Transform(self.parent, self.child, np.asarray(xyz, float), rotation.as_quat())
+            xyz = xyz + self.origin_axis * float(position)
+        return Transform(self.parent, self.child, xyz, np.array([x, y, z, w]))
+
+    @cached_property
+    def origin_quat_xyzw(self) -> tuple[float, float, float, float]:
+        return tuple(float(v) for v in self.origin_rotation.as_quat())
+
+    @cached_property
+    def origin_axis(self) -> np.ndarray:
+        """The axis in the parent frame."""
+        return self.origin_rotation.apply(self.axis)
 
 
 def _floats(text: str | None, default: str, what: str) -> np.ndarray:
