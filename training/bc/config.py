@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 LAMBDA = 0.9
 """lambda of the RRLfD loss (velocity L2 weight; 1 - lambda on the gripper cross-entropy)."""
-OBS_VARIANTS = ("depth", "depth+proprio", "state", "proprio")
+OBS_VARIANTS = ("depth", "depth+proprio", "rgb", "rgb+proprio", "state", "proprio")
 CROP_FRACTION = 224 / 240
 """RRLfD crops 224 px out of 240 px renders; other resolutions keep the proportion."""
 
@@ -25,8 +25,8 @@ class BCConfig:
     """Task name the demos were recorded on, e.g. ur5_pick."""
     demos: tuple[str, ...]
     """Demonstration bag directories (rosbag2/MCAP, `rrl record`)."""
-    obs: Literal["depth", "depth+proprio", "state", "proprio"] = "depth+proprio"
-    """Inputs: depth | depth+proprio (ResNet-18-half) | state | proprio (MLP)."""
+    obs: Literal["depth", "depth+proprio", "rgb", "rgb+proprio", "state", "proprio"] = "depth+proprio"
+    """Inputs: depth | depth+proprio | rgb | rgb+proprio (ResNet-18-half on 3 stacked frames) | state | proprio (MLP)."""
     epochs: int = 30
     """Training epochs; the epoch with the lowest validation loss is kept."""
     batch_size: int = 64
@@ -40,7 +40,7 @@ class BCConfig:
     rotation_deg: float = 5.0
     """Maximum random rotation of the image augmentation, degrees (the paper says "small rotations")."""
     image_px: int | None = None
-    """Expected camera resolution of the depth demos, px (checked against the bags; the crop is 224/240 of it);
+    """Expected camera resolution of the depth or RGB demos, px (checked against the bags; the crop is 224/240 of it);
     none: whatever the bags hold."""
     val_fraction: float = 0.05
     """Episodes held out for validation (RRLfD: 95/5 split)."""
@@ -72,12 +72,19 @@ class BCConfig:
 
     @property
     def uses_images(self) -> bool:
-        return self.obs.startswith("depth")
+        return self.camera is not None
+
+    @property
+    def camera(self) -> str | None:
+        """Camera modality the network reads (the bags' `spec.camera`): depth, rgb or none."""
+        modality = self.obs.split("+")[0]
+        return modality if modality in ("depth", "rgb") else None
 
     @property
     def scalar_field(self) -> str | None:
         """Vector observation field fed to the network: proprio, state or none."""
-        return {"depth": None, "depth+proprio": "proprio", "state": "state", "proprio": "proprio"}[self.obs]
+        return {"depth": None, "depth+proprio": "proprio", "rgb": None, "rgb+proprio": "proprio", "state": "state",
+                "proprio": "proprio"}[self.obs]
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
