@@ -7,6 +7,10 @@ lambda = 0.9, or 1 when the action has no binary field (paper: "lambda = 1 for c
 actions"). CE is the binary cross-entropy of the logit g_hat against the target g in {0, 1}.
 Continuous targets are in normalised action units.
 
+The Adroit hand tasks' action (joint position targets: arm, wrist, fingers) has no binary field, so
+there the loss is the L2 term alone, lambda forced to 1 whatever is configured (the "velocity" of the
+stats' names is then a joint position target; the cross-entropy stat is 0 and the accuracy nan).
+
 Shapes: B batch, K horizons, A action dims.
     pred    (B, K, A)  network output (normalised velocities; logits in binary dims)
     target  (B, K, A)  normalised velocities; 0/1 in binary dims

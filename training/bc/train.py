@@ -39,6 +39,9 @@ Observation variants (`obs`):
   bottleneck). Augmentation as in RRLfD (after Laskin et al.): a random crop of 224/240 of the
   rendered size (60 px from 64) and a random rotation of +-`rotation_deg`; validation and runtime
   use the centre crop.
+- `rgb`, `rgb+proprio` (the Adroit hand tasks, `spec.camera == "rgb"`): the same network on the 3
+  stacked RGB frames, 9 channels in the runtime's order (`rgb_channels`: frame-major, R, G, B within a
+  frame, uint8 / 255 -> [0, 1], channels first), the same crop and rotation augmentation.
 - `state`, `proprio`: an MLP on the normalised full state (or proprio only), for fast experiments.
 """
 
@@ -63,7 +66,7 @@ from training.device import cpu_state_dict, describe, generator_state, load_gene
 from training.harness import CONFIG_FILE, RunDir, RunOptions
 from training.seeds import batch_order_seed
 
-__all__ = ["BCConfig", "Batches", "LAMBDA", "OBS_VARIANTS", "CROP_FRACTION", "crop_px", "train", "export_run"]
+__all__ = ["BCConfig", "Batches", "rgb_channels", "LAMBDA", "OBS_VARIANTS", "CROP_FRACTION", "crop_px", "train", "export_run"]
 
 RUN_FILE = "run.yaml"
 BEST_FILE = "best.pt"
@@ -90,12 +93,28 @@ def load_dataset(config: BCConfig, progress: bool = True):
                                                             split_seed=config.split_seed), progress=progress)
     if dataset.spec.task != config.task:
         raise ValueError(f"demos were recorded on task {dataset.spec.task!r}, not {config.task!r}")
-    if config.uses_images and dataset.spec.camera != "depth":
-        raise ValueError(f"--obs {config.obs} needs depth demos; the bags have camera {dataset.spec.camera!r} "
-                         "(record with --camera-px N)")
+    if config.uses_images and dataset.spec.camera != config.camera:
+        raise ValueError(f"--obs {config.obs} needs {config.camera} demos; the bags have camera {dataset.spec.camera!r} "
+                         "(record with --camera-px N on a task with that camera)")
     if config.image_px is not None and config.uses_images and dataset.spec.image_hw != (config.image_px, config.image_px):
         raise ValueError(f"the demos have {tuple(dataset.spec.image_hw)} px frames, --image-px says {config.image_px}")
     return dataset
+
+
+def rgb_channels(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB stacks (B, F, H, W, 3) -> float32 (B, 3F, H, W) in [0, 1], channel 3f + c = colour c of frame f.
+
+    The layout and arithmetic of `policies.runtime.image_input` (float32 / 255, frames oldest first), so
+    the network sees at run time exactly what it was trained on."""
+    if frames.dim() != 5 or frames.shape[-1] != 3:
+        raise ValueError(f"RGB frames must be (B, F, H, W, 3), got {tuple(frames.shape)}")
+    B, F_, H, W, _ = frames.shape
+    return (frames.to(torch.float32) / 255.0).permute(0, 1, 4, 2, 3).reshape(B, 3 * F_, H, W)
+
+
+def image_channels(config: BCConfig, dataset) -> int:
+    """Network input channels: one per stacked frame (depth) or three (RGB)."""
+    return dataset.config.history * (3 if config.camera == "rgb" else 1)
 
 
 def binary_mask(dataset) -> np.ndarray:
@@ -139,9 +158,16 @@ class Batches:
             scalars = (torch.from_numpy(batch[self.config.scalar_field]).to(self.device) - self.s_mean) / self.s_std
         images = None
         if self.config.uses_images:
-            frames = torch.from_numpy(np.ascontiguousarray(batch["frames"], dtype=np.float32)).to(self.device)
+            frames = self.frames(batch["frames"])
             images = self.augment(frames, generator) if augment else self.centre_crop(frames)
         return images, scalars, targets
+
+    def frames(self, frames: np.ndarray) -> torch.Tensor:
+        """A batch's frame stacks -> (B, C, H, W) float32 on the device: depth as it is, RGB by `rgb_channels`
+        (moved as uint8, a quarter of the bytes, and scaled there)."""
+        if self.config.camera == "rgb":
+            return rgb_channels(torch.from_numpy(np.ascontiguousarray(frames, dtype=np.uint8)).to(self.device))
+        return torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(self.device)
 
     def centre_crop(self, frames: torch.Tensor) -> torch.Tensor:
         """The runtime's crop (policies.runtime.image_input): integer centre offsets."""
@@ -172,7 +198,7 @@ def build_net(config: BCConfig, dataset) -> BCNet:
     action_dim = len(dataset.spec.action_labels)
     if config.uses_images:
         scalar_dim = len(dataset.spec.proprio_labels) if config.scalar_field else 0
-        return BCNet(action_dim, image_channels=dataset.spec.history if dataset.spec.history else 3, scalar_dim=scalar_dim)
+        return BCNet(action_dim, image_channels=image_channels(config, dataset), scalar_dim=scalar_dim)
     labels = dataset.spec.state_labels if config.scalar_field == "state" else dataset.spec.proprio_labels
     return BCNet(action_dim, image_channels=0, scalar_dim=len(labels))
 
@@ -418,9 +444,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False
     inputs, samples, normalisation, camera = [], {}, {}, None
     if config.uses_images:
         h, w = batches.crop
-        inputs.append(InputSpec("depth", ("depth",), (-1, images.shape[1], h, w)))
-        samples["depth"] = images.numpy()
-        camera = CameraSpec("depth", width_px=spec.image_hw[1], height_px=spec.image_hw[0], history=images.shape[1])
+        inputs.append(InputSpec(config.camera, (config.camera,), (-1, images.shape[1], h, w)))
+        samples[config.camera] = images.numpy()
+        camera = CameraSpec(config.camera, width_px=spec.image_hw[1], height_px=spec.image_hw[0],
+                            history=dataset.config.history)
     if config.scalar_field is not None:
         f = config.scalar_field
         inputs.append(InputSpec(f, (f,), (-1, scalars.shape[1])))
