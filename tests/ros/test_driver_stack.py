@@ -39,9 +39,14 @@ def test_the_sim_publishes_the_urdf_and_its_tf_tree_as_robot_state_publisher_wou
     from sim_bridge.ur5 import kinematics, model
 
     ear = listener({"/tf": TFMessage, "/joint_states": JointState, "/camera/depth/image_raw": Image})
-    run = launch("clock_mode:=driver", "episodes:=1", "seed:=1000000", "camera_px:=32", "max_ticks:=15",
+    run = launch("clock_mode:=driver", "episodes:=1", "seed:=1000000", "camera_px:=32", "max_ticks:=30",
+                 "observers:=2",  # the sim starts once this test's listener, too, is on joint_states
                  report=tmp_path / "r.json")
-    ear.wait_for(lambda: len(ear.messages["/tf"]) > 20 and ear.messages["/camera/depth/image_raw"], 60, "tf")
+    got = lambda: (len(ear.messages["/tf"]), len(ear.messages["/camera/depth/image_raw"]))  # noqa: E731
+    try:
+        ear.wait_for(lambda: got()[0] > 20 and got()[1] > 0, 60, "tf and an image")
+    except AssertionError:
+        raise AssertionError(f"tf messages and images seen: {got()}; launch output:\n{run.output}") from None
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     late = listener({"/tf_static": (TFMessage, latched), "/robot_description": (String, latched)})
     late.wait_for(lambda: late.messages["/tf_static"] and late.messages["/robot_description"], 30, "latched topics")

@@ -151,7 +151,8 @@ SIM_BRIDGE = NodeParams("sim_bridge", "sim_bridge", (
     ParamSpec("command_timeout_periods", float, 2.0, "a command older than this many periods: hold", positive=True),
     ParamSpec("startup_timeout_s", float, 30.0, "wait at most this long for the controller to connect", minimum=0),
     ParamSpec("observers", int, 1, "start when every observation topic has this many subscribers: the controller, "
-              "plus a recorder or monitor that must see the first tick (lockstep, realtime)", minimum=1),
+              "plus a recorder or monitor that must see the first tick (lockstep, realtime; driver: on joint_states)",
+              minimum=1),
     ParamSpec("joint_states_hz", float, 125.0, "driver: joint state rate, Hz (the physics follows the wall clock)",
               positive=True),
     ParamSpec("object_pose_hz", float, 30.0, "driver: object pose rate, Hz", positive=True),

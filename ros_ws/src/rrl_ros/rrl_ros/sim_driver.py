@@ -155,7 +155,7 @@ class DriverLoop:
     def controller_connected(self) -> bool:
         n = self.node
         commanding = any(n.count_publishers(n.resolve_topic_name(t)) > 0 for t in COMMAND_TOPICS)
-        return commanding and self.pub_joints.get_subscription_count() > 0
+        return commanding and self.pub_joints.get_subscription_count() >= int(self.p["observers"])
 
     def start(self, executor) -> None:
         deadline = time.monotonic() + float(self.p["startup_timeout_s"])
