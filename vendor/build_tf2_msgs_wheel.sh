@@ -21,7 +21,7 @@
 # pack the wheel (fixed timestamps, sorted entries) with METADATA, WHEEL and RECORD.
 #
 # Usage: vendor/build_tf2_msgs_wheel.sh [OUTPUT_DIR]   (default: vendor/wheels)
-#   WORK=/some/scratch (default /work/tf2build) is wiped and reused.
+#   WORK=/some/scratch (default ${TMPDIR:-/tmp}/rrl-tf2-msgs-build) is wiped and reused.
 #   JOBS=2 (make parallelism).
 # Needs: python3.11 (with venv), cmake >= 3.20, gcc/g++, binutils (strip), network access to PyPI.
 set -euo pipefail
@@ -31,7 +31,7 @@ PY=${PYTHON:-python3.11}
 JOBS=${JOBS:-2}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT_DIR=$(mkdir -p "${1:-$HERE/wheels}" && cd "${1:-$HERE/wheels}" && pwd)
-WORK=${WORK:-/work/tf2build}
+WORK=${WORK:-${TMPDIR:-/tmp}/rrl-tf2-msgs-build}
 # Prefix that the upstream ros-* wheels were built with (manylinux CPython 3.11);
 # scratch paths in text files are rewritten to it so the wheel does not depend on $WORK.
 UPSTREAM_PREFIX=/opt/python/cp311-cp311
