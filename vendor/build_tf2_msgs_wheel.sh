@@ -49,7 +49,7 @@ mkdir -p "$WORK" "$SRC"/{msg,srv,action}
 # ---------------------------------------------------------------- build venv
 echo "== venv + build-time wheels"
 "$PY" -m venv "$VENV"
-# Everything pinned: the Kilted wheel generation used by /work/main (requirements.txt +
+# Everything pinned: the Kilted wheel generation of this repository (requirements.txt +
 # constraints.txt) plus what rosidl_default_generators / ament_cmake ask for at configure
 # time (ament_package, catkin_pkg, ament_cmake_include_directories, ament_cmake_ros_core,
 # rosidl_core_generators, ...). The same file is the requirement list and the constraint set.
