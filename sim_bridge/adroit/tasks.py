@@ -4,8 +4,8 @@ The models and environment classes are gymnasium-robotics' (`AdroitHand*Env`,
 1.4.x), used as installed: their assets, their seeded resets (door position,
 nail-board height, pen goal orientation, ball and target positions) and their
 `step` (for the last environment step of each control step; the 9 before it run as one
-`do_simulation` call: the same physics, without 9 unused observations). This module adds the 10 Hz control wrapper, the named observations and
-the sparse success reward.
+`do_simulation` call: the same physics, without 9 unused observations). This module adds
+the 10 Hz control wrapper, the named observations and the sparse success reward.
 
 Control. One `Task.step` applies one action, a *position target in joint
 units* (metres for the arm slides, radians for every hinge), held for

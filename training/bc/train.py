@@ -66,7 +66,8 @@ from training.device import cpu_state_dict, describe, generator_state, load_gene
 from training.harness import CONFIG_FILE, RunDir, RunOptions
 from training.seeds import batch_order_seed
 
-__all__ = ["BCConfig", "Batches", "rgb_channels", "LAMBDA", "OBS_VARIANTS", "CROP_FRACTION", "crop_px", "train", "export_run"]
+__all__ = ["BCConfig", "Batches", "rgb_channels", "LAMBDA", "OBS_VARIANTS", "CROP_FRACTION", "crop_px", "train",
+           "export_run"]
 
 RUN_FILE = "run.yaml"
 BEST_FILE = "best.pt"
@@ -94,8 +95,8 @@ def load_dataset(config: BCConfig, progress: bool = True):
     if dataset.spec.task != config.task:
         raise ValueError(f"demos were recorded on task {dataset.spec.task!r}, not {config.task!r}")
     if config.uses_images and dataset.spec.camera != config.camera:
-        raise ValueError(f"--obs {config.obs} needs {config.camera} demos; the bags have camera {dataset.spec.camera!r} "
-                         "(record with --camera-px N on a task with that camera)")
+        raise ValueError(f"--obs {config.obs} needs {config.camera} demos; the bags have camera "
+                         f"{dataset.spec.camera!r} (record with --camera-px N on a task with that camera)")
     if config.image_px is not None and config.uses_images and dataset.spec.image_hw != (config.image_px, config.image_px):
         raise ValueError(f"the demos have {tuple(dataset.spec.image_hw)} px frames, --image-px says {config.image_px}")
     return dataset

@@ -1,6 +1,7 @@
 """What robot_state_publisher computes, from a URDF and joint positions: the transforms of /tf and /tf_static.
 
-Pure numpy/scipy, no ROS (tested alone; the ROS shell is `rrl_ros.tf_publisher.RobotStatePublisher`). Each URDF joint gives one transform parent link -> child link:
+Pure numpy/scipy, no ROS (tested alone; the ROS shell is `rrl_ros.tf_publisher.RobotStatePublisher`).
+Each URDF joint gives one transform parent link -> child link:
 
   T = T_origin(xyz, rpy) · T_motion(q)
 
@@ -110,7 +111,8 @@ class RobotModel:
         for j in robot.findall("joint"):
             name, kind = j.get("name"), j.get("type")
             if kind not in MOVING_TYPES + ("fixed",):
-                raise ValueError(f"URDF joint {name!r}: type {kind!r} is not supported (fixed, {', '.join(MOVING_TYPES)})")
+                raise ValueError(f"URDF joint {name!r}: type {kind!r} is not supported "
+                                 f"(fixed, {', '.join(MOVING_TYPES)})")
             parent, child = j.find("parent"), j.find("child")
             if parent is None or child is None:
                 raise ValueError(f"URDF joint {name!r} lacks <parent> or <child>")

@@ -90,7 +90,6 @@ from rrl_ros.metrics import LoopMetrics
 from rrl_ros.params import SIM_BRIDGE, ParamError, declare_node_parameters, init_rclpy
 from rrl_ros.realtime import apply_rt_priority, set_fifo_priority
 from rrl_ros.reports import write_node_report
-from rrl_ros.robot_state import camera_optical_transform
 from rrl_ros.sim_core import APPLY, FOREIGN, NONFINITE, EpisodeRunner, judge_command
 from rrl_ros.sim_driver import CAMERA_FRAME, DriverLoop
 from rrl_ros.tf_publisher import RobotStatePublisher
@@ -327,9 +326,7 @@ class SimBridgeNode(Node):
         self.pub_joints.publish(conv.to_joint_state(self.spec.joint_names, obs["joint_pos_rad"], stamp_ns))
         if self.robot_state is not None:
             if self.runner.step == 0:  # an episode starts: the camera may have moved (randomize_viewpoint)
-                camera = [camera_optical_transform(self.task.camera_eye_m, self.task.camera_target_m,
-                                                   child=CAMERA_FRAME)] if self.pub_image is not None else []
-                self.robot_state.publish_static(conv.time_msg(stamp_ns), camera)
+                self.robot_state.publish_static(conv.time_msg(stamp_ns), self.task)
             self.robot_state.publish(self.spec.joint_names, obs["joint_pos_rad"], conv.time_msg(stamp_ns))
         self.pub_proprio.publish(conv.to_float32_array(self.spec.proprio, obs["proprio"]))
         self.pub_state.publish(conv.to_float32_array(self.spec.state, obs["state"]))

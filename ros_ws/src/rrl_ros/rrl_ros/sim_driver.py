@@ -37,7 +37,7 @@ from std_msgs.msg import Float64, Float64MultiArray, String
 
 from rrl_ros import conversions as conv
 from rrl_ros.metrics import LoopMetrics
-from rrl_ros.robot_state import camera_optical_transform
+from rrl_ros.robot_state import CAMERA_OPTICAL_FRAME
 from rrl_ros.tf_publisher import RobotStatePublisher
 from sim_bridge import make_task
 from sim_bridge.task import CameraConfig
@@ -47,7 +47,7 @@ from sim_bridge.ur5.driver import DriverSim
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 BASE_FRAME = "base_link"
-CAMERA_FRAME = "camera_depth_optical_frame"
+CAMERA_FRAME = CAMERA_OPTICAL_FRAME
 COMMAND_TOPICS = ("forward_velocity_controller/commands", "servo_node/delta_twist_cmds", "command")
 
 
@@ -177,9 +177,7 @@ class DriverLoop:
         self.next_pose_s = self.next_image_s = 0.0
         self.last_step = -1
         self.pub_size.publish(Float64(data=self.sim.cube_size_m))
-        camera = [camera_optical_transform(self.task.camera_eye_m, self.task.camera_target_m, parent=BASE_FRAME,
-                                           child=CAMERA_FRAME)] if self.camera else []
-        self.robot_state.publish_static(self.node.get_clock().now().to_msg(), camera)
+        self.robot_state.publish_static(self.node.get_clock().now().to_msg(), self.task)
         self.publish_status({"event": "tick", "episode": self.episode, "seed": seed, "step": 0, "success": False})
         self.publish_measurements(0.0, force=True)
 

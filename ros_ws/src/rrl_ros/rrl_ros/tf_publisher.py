@@ -23,7 +23,7 @@ from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
 
 from rrl_ros import conversions as conv
-from rrl_ros.robot_state import RobotModel, Transform
+from rrl_ros.robot_state import RobotModel, camera_optical_transform
 
 TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 """tf2_ros' TransformBroadcaster QoS (DynamicBroadcasterQoS)."""
@@ -41,9 +41,11 @@ class RobotStatePublisher:
         self.pub_tf = node.create_publisher(TFMessage, "tf", TF_QOS)
         self.pub_description.publish(String(data=urdf_xml))
 
-    def publish_static(self, stamp, extra: list[Transform] = ()) -> None:
-        """The fixed joints plus `extra` (e.g. the camera), as one latched message."""
-        self.pub_static.publish(conv.to_tf_message(self.model.static_transforms() + list(extra), stamp))
+    def publish_static(self, stamp, task) -> None:
+        """The fixed joints, and the optical frame of the UR5 `task`'s depth camera this episode when it has one
+        (a randomised viewpoint moves it each episode), as one latched message."""
+        camera = [camera_optical_transform(task.camera_eye_m, task.camera_target_m)] if task.camera else []
+        self.pub_static.publish(conv.to_tf_message(self.model.static_transforms() + camera, stamp))
 
     def publish(self, joint_names, positions, stamp) -> None:
         """The moving joints at `positions` (in the order of `joint_names`), stamped `stamp`."""
