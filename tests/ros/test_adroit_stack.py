@@ -23,3 +23,30 @@ def test_one_lockstep_pen_episode_matches_the_in_process_run(launch, tmp_path):
     assert report["results"] == [{"episode": 0, "seed": SEED, "success": True, "steps": expected.steps}], report
     (sim,) = report["sim"].values()
     assert sim["commands_received"] == sim["ticks"] and sim["ticks_without_command"] == 0
+
+
+def test_the_shipped_hand_residual_runs_on_its_bc_base_as_rrl_eval_does(launch, tmp_path):
+    """The DMPO residual on the door's state BC base, in the lockstep stack: the same episodes, step for step,
+    as the in-process evaluation `rrl eval` runs (one policy path), with the residual engaged on every tick."""
+    from policies.runtime import load_policy
+
+    pretrained = ROOT / "policies" / "pretrained"
+    bc, residual = pretrained / "bc_adroit_door_state", pretrained / "residual_dmpo_adroit_door"
+    episodes, seed = 3, 1_000_000
+    with make_task("adroit_door") as task:
+        policy = load_policy(task.spec, str(bc), str(residual))
+        expected = [run_episode(task, policy, seed + i) for i in range(episodes)]
+
+    run = launch("task:=adroit_door", "clock_mode:=lockstep", f"episodes:={episodes}", f"seed:={seed}", "base:=bc",
+                 f"base_artifact:={bc}", f"residual:={residual}", report=tmp_path / "r.json",
+                 file=ROOT / "launch" / "adroit.launch.yaml")
+    assert run.wait() == 0, run.output
+    report = run.report()
+    assert report["results"] == [{"episode": i, "seed": seed + i, "success": e.success, "steps": e.steps}
+                                 for i, e in enumerate(expected)], report
+    control = report["control"]["control"]
+    assert control["residual_engaged"] is True and control["residual_suspended_ticks"] == 0
+    assert control["safety"]["base_errors"] == 0 and control["safety"]["residual_errors"] == 0
+    assert control["safety"]["nonfinite_fallbacks"] == 0
+    (sim,) = report["sim"].values()
+    assert sim["commands_received"] == sim["ticks"] == sum(e.steps for e in expected)
