@@ -39,7 +39,9 @@ def test_the_sim_publishes_the_urdf_and_its_tf_tree_as_robot_state_publisher_wou
     from sim_bridge.ur5 import kinematics, model
 
     ear = listener({"/tf": TFMessage, "/joint_states": JointState, "/camera/depth/image_raw": Image})
-    run = launch("clock_mode:=driver", "episodes:=1", "seed:=1000000", "camera_px:=32", "max_ticks:=30",
+    # three episodes of 30 ticks (~9 s): the late latched subscriber below must find the sim still running; with one
+    # (3 s) its discovery under load sometimes came after the sim had exited, and a latched message dies with it
+    run = launch("clock_mode:=driver", "episodes:=3", "seed:=1000000", "camera_px:=32", "max_ticks:=30",
                  "observers:=2",  # the sim starts once this test's listener, too, is on joint_states
                  report=tmp_path / "r.json")
     got = lambda: (len(ear.messages["/tf"]), len(ear.messages["/camera/depth/image_raw"]))  # noqa: E731
@@ -49,7 +51,11 @@ def test_the_sim_publishes_the_urdf_and_its_tf_tree_as_robot_state_publisher_wou
         raise AssertionError(f"tf messages and images seen: {got()}; launch output:\n{run.output}") from None
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     late = listener({"/tf_static": (TFMessage, latched), "/robot_description": (String, latched)})
-    late.wait_for(lambda: late.messages["/tf_static"] and late.messages["/robot_description"], 30, "latched topics")
+    try:
+        late.wait_for(lambda: late.messages["/tf_static"] and late.messages["/robot_description"], 30, "latched topics")
+    except AssertionError:
+        raise AssertionError(f"no latched tf_static/robot_description; the stack had "
+                             f"{'not ' if run.proc.poll() is None else ''}exited; output:\n{run.output}") from None
     assert run.wait(120) == 0, run.output
 
     assert late.messages["/robot_description"][-1].data == model.ASSET_PATH.read_text()
