@@ -104,6 +104,9 @@ class TaskSpec:
     """Action fields that are binary commands (e.g. the gripper: 0 open, 1 closed)."""
     joint_names: tuple[str, ...] = field(default=())
     """Robot joint names, for `sensor_msgs/JointState`."""
+    joint_target_actions: bool = False
+    """True when action dimension i is a position target for joint i (`joint_names[i]`, the state's
+    `joint_pos_rad[i]`): the Adroit hand. BC may then learn targets as offsets from the measured joints."""
     joint_vel_limit: tuple[float, ...] = field(default=())
     """Velocity limit per joint of `joint_names` (rad/s revolute, m/s prismatic); () when not given.
     The safety layer scales a joint-velocity command down to these (`controllers.safety`)."""

@@ -208,6 +208,9 @@ class AdroitTask(Task):
         # q = ctrl * gain / -bias (2.5 for the arm, 1 for wrist and fingers): ctrl = q * ctrl_per_rad.
         self._ctrl_per_unit = -m.actuator_biasprm[:, 1] / m.actuator_gainprm[:, 0]
         joint_range = m.jnt_range[m.actuator_trnid[:, 0]]
+        robot_ids = [m.joint(j).id for j in robot]
+        if list(m.actuator_trnid[:, 0]) != robot_ids[:m.nu]:  # what `joint_target_actions` promises
+            raise RuntimeError(f"{self.name}: actuators do not drive the first {m.nu} robot joints in order")
         target_low = np.maximum(joint_range[:, 0], ctrl_range[:, 0] / self._ctrl_per_unit)
         target_high = np.minimum(joint_range[:, 1], ctrl_range[:, 1] / self._ctrl_per_unit)
 
@@ -225,6 +228,7 @@ class AdroitTask(Task):
             max_steps=int(round(horizon_s * CONTROL_RATE_HZ)), action=Layout(action_fields),
             action_low=tuple(target_low), action_high=tuple(target_high),
             proprio=proprio, state=state, camera="rgb", joint_names=tuple(robot),
+            joint_target_actions=True,  # the actuators' targets are the first nu robot joints, in order
         )
         self.camera = camera
         self._renderer = make_renderer(m, camera, render_quality) if camera is not None else None

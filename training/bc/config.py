@@ -13,6 +13,7 @@ from typing import Any, Literal
 LAMBDA = 0.9
 """lambda of the RRLfD loss (velocity L2 weight; 1 - lambda on the gripper cross-entropy)."""
 OBS_VARIANTS = ("depth", "depth+proprio", "rgb", "rgb+proprio", "state", "proprio")
+ACTION_TARGETS = ("absolute", "joint_delta")
 CROP_FRACTION = 224 / 240
 """RRLfD crops 224 px out of 240 px renders; other resolutions keep the proportion."""
 
@@ -37,11 +38,22 @@ class BCConfig:
     """Adam L2 weight decay."""
     lam: float = LAMBDA
     """lambda of the loss (velocity L2 weight); the paper's 0.9."""
+    action_targets: Literal["absolute", "joint_delta"] = "absolute"
+    """What the network regresses: `absolute`, the demos' actions; `joint_delta`, joint-position targets as
+    offsets from the joint positions measured at step t (every horizon), for tasks whose actions are joint
+    targets (the Adroit hand; needs a proprio or state input). The exported graph adds the joints back, so
+    the artifact's action is absolute either way."""
     rotation_deg: float = 5.0
     """Maximum random rotation of the image augmentation, degrees (the paper says "small rotations")."""
     image_px: int | None = None
     """Expected camera resolution of the depth or RGB demos, px (checked against the bags; the crop is 224/240 of it);
     none: whatever the bags hold."""
+    input_std_min: float = 0.0
+    """Added to every std that normalises the state/proprio input: a dimension that barely moves in the demos (a
+    joint the expert holds, std ~1e-3) otherwise reads a policy's small drift there as tens of sigmas."""
+    select_on: Literal["loss", "loss_t"] = "loss"
+    """Validation figure that picks the kept epoch: `loss` (all horizons, RRLfD) or `loss_t` (the t horizon
+    alone, the action that runs; far-horizon joint offsets overfit first and would stop the t horizon early)."""
     val_fraction: float = 0.05
     """Episodes held out for validation (RRLfD: 95/5 split)."""
     split_seed: int = 0
@@ -56,6 +68,15 @@ class BCConfig:
     def __post_init__(self) -> None:
         if self.obs not in OBS_VARIANTS:
             raise ValueError(f"obs must be one of {OBS_VARIANTS}, got {self.obs!r}")
+        if self.action_targets not in ACTION_TARGETS:
+            raise ValueError(f"action_targets must be one of {ACTION_TARGETS}, got {self.action_targets!r}")
+        if self.action_targets == "joint_delta" and self.scalar_field is None:
+            raise ValueError(f"action_targets joint_delta needs the measured joint positions as an input: --obs {self.obs} "
+                             "has none (use state, proprio, or an image variant +proprio)")
+        if not self.input_std_min >= 0:
+            raise ValueError(f"input_std_min must be >= 0, got {self.input_std_min}")
+        if self.select_on not in ("loss", "loss_t"):
+            raise ValueError(f"select_on must be loss or loss_t, got {self.select_on!r}")
         if not self.demos:
             raise ValueError("no demonstration bags given (--demos DIR ...)")
         for name in ("epochs", "batch_size", "threads"):

@@ -40,6 +40,8 @@ class BCStats:
     """Batch mean of the summed gripper cross-entropy (before the 1 - lambda weight)."""
     gripper_accuracy: float
     """Fraction of binary predictions (at t only) on the right side of 0.5; nan without binary dims."""
+    loss_t: float = float("nan")
+    """The loss of the t horizon alone (the action a policy executes), same weights."""
 
 
 def bc_loss(pred: torch.Tensor, target: torch.Tensor, binary: torch.Tensor, lam: float = LAMBDA,
@@ -67,6 +69,10 @@ def bc_loss(pred: torch.Tensor, target: torch.Tensor, binary: torch.Tensor, lam:
         gripper_ce = torch.zeros((), dtype=pred.dtype, device=pred.device)
         acc = float("nan")
     loss = lam * velocity_l2 + (1.0 - lam) * gripper_ce
+    with torch.no_grad():
+        loss_t = lam * (sq[:, 0] * weight[:, 0]).mean()
+        if has_binary:
+            loss_t = loss_t + (1.0 - lam) * (ce[:, 0] * weight[:, 0]).mean()
     stats = floats({"loss": loss.detach(), "velocity_l2": velocity_l2.detach(), "gripper_ce": gripper_ce.detach(),
-                    "gripper_accuracy": acc})
+                    "gripper_accuracy": acc, "loss_t": loss_t})
     return loss, BCStats(**stats)

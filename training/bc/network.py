@@ -23,6 +23,9 @@ No torchvision here: the ResNet is written out (DESIGN.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -97,15 +100,38 @@ class BCNet(nn.Module):
         return self.head(h).view(-1, self.horizons, self.action_dim), z
 
 
+@dataclass(frozen=True)
+class JointDelta:
+    """How a `joint_delta` network's output becomes the artifact's absolute action: the joints `index` of the
+    normalised scalar input (its `input_mean`/`input_std` there) plus the offset (`delta_mean + delta_std * out`),
+    normalised by the action statistics (`action_mean`, `action_std`) the artifact records."""
+
+    index: np.ndarray
+    input_mean: np.ndarray
+    input_std: np.ndarray
+    delta_mean: np.ndarray
+    delta_std: np.ndarray
+    action_mean: np.ndarray
+    action_std: np.ndarray
+
+
 class ExportWrapper(nn.Module):
     """The artifact's graph: inputs in artifact order -> (action at t, features).
 
-    The action is normalised, with sigmoid probabilities in the binary dims (`binary_mask`)."""
+    The action is normalised, with sigmoid probabilities in the binary dims (`binary_mask`). A `joint_delta`
+    network (`joints` given) has its offsets turned into that absolute action in the graph, so the runtime runs
+    it as any BC artifact."""
 
-    def __init__(self, net: BCNet, binary_mask: torch.Tensor):
+    def __init__(self, net: BCNet, binary_mask: torch.Tensor, joints: JointDelta | None = None):
         super().__init__()
         self.net = net
         self.register_buffer("binary_mask", binary_mask.to(torch.bool))
+        self.joints = joints is not None
+        if joints is not None:
+            as_t = lambda v: torch.as_tensor(np.asarray(v), dtype=torch.float32)  # noqa: E731
+            self.register_buffer("joint_index", torch.as_tensor(joints.index, dtype=torch.long))
+            for name in ("input_mean", "input_std", "delta_mean", "delta_std", "action_mean", "action_std"):
+                self.register_buffer(name, as_t(getattr(joints, name)))
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.net.image_channels > 0:
@@ -114,6 +140,9 @@ class ExportWrapper(nn.Module):
             images, scalars = None, inputs[0]
         actions, z = self.net(images, scalars)
         a0 = actions[:, 0]
+        if self.joints:
+            q = scalars[:, self.joint_index] * self.input_std + self.input_mean
+            a0 = (q + self.delta_mean + self.delta_std * a0 - self.action_mean) / self.action_std
         return torch.where(self.binary_mask, torch.sigmoid(a0), a0), z
 
 

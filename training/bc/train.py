@@ -60,7 +60,7 @@ import yaml
 
 from training.bc.config import CROP_FRACTION, LAMBDA, OBS_VARIANTS, BCConfig, crop_px
 from training.bc.losses import bc_loss
-from training.bc.network import HORIZONS, BCNet, ExportWrapper, fuse_batchnorm, parameter_count
+from training.bc.network import JointDelta, HORIZONS, BCNet, ExportWrapper, fuse_batchnorm, parameter_count
 from training.checkpoint import Checkpoint, CheckpointError, CheckpointStore, torch_file, write_file_atomic
 from training.device import cpu_state_dict, describe, generator_state, load_generator_state, resolve_device
 from training.harness import CONFIG_FILE, RunDir, RunOptions
@@ -99,7 +99,29 @@ def load_dataset(config: BCConfig, progress: bool = True):
                          f"{dataset.spec.camera!r} (record with --camera-px N on a task with that camera)")
     if config.image_px is not None and config.uses_images and dataset.spec.image_hw != (config.image_px, config.image_px):
         raise ValueError(f"the demos have {tuple(dataset.spec.image_hw)} px frames, --image-px says {config.image_px}")
+    if config.action_targets == "joint_delta":
+        from sim_bridge import make_task
+
+        with make_task(config.task) as task:
+            if not task.spec.joint_target_actions:
+                raise ValueError(f"action_targets joint_delta: {config.task}'s actions are not joint-position targets "
+                                 "(TaskSpec.joint_target_actions); use absolute")
+        joint_index(config, dataset)  # the input has the joints
     return dataset
+
+
+def scalar_labels(config: BCConfig, dataset) -> tuple[str, ...]:
+    return dataset.spec.state_labels if config.scalar_field == "state" else dataset.spec.proprio_labels
+
+
+def joint_index(config: BCConfig, dataset) -> np.ndarray:
+    """Positions of `joint_pos_rad[0 .. A-1]` (the joints the action dims target) in the network's scalar input."""
+    labels = scalar_labels(config, dataset)
+    wanted = [f"joint_pos_rad[{i}]" for i in range(len(dataset.spec.action_labels))]
+    missing = [w for w in wanted if w not in labels]
+    if missing:
+        raise ValueError(f"action_targets joint_delta: the {config.scalar_field} input has no {missing[0]}")
+    return np.array([labels.index(w) for w in wanted], dtype=np.int64)
 
 
 def rgb_channels(frames: torch.Tensor) -> torch.Tensor:
@@ -130,6 +152,39 @@ def action_stats(dataset) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
+def input_stats(config: BCConfig, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Mean/std that normalise the scalar input (the artifact records them): the training episodes' statistics,
+    with `config.input_std_min` added to every std."""
+    stats = dataset.stats[config.scalar_field]
+    return (np.asarray(stats.mean, np.float32),
+            (np.asarray(stats.std, np.float64) + config.input_std_min).astype(np.float32))
+
+
+DELTA_STD_FLOOR = 1e-6
+"""Smallest scale of a joint offset target (rad or m)."""
+
+
+def target_stats(config: BCConfig, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Mean/std of what the network regresses: the actions (`action_stats`, (A,)) or, for joint_delta, the
+    offsets a_{t+h} - q_t of the training episodes per horizon h ((K, A): an offset 30 steps ahead is ~10x
+    one at t, and one scale for all would leave the t horizon, the one that acts, a small part of the loss)."""
+    if config.action_targets == "absolute":
+        return action_stats(dataset)
+    idx = joint_index(config, dataset)
+    field_ = config.scalar_field
+    horizons = np.asarray(dataset.config.horizons, dtype=np.int64)
+    train = [dataset.episodes[i] for i in dataset.split_episodes["train"]]
+    means, stds = [], []
+    for h in horizons:
+        deltas = np.concatenate([e.action[np.minimum(np.arange(e.steps) + h, e.steps - 1)]
+                                 - getattr(e, field_)[:e.steps][:, idx] for e in train])
+        # not FieldStats' rule (std 1 for a near-constant dimension, right for an input): an arm joint the expert
+        # holds has offsets of std ~1e-4, and scale 1 there would turn a small output error into 1 m or 1 rad
+        means.append(deltas.mean(axis=0))
+        stds.append(np.maximum(deltas.std(axis=0), DELTA_STD_FLOOR))
+    return np.asarray(means, np.float32), np.asarray(stds, np.float32)
+
+
 class Batches:
     """Demo batches -> (images, scalars, normalised targets) tensors on `device`; image augmentation in training.
 
@@ -138,14 +193,15 @@ class Batches:
 
     def __init__(self, dataset, config: BCConfig, device: torch.device | str = "cpu"):
         self.dataset, self.config, self.device = dataset, config, torch.device(device)
-        self.a_mean, self.a_std = (torch.from_numpy(v).to(self.device) for v in action_stats(dataset))
+        self.a_mean, self.a_std = (torch.from_numpy(v).to(self.device) for v in target_stats(config, dataset))
+        self.joints = (torch.from_numpy(joint_index(config, dataset)).to(self.device)
+                       if config.action_targets == "joint_delta" else None)
         self.binary = torch.from_numpy(binary_mask(dataset))
         self._binary_on_device = self.binary.to(self.device)
         field_ = config.scalar_field
-        self.s_mean = None if field_ is None else torch.tensor(dataset.stats[field_].mean, dtype=torch.float32,
-                                                               device=self.device)
-        self.s_std = None if field_ is None else torch.tensor(dataset.stats[field_].std, dtype=torch.float32,
-                                                              device=self.device)
+        s_mean, s_std = input_stats(config, dataset) if field_ is not None else (None, None)
+        self.s_mean = None if field_ is None else torch.tensor(s_mean, dtype=torch.float32, device=self.device)
+        self.s_std = None if field_ is None else torch.tensor(s_std, dtype=torch.float32, device=self.device)
         if config.uses_images:
             h, w = dataset.spec.image_hw
             self.image_hw = (h, w)
@@ -153,6 +209,9 @@ class Batches:
 
     def tensors(self, batch: dict[str, np.ndarray], augment: bool, generator: torch.Generator | None = None):
         targets = torch.from_numpy(batch["targets"]).to(self.device)
+        if self.joints is not None:  # offsets from the joints measured at t, for every horizon
+            q = torch.from_numpy(batch[self.config.scalar_field]).to(self.device)[:, self.joints]
+            targets = targets - q[:, None, :]
         targets = torch.where(self._binary_on_device, targets, (targets - self.a_mean) / self.a_std)
         scalars = None
         if self.config.scalar_field is not None:
@@ -391,8 +450,8 @@ def train(config: BCConfig, run_dir: str | Path, options: RunOptions = RunOption
             steps_per_s, samples_per_s = rates()
             writer.add_scalar("speed/steps_per_s", steps_per_s, epoch)
             writer.add_scalar("speed/samples_per_s", samples_per_s, epoch)
-            if val["loss"] < state["best_val"]:
-                state["best_val"], state["best_epoch"] = val["loss"], epoch
+            if val[config.select_on] < state["best_val"]:
+                state["best_val"], state["best_epoch"] = val[config.select_on], epoch
                 write_file_atomic(root / BEST_FILE, torch_file({"model": cpu_state_dict(net), "epoch": epoch, "val": val}))
             entry = {"epoch": epoch, "step": state["step"], "train_loss": train_loss, "val_loss": val["loss"],
                      "val": {k: _finite(v) for k, v in val.items()}, "best_epoch": state["best_epoch"],
@@ -438,7 +497,15 @@ def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False
     batches = Batches(dataset, config)
     spec = dataset.spec
     mask = binary_mask(dataset)
-    wrapper = ExportWrapper(fuse_batchnorm(net) if config.uses_images else net, torch.from_numpy(mask)).eval()
+    a_mean, a_std = action_stats(dataset)
+    joints = None
+    if config.action_targets == "joint_delta":
+        idx = joint_index(config, dataset)
+        s_mean, s_std = input_stats(config, dataset)
+        d_mean, d_std = target_stats(config, dataset)
+        joints = JointDelta(idx, s_mean[idx], s_std[idx], d_mean[0], d_std[0],
+                            a_mean, a_std)  # the t horizon's offset statistics: the one that acts
+    wrapper = ExportWrapper(fuse_batchnorm(net) if config.uses_images else net, torch.from_numpy(mask), joints).eval()
 
     sample_batch = dataset.batch("val", np.arange(min(64, dataset.size("val"))))
     images, scalars, _ = batches.tensors(sample_batch, augment=False)
@@ -453,8 +520,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False
         f = config.scalar_field
         inputs.append(InputSpec(f, (f,), (-1, scalars.shape[1])))
         samples[f] = scalars.numpy()
-        normalisation[f] = FieldStats.from_arrays(dataset.stats[f].mean, dataset.stats[f].std)
-    a_mean, a_std = action_stats(dataset)
+        normalisation[f] = FieldStats.from_arrays(*input_stats(config, dataset))
     normalisation["action"] = FieldStats.from_arrays(a_mean, a_std)
     # rebuild the action layout from the labels "name[i]" / "name"
     fields: list[list] = []
