@@ -63,7 +63,8 @@ def main() -> int:
         cfg = Path(run_dir) / "config.yaml"
         if cfg.exists():
             import yaml
-            run_config = yaml.safe_load(cfg.read_text())
+            run_config = yaml.safe_load(cfg.read_text()) or {}
+            run_config = run_config.get("config", run_config)  # the harness's layout: {kind, config}
             runs[label]["eval_episodes_per_point"] = run_config.get("eval_episodes")
             runs[label]["residual"] = bool(run_config.get("residual", False))
 
