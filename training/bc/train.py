@@ -100,12 +100,11 @@ def load_dataset(config: BCConfig, progress: bool = True):
     if config.image_px is not None and config.uses_images and dataset.spec.image_hw != (config.image_px, config.image_px):
         raise ValueError(f"the demos have {tuple(dataset.spec.image_hw)} px frames, --image-px says {config.image_px}")
     if config.action_targets == "joint_delta":
-        from sim_bridge import make_task
+        from sim_bridge.task_specs import task_spec
 
-        with make_task(config.task) as task:
-            if not task.spec.joint_target_actions:
-                raise ValueError(f"action_targets joint_delta: {config.task}'s actions are not joint-position targets "
-                                 "(TaskSpec.joint_target_actions); use absolute")
+        if not task_spec(config.task).joint_target_actions:
+            raise ValueError(f"action_targets joint_delta: {config.task}'s actions are not joint-position targets "
+                             "(TaskSpec.joint_target_actions); use absolute")
         joint_index(config, dataset)  # the input has the joints
     return dataset
 
