@@ -39,9 +39,9 @@ def test_the_sim_publishes_the_urdf_and_its_tf_tree_as_robot_state_publisher_wou
     from sim_bridge.ur5 import kinematics, model
 
     ear = listener({"/tf": TFMessage, "/joint_states": JointState, "/camera/depth/image_raw": Image})
-    # max_ticks counts over all episodes and stops the sim: 120 ticks (12 s of driver clock) so that the late
-    # latched subscriber below finds the sim still running; with 30 (3 s) its discovery under load sometimes came
-    # after the sim had exited, and a latched message dies with its publisher
+    # max_ticks counts over all episodes and stops the sim (three episodes, so that none ends it first): 120 ticks
+    # (12 s of driver clock) so that the late latched subscriber below finds the sim still running; with 30 (3 s)
+    # its discovery under load sometimes came after the sim had exited, and a latched message dies with its publisher
     run = launch("clock_mode:=driver", "episodes:=3", "seed:=1000000", "camera_px:=32", "max_ticks:=120",
                  "observers:=2",  # the sim starts once this test's listener, too, is on joint_states
                  report=tmp_path / "r.json")

@@ -258,8 +258,7 @@ def build_net(config: BCConfig, dataset) -> BCNet:
     if config.uses_images:
         scalar_dim = len(dataset.spec.proprio_labels) if config.scalar_field else 0
         return BCNet(action_dim, image_channels=image_channels(config, dataset), scalar_dim=scalar_dim)
-    labels = dataset.spec.state_labels if config.scalar_field == "state" else dataset.spec.proprio_labels
-    return BCNet(action_dim, image_channels=0, scalar_dim=len(labels))
+    return BCNet(action_dim, image_channels=0, scalar_dim=len(scalar_labels(config, dataset)))
 
 
 def checkpoint_store(run_dir: str | Path) -> CheckpointStore:
