@@ -5,7 +5,8 @@
   change what is learned are not part of the resume check; `workers` and `broadcast_every_updates`
   change the data's order but not its distribution, so a run may resume with other values.
 - `RunDir`: a run's directory. `config.yaml` (kind + the trainer's config; a resume with another
-  config is refused, naming the fields that differ), `checkpoints/` (`training.checkpoint`: one
+  config is refused, naming the fields that differ; the trainer's `from_dict` reads a saved config of an
+  earlier version, so fields added since compare as their defaults), `checkpoints/` (`training.checkpoint`: one
   verified unit per checkpoint), `eval.jsonl` (one line per evaluation, rewritten from the
   checkpoint's history on resume: evaluations after the last checkpoint of a killed run are a lost
   branch), `summary.json`, `tb/` (TensorBoard). Run directories of the previous layouts are refused
@@ -109,6 +110,21 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} -> {b!r}"]
 
 
+def config_differences(saved: Any, config: dict, upgrade: Callable[[dict], dict] | None = None,
+                       resumable: tuple[str, ...] | frozenset[str] = (), where: str = "the saved config") -> list[str]:
+    """The fields in which `config` differs from a run's `saved` config, as `path: old -> new` lines, leaving out
+    fields named in `resumable` (at any depth). `upgrade` first reads `saved` into this version's layout, so a
+    field added since the run started compares as its default; a saved config it cannot read (a field this
+    version does not know) is a `RunDirError` naming it."""
+    if upgrade is not None and isinstance(saved, dict):
+        try:
+            saved = upgrade(saved)
+        except (TypeError, ValueError, KeyError) as e:
+            raise RunDirError(f"{where} cannot be read by this version of rrl ({e}); resume it with the version that "
+                              "started it, or use a new --out") from None
+    return [d for d in _diff(_plain(saved), _plain(config)) if d.split(":")[0].split(".")[-1] not in resumable]
+
+
 RESUMABLE_CHANGES = ("frames", "eval_every_frames", "checkpoint_every_frames", "eval_episodes", "torch_threads")
 """Config fields a resumed run may change: the budget (extend a run) and the evaluation/checkpoint cadence."""
 
@@ -117,7 +133,10 @@ class RunDir:
     """A run's directory (see the module docstring). `resume` continues a run of the same kind and config
     (up to `RESUMABLE_CHANGES`)."""
 
-    def __init__(self, root: str | Path, kind: str, config: dict, resume: bool = True):
+    def __init__(self, root: str | Path, kind: str, config: dict, resume: bool = True,
+                 upgrade: Callable[[dict], dict] | None = None):
+        """`upgrade` reads a saved config into this version's layout (fields added since get their defaults,
+        as the trainer's `from_dict` does); without it a field added since reads as a difference."""
         self.root = Path(root)
         self.kind = kind
         self.config = config = _plain(config)
@@ -127,11 +146,12 @@ class RunDir:
             saved = yaml.safe_load(path.read_text()) or {}
             if saved.get("kind") != kind:
                 raise RunDirError(f"{self.root} is a {saved.get('kind')!r} run, not {kind!r}: use another --out")
-            differences = [d for d in _diff(saved.get("config"), config)
-                           if d.split(":")[0].split(".")[-1] not in RESUMABLE_CHANGES]
-            if differences and resume and self.has_checkpoint():
-                raise RunDirError(f"{self.root} was started with a different config; these fields differ: "
-                                  + "; ".join(differences[:8]) + " (use the same options or a new --out)")
+            if resume and self.has_checkpoint():
+                differences = config_differences(saved.get("config"), config, upgrade, RESUMABLE_CHANGES,
+                                                 where=str(path))
+                if differences:
+                    raise RunDirError(f"{self.root} was started with a different config; these fields differ: "
+                                      + "; ".join(differences[:8]) + " (use the same options or a new --out)")
         with writing(self.root):
             self.root.mkdir(parents=True, exist_ok=True)
             self._write_text(CONFIG_FILE, yaml.safe_dump({"kind": kind, "config": config}, sort_keys=False))

@@ -46,11 +46,6 @@ BUDGET_KEYS = {"frames", "eval_every_frames", "checkpoint_every_frames", "eval_e
 """Settings a resumed run may change: the budget and how often it is measured, not what it learns."""
 
 
-def _learning_config(d: dict) -> dict:
-    top = {k: v for k, v in d.items() if k not in BUDGET_KEYS and k != "train"}
-    return {**top, "train": {k: v for k, v in d["train"].items() if k not in BUDGET_KEYS}}
-
-
 def _refuse(message: str) -> int:
     print(f"rrl train residual: {message}", file=sys.stderr)
     return 2
@@ -74,15 +69,21 @@ def run(args: argparse.Namespace) -> int:
     from training.dmpo.run_residual import train_residual
     from training.dmpo.train import checkpoint_store
     from training.device import DeviceError
-    from training.harness import RunDirError
+    from training.harness import RunDirError, config_differences
     from training.output import writing
 
     out = Path(args.out)
     resume = bool(checkpoint_store(out).candidates())  # a run of a previous layout: CheckpointError, exit 2
     if resume:
         saved = yaml.safe_load((out / "run.yaml").read_text())["config"]
-        if _learning_config(yaml.safe_load(yaml.safe_dump(config.to_dict()))) != _learning_config(saved):
-            return _refuse(f"{out} holds a run with another configuration; use a new --out")
+        try:
+            differences = config_differences(saved, config.to_dict(), lambda d: ResidualRunConfig.from_dict(d).to_dict(),
+                                             frozenset(BUDGET_KEYS), where=str(out / "run.yaml"))
+        except RunDirError as e:
+            return _refuse(str(e))
+        if differences:
+            return _refuse(f"{out} holds a run with another configuration; these fields differ: "
+                           + "; ".join(differences[:8]) + " (use the same options or a new --out)")
         print(f"resuming {out} from its checkpoint", flush=True)
     try:
         with writing(out):

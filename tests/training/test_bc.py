@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from policies.artifact import load_artifact
 from policies.runtime import ArtifactModel, BCPolicy
@@ -148,6 +149,10 @@ def test_stopped_run_resumes_exactly(demos, tmp_path):
     full = train(config, tmp_path / "full", CPU)
     part = train(config, tmp_path / "part", CPU, max_batches=3)  # stops inside epoch 0
     assert not part["finished"] and part["epochs_done"] == 0
+    # as a run of an earlier version, before these options existed (the defaults are the old behaviour)
+    saved = yaml.safe_load((tmp_path / "part" / "config.yaml").read_text())
+    del saved["config"]["select_on"], saved["config"]["input_std_min"], saved["config"]["action_targets"]
+    (tmp_path / "part" / "config.yaml").write_text(yaml.safe_dump(saved))
     resumed = train(config, tmp_path / "part", CPU)
     assert resumed["finished"]
     assert resumed["best_val_loss"] == pytest.approx(full["best_val_loss"], rel=1e-6)

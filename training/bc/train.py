@@ -362,7 +362,7 @@ def train(config: BCConfig, run_dir: str | Path, options: RunOptions = RunOption
     device = resolve_device(options.device)
     root = Path(run_dir)
     checkpoint_store(root)  # refuses the previous layouts before anything is written
-    run = RunDir(root, KIND, config.to_dict())
+    run = RunDir(root, KIND, config.to_dict(), upgrade=lambda d: BCConfig.from_dict(d).to_dict())
     try:
         torch.set_num_threads(config.threads)
         dataset = load_dataset(config, progress=options.progress)

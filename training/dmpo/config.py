@@ -96,6 +96,13 @@ class TrainConfig:
     learner: DMPOConfig = field(default_factory=DMPOConfig)
     """Learner hyperparameters."""
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """From `dataclasses.asdict` output (a run's config.yaml); runs older than a field get its default."""
+        t = dict(d)
+        t["learner"] = DMPOConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in t.get("learner", {}).items()})
+        return cls(**t)
+
     def __post_init__(self) -> None:
         for name in ("frames", "batch_size", "n_step", "frames_per_update", "replay_capacity", "eval_every_frames", "checkpoint_every_frames"):
             if getattr(self, name) < 1:
@@ -145,6 +152,5 @@ class ResidualRunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ResidualRunConfig":
-        t = dict(d["train"])
-        t["learner"] = DMPOConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in t["learner"].items()})
-        return cls(**{**d, "train": TrainConfig(**t)})
+        """From `to_dict` output (run.yaml); runs older than a field get its default."""
+        return cls(**{**d, "train": TrainConfig.from_dict(d.get("train", {}))})

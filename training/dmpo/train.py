@@ -198,7 +198,8 @@ def train(
 
     options = dataclasses.replace(options, progress=progress and options.progress)
     torch.set_num_threads(config.torch_threads)
-    run = RunDir(out_dir, "dmpo", asdict(config), resume=resume) if run_dir is None else run_dir
+    run = (RunDir(out_dir, "dmpo", asdict(config), resume=resume, upgrade=lambda d: asdict(TrainConfig.from_dict(d)))
+           if run_dir is None else run_dir)
     if not resume and run.has_checkpoint():
         from training.harness import RunDirError
 

@@ -187,7 +187,7 @@ def train(config: TrainConfig, out_dir: str | Path, env_factory: Callable[[Train
                                   max_wall_s=max_wall_s if max_wall_s is not None else options.max_wall_s)
     out = Path(out_dir)
     torch.set_num_threads(1)
-    run = RunDir(out, "req", config.to_dict(), resume=resume)
+    run = RunDir(out, "req", config.to_dict(), resume=resume, upgrade=lambda d: TrainConfig.from_dict(d).to_dict())
     env, eval_env = env_factory(config), env_factory(config)
     if config.train_horizon is not None:
         env.horizon = config.train_horizon

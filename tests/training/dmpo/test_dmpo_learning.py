@@ -6,6 +6,7 @@ training episodes drawn from the run seed's own range, never the held-out one.""
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from training import seeds
 from training.checkpoint import CheckpointError
@@ -48,6 +49,10 @@ def test_run_resumes_from_its_checkpoint(tmp_path):
     train(PointMassReach(), evaluate_point_mass, config(700, checkpoint_every_frames=400), tmp_path, np.zeros(4), np.ones(4), progress=False)
     _, state, _ = read_checkpoint(checkpoint_store(tmp_path))
     assert state["frames"] >= 700 and state["learner"]["steps"] > 0
+    # as a run of an earlier version, without fields added since (here at their defaults): still resumable
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del saved["config"]["learner"]["grad_clip_norm"], saved["config"]["torch_threads"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
     learner = train(PointMassReach(), evaluate_point_mass, config(1200), tmp_path, np.zeros(4), np.ones(4), resume=True, progress=False)
     # the resumed run starts from the saved counters: it only adds the missing frames' updates
     assert learner.steps == pytest.approx(state["learner"]["steps"] + (1200 - state["frames"]), abs=30)

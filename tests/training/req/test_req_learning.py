@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from point_task import PointReach
 from training import seeds
@@ -51,6 +52,10 @@ def test_short_reqfse_run_learns_from_a_timid_expert(tmp_path):
 def test_resume_continues_from_the_checkpoint(tmp_path):
     first = train(_config(600), tmp_path, env_factory=lambda c: PointReach(), progress=False, max_wall_s=0.0)
     assert not first["finished"] and read_checkpoint(checkpoint_store(tmp_path)) is not None
+    # as a run of an earlier version, without fields added since (here at their defaults): still resumable
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del saved["config"]["train_horizon"], saved["config"]["learner"]["acting"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
     # an evaluation a killed process wrote after its last checkpoint belongs to a lost branch of the run
     with open(tmp_path / "eval.jsonl", "a") as f:
         f.write(json.dumps({"frames": 550, "success_rate": 1.0, "wall_s": 9.9, "updates": 250}) + "\n")
