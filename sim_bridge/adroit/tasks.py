@@ -47,6 +47,10 @@ terminates the episode:
 - hammer: nail within 1 cm of its goal;
 - pen: pen centre within 7.5 cm of the goal position and pen axis . goal axis > 0.95;
 - relocate: ball within 10 cm of the target.
+
+`variation` (`sim_bridge.shifts.SceneVariation`, neutral by default) applies an evaluation shift to
+the model once, at construction: the mass and inertia, or the sliding friction, of the bodies the
+object joints move (door and latch, hammer and nail, ball, pen), and an offset of the camera.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from collections import deque
 import mujoco  # sim_bridge.adroit (imported first) has set MUJOCO_GL and GALLIUM_DRIVER
 import numpy as np
 
+from sim_bridge.shifts import SceneVariation
 from sim_bridge.spec import Layout, TaskSpec
 from sim_bridge.task import CameraConfig, Observation, Step, Task
 
@@ -187,12 +192,14 @@ class AdroitTask(Task):
     """Joints that belong to the scene, not the robot."""
 
     def __init__(self, camera: CameraConfig | None = None, horizon_s: float | None = None,
-                 render_quality: str = DEFAULT_RENDER_QUALITY):
+                 render_quality: str = DEFAULT_RENDER_QUALITY, variation: SceneVariation = SceneVariation()):
         """`render_quality`: "fast" (default) or "quality", see `RENDER_QUALITY`; used only with a camera."""
         self.render_quality = check_render_quality(render_quality)
         self.env = _env_class(self.env_name)(reward_type="sparse")
         self.model, self.data = self.env.model, self.env.data
         m = self.model
+        self.variation = variation
+        self._apply_variation(variation)
         joint_names = [m.joint(i).name for i in range(m.njnt)]
         robot = [j for j in joint_names if j not in self.object_joints]
         self._robot_qpos = np.array([m.jnt_qposadr[m.joint(j).id] for j in robot])
@@ -233,11 +240,23 @@ class AdroitTask(Task):
         self.camera = camera
         self._renderer = make_renderer(m, camera, render_quality) if camera is not None else None
         self._cam_id = m.camera(CAMERA_NAME).id
-        self._cam_pos0 = m.cam_pos[self._cam_id].copy()
+        self._cam_pos0 = m.cam_pos[self._cam_id].copy() + np.array(variation.camera_offset_m)
         self._frames: deque[np.ndarray] = deque(maxlen=camera.history if camera else 1)
         self._env_obs = np.zeros(env_obs_size)
         self._steps = 0
         self._done = True
+
+    def object_bodies(self) -> list[int]:
+        """Ids of the bodies the object joints move (the scene's movable parts)."""
+        m = self.model
+        return sorted({int(m.jnt_bodyid[m.joint(j).id]) for j in self.object_joints})
+
+    def _apply_variation(self, v: SceneVariation) -> None:
+        m = self.model
+        for b in self.object_bodies():
+            m.body_mass[b] *= v.object_mass_scale
+            m.body_inertia[b] *= v.object_mass_scale
+            m.geom_friction[m.geom_bodyid == b, 0] *= v.object_friction_scale
 
     # task-specific parts ------------------------------------------------------------------
     def task_fields(self) -> tuple[tuple[str, int], ...]:
@@ -263,6 +282,7 @@ class AdroitTask(Task):
             if self.camera.randomize_viewpoint:
                 offset = np.random.default_rng([int(seed), 7]).uniform(-0.03, 0.03, size=3)
             self.model.cam_pos[self._cam_id] = self._cam_pos0 + offset
+            mujoco.mj_camlight(self.model, self.data)  # the reset's mj_forward placed the camera before the move
             self._frames.clear()
             frame = self._render()
             for _ in range(self.camera.history):

@@ -16,6 +16,10 @@ rendered only when the task was made with a `CameraConfig`.
 
 Rewards are sparse: 1 on the step the success condition holds, which also
 terminates the episode.
+
+`variation` (`sim_bridge.shifts.SceneVariation`, neutral by default) applies an evaluation shift:
+cube mass and friction factors, a camera eye offset, a visual-only distractor box. It draws nothing
+from the episode's stream, so a shifted episode starts from the nominal one's layout.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as p
 
+from sim_bridge.shifts import SceneVariation
 from sim_bridge.spec import Layout, TaskSpec, depth_to_unit
 from sim_bridge.task import CameraConfig, Observation, Step, Task
 from sim_bridge.ur5 import model
@@ -40,6 +45,12 @@ TABLE_FRICTION = 0.6
 CUBE_FRICTION = 0.8
 CUBE_DENSITY_KG_M3 = 600.0
 """Wood-like cubes: 16 g (3 cm, clipped up to 30 g) .. 307 g (8 cm)."""
+CUBE_MASS_RANGE_KG = (0.03, 0.3)
+"""Clip of a cube's mass; a `variation`'s mass factor scales both ends."""
+
+DISTRACTOR_RGBA = (0.55, 0.55, 0.55, 1.0)
+DISTRACTOR_CLEARANCE_M = 0.12
+"""Least xy distance of the distractor's centre from each object's (cube, bowl, push target)."""
 
 SOLVER_ITERATIONS = 50
 """PyBullet constraint-solver iterations per physics step (PyBullet's default 50)."""
@@ -76,10 +87,11 @@ class UR5Task(Task):
     object_fields: tuple[tuple[str, int], ...]
 
     def __init__(self, camera: CameraConfig | None = None, camera_pose: CameraPose = CameraPose(),
-                 workspace: Workspace = Workspace()):
+                 workspace: Workspace = Workspace(), variation: SceneVariation = SceneVariation()):
         self.camera = camera
         self.camera_pose = camera_pose
         self.workspace = workspace
+        self.variation = variation
         cap = self.max_tool_vel_m_s
         self.spec = TaskSpec(
             name=self.name, robot="ur5", control_rate_hz=CONTROL_RATE_HZ, max_steps=self.max_steps,
@@ -95,6 +107,8 @@ class UR5Task(Task):
         self.cube_size_m = 0.05
         self._steps = 0
         self._clips = 0
+        self.distractor: tuple[np.ndarray, np.ndarray] | None = None
+        """This episode's distractor box (centre, half extents; m) under the `distractor` shift."""
         self._seed: int | None = None
         self._frames: list[np.ndarray] = []
         self._view = self._proj = None
@@ -119,6 +133,7 @@ class UR5Task(Task):
         self.robot = UR5Robot(c, self.workspace)
         self._build_scene(rng)
         self.robot.reset(rng.uniform(START_TOOL_LOW_M, START_TOOL_HIGH_M))
+        self.distractor = self._make_distractor(np.random.default_rng([seed, 2])) if self.variation.distractor else None
         self._seed, self._steps, self._clips = seed, 0, 0
         self._tool_pos, _ = self.robot.tool_pose()
         self._joints = self.robot.joint_positions()
@@ -183,7 +198,7 @@ class UR5Task(Task):
 
     def _setup_camera(self, rng: np.random.Generator) -> None:
         cp, cam = self.camera_pose, self.camera
-        eye, target = np.array(cp.eye_m), np.array(cp.target_m)
+        eye, target = np.array(cp.eye_m) + np.array(self.variation.camera_offset_m), np.array(cp.target_m)
         if cam.randomize_viewpoint:
             eye = eye + rng.uniform(-cp.eye_jitter_m, cp.eye_jitter_m, 3)
             target = target + rng.uniform(-cp.target_jitter_m, cp.target_jitter_m, 3)
@@ -212,14 +227,38 @@ class UR5Task(Task):
     # --- objects -------------------------------------------------------------------------------
     def _make_cube(self, pos: np.ndarray, size_m: float, yaw: float) -> int:
         c, half = self.client, size_m / 2
-        mass = float(np.clip(CUBE_DENSITY_KG_M3 * size_m**3, 0.03, 0.3))
+        k = self.variation.object_mass_scale
+        mass = float(np.clip(k * CUBE_DENSITY_KG_M3 * size_m**3, k * CUBE_MASS_RANGE_KG[0], k * CUBE_MASS_RANGE_KG[1]))
         body = p.createMultiBody(
             mass, p.createCollisionShape(p.GEOM_BOX, halfExtents=[half] * 3, physicsClientId=c),
             p.createVisualShape(p.GEOM_BOX, halfExtents=[half] * 3, rgbaColor=[0.85, 0.2, 0.2, 1], physicsClientId=c),
             basePosition=[float(pos[0]), float(pos[1]), half], baseOrientation=_quat_yaw(yaw), physicsClientId=c)
-        p.changeDynamics(body, -1, lateralFriction=CUBE_FRICTION, spinningFriction=0.001, physicsClientId=c)
+        p.changeDynamics(body, -1, lateralFriction=CUBE_FRICTION * self.variation.object_friction_scale,
+                         spinningFriction=0.001, physicsClientId=c)
         self.cube, self.cube_size_m = body, size_m
         return body
+
+    def object_xy(self) -> list[np.ndarray]:
+        """Table positions (xy, m) of the task's objects at reset: the cube, and the bowl or push target."""
+        return [self.cube_pose()[0][:2]]
+
+    def _make_distractor(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A grey box with no collision shape (only cameras see it), >= DISTRACTOR_CLEARANCE_M from the
+        objects; returns its centre and half extents (m)."""
+        objects = self.object_xy()
+        for _ in range(1000):
+            xy = rng.uniform((0.35, -0.25), (0.7, 0.25))
+            if all(np.linalg.norm(xy - o) >= DISTRACTOR_CLEARANCE_M for o in objects):
+                break
+        else:  # the table region always has room for one box; this guards a layout change
+            raise RuntimeError(f"{self.name}: no place for the distractor {DISTRACTOR_CLEARANCE_M} m from {objects}")
+        half = np.array([*(rng.uniform(0.02, 0.035, 2)), rng.uniform(0.02, 0.05)])
+        centre = np.array([xy[0], xy[1], half[2]])
+        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=list(half), rgbaColor=list(DISTRACTOR_RGBA),
+                                  physicsClientId=self.client)
+        p.createMultiBody(0, -1, vis, basePosition=list(centre), baseOrientation=_quat_yaw(rng.uniform(-0.8, 0.8)),
+                          physicsClientId=self.client)
+        return centre, half
 
     def cube_pose(self) -> tuple[np.ndarray, np.ndarray]:
         pos, quat = p.getBasePositionAndOrientation(self.cube, physicsClientId=self.client)
@@ -337,6 +376,9 @@ class BowlTask(UR5Task):
         pos, _ = self.cube_pose()
         return np.array([*pos, self.cube_size_m, *self.bowl_pos])
 
+    def object_xy(self) -> list[np.ndarray]:
+        return [*super().object_xy(), self.bowl_pos[:2]]
+
     def is_success(self) -> bool:
         pos, _ = self.cube_pose()
         lin_vel, _ = p.getBaseVelocity(self.cube, physicsClientId=self.client)
@@ -378,6 +420,9 @@ class PushTask(UR5Task):
     def _object_state(self) -> np.ndarray:
         pos, _ = self.cube_pose()
         return np.array([*pos, self.cube_size_m, *self.target_pos])
+
+    def object_xy(self) -> list[np.ndarray]:
+        return [*super().object_xy(), self.target_pos[:2]]
 
     def is_success(self) -> bool:
         pos, _ = self.cube_pose()

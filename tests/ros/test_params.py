@@ -42,6 +42,8 @@ def run_node(module: str, *ros_args: str) -> subprocess.CompletedProcess:
     ("rrl_ros.control_node", ["-p", "stale_period:=3.0"],
      "control_node: unknown parameter 'stale_period' of control_node; did you mean 'stale_periods'?"),
     ("rrl_ros.sim_bridge_node", ["-p", "rate_hz:=ten"], "sim_bridge: parameter rate_hz must be a float, got 'ten' (str)"),
+    ("rrl_ros.sim_bridge_node", ["-p", "task:=adroit_door", "-p", "shift:=heavy,distractor"],
+     "sim_bridge: parameter shift='heavy,distractor': shift 'distractor' is not available on the adroit tasks"),
 ])
 def test_a_node_run_directly_refuses_a_bad_parameter_in_one_line(ros_env, module, args, message):
     out = run_node(module, *args)

@@ -242,3 +242,29 @@ def test_stale_observations_make_the_control_node_hold(launch, tmp_path):
     control = run.report()["control"]["control"]
     assert control["watchdog_holds"] >= 2 and control["safety"]["stale_holds"] >= 2, control
     assert "holding the robot (zero velocity)" in run.output
+
+
+def test_a_shifted_lockstep_stack_runs_the_episodes_rrl_eval_runs_under_the_same_shift(launch, tmp_path):
+    """`shift:=heavy,slippery` reaches the sim node: the shipped pick residual on its state base gives, episode
+    for episode, what the in-process evaluation under the same shifts gives, which is not the nominal run
+    (on seed 1000002 the heavier, slipperier cube takes one step more)."""
+    from policies.base_spec import parse_base
+    from policies.runtime import load_policy
+    from training.evaluation import run_episode
+
+    pretrained = ROOT / "policies" / "pretrained"
+    bc, residual = pretrained / "bc_ur5_pick_state6", pretrained / "residual_dmpo_ur5_pick"
+    seed, episodes, shifts = 1_000_000, 3, ("heavy", "slippery")
+
+    def in_process(shifts):
+        with make_task("ur5_pick", shifts=shifts) as task:
+            policy = load_policy(task.spec, parse_base(str(bc)), str(residual))
+            return [{"episode": i, "seed": seed + i, "success": r.success, "steps": r.steps}
+                    for i, r in enumerate(run_episode(task, policy, seed + i) for i in range(episodes))]
+
+    expected = in_process(shifts)
+    assert expected != in_process(())
+    run = launch("clock_mode:=lockstep", f"episodes:={episodes}", f"seed:={seed}", "base:=bc", f"base_artifact:={bc}",
+                 f"residual:={residual}", f"shift:={','.join(shifts)}", report=tmp_path / "r.json")
+    assert run.wait() == 0, run.output
+    assert run.report()["results"] == expected

@@ -148,6 +148,8 @@ SIM_BRIDGE = NodeParams("sim_bridge", "sim_bridge", (
     ParamSpec("video", str, "", "record the first video_episodes episodes to this .mp4 file (H.264, a fixed "
               "third-person camera, sim_bridge.video); '' records none"),
     ParamSpec("video_episodes", int, 1, "episodes recorded with video", minimum=1),
+    ParamSpec("shift", str, "", "environment shifts to run under, comma-separated (sim_bridge.shifts: camera_moved, "
+              "heavy, slippery, distractor); '' runs the nominal task"),
     ParamSpec("command_timeout_periods", float, 2.0, "a command older than this many periods: hold", positive=True),
     ParamSpec("startup_timeout_s", float, 30.0, "wait at most this long for the controller to connect", minimum=0),
     ParamSpec("observers", int, 1, "start when every observation topic has this many subscribers: the controller, "

@@ -93,7 +93,8 @@ from rrl_ros.reports import write_node_report
 from rrl_ros.sim_core import APPLY, FOREIGN, NONFINITE, EpisodeRunner, judge_command
 from rrl_ros.sim_driver import CAMERA_FRAME, DriverLoop
 from rrl_ros.tf_publisher import RobotStatePublisher
-from sim_bridge import make_task, task_names
+from sim_bridge import make_task, task_names, task_robot
+from sim_bridge.shifts import parse_shifts
 from sim_bridge.task import CameraConfig
 from sim_bridge.ur5 import model as ur5_model
 from sim_bridge.video import RecordingTask, VideoConfig
@@ -123,6 +124,10 @@ class SimBridgeNode(Node):
             raise ParameterError(f"parameter task={p['task']!r} is not a known task; known: {task_names()}")
         if 0 < p["camera_px"] < 8:
             raise ParameterError(f"parameter camera_px={p['camera_px']!r} must be 0 (no camera) or >= 8")
+        try:
+            p["shifts"] = parse_shifts(p["shift"], task_robot(p["task"]))
+        except ValueError as e:
+            raise ParameterError(f"parameter shift={p['shift']!r}: {e}") from None
         self.rt_priority = apply_rt_priority(self, p["rt_priority"])
         self.p = p
         self.lockstep = p["clock_mode"] == "lockstep"
@@ -142,7 +147,7 @@ class SimBridgeNode(Node):
             self.task = self.driver.task
             return
         camera = CameraConfig(p["camera_px"], p["camera_px"], p["camera_history"]) if p["camera_px"] else None
-        self.task = make_task(p["task"], camera=camera)
+        self.task = make_task(p["task"], camera=camera, shifts=p["shifts"])
         if p["video"]:  # the episodes are unchanged; each recorded tick costs one render (~60 ms at 320x240)
             try:
                 self.task = RecordingTask(self.task, p["video"],

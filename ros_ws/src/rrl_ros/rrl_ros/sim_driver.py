@@ -57,7 +57,7 @@ class DriverLoop:
     def __init__(self, node, p: dict):
         self.node, self.p = node, p
         camera = CameraConfig(p["camera_px"], p["camera_px"], p["camera_history"]) if p["camera_px"] else None
-        self.task = make_task(p["task"], camera=camera)
+        self.task = make_task(p["task"], camera=camera, shifts=p.get("shifts", ()))
         if self.task.spec.robot != "ur5":
             raise ValueError(f"clock_mode driver runs the UR5 tasks only, not {p['task']}")
         self.spec = self.task.spec
