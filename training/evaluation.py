@@ -72,6 +72,33 @@ class EvalResult:
         }
 
 
+def success_interval(successes: int, episodes: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a success rate measured on `episodes` independent held-out seeds: the
+    interval of one evaluation (one trained policy), honest at 0 % and 100 % where the normal one is not."""
+    from scipy.stats import binomtest
+
+    if episodes < 1 or not 0 <= successes <= episodes:
+        raise ValueError(f"need 0 <= successes <= episodes >= 1, got {successes} of {episodes}")
+    ci = binomtest(int(successes), int(episodes)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t interval of one figure over training seeds (mean, low, high): the interval the
+    issues ask for when a result is averaged over several trained policies. One value has no interval
+    (low = high = the value)."""
+    from scipy.stats import t
+
+    x = np.asarray(values, dtype=float)
+    if x.size == 0 or not np.all(np.isfinite(x)):
+        raise ValueError(f"need one or more finite values, got {values!r}")
+    mean = float(x.mean())
+    if x.size == 1:
+        return mean, mean, mean
+    half = float(t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    return mean, mean - half, mean + half
+
+
 def _counters(policy: Policy) -> dict[str, int]:
     counters = getattr(policy, "counters", None)
     return {} if counters is None else counters.as_dict()
