@@ -15,7 +15,7 @@ stream of the seed), so a nominal and a shifted evaluation on the same seeds are
 |---|---|---|
 | `camera_moved` | depth camera eye +10 cm sideways (y), +5 cm up; the target point stays | RGB camera moved (+4, +4, +3) cm |
 | `heavy` | cube mass x3 (cap 0.3 kg raised to 0.9 kg) | object bodies x3 mass and inertia (door and latch, hammer and nail, ball, pen) |
-| `slippery` | cube friction x0.5 (0.8 -> 0.4) | object geoms' sliding friction x0.5 |
+| `slippery` | cube friction x0.5 (0.8 -> 0.4; PyBullet multiplies the two frictions of a contact) | object geoms' sliding friction x0.5, with the higher contact priority (else MuJoCo takes the hand's larger friction) |
 | `distractor` | a grey visual-only box (4-7 cm, 4-10 cm high) on the table >= 12 cm from the objects: seen by the depth camera, no collision | not available |
 
 The camera shifts go beyond the training viewpoint jitter (`CameraConfig.randomize_viewpoint`:

@@ -253,10 +253,16 @@ class AdroitTask(Task):
 
     def _apply_variation(self, v: SceneVariation) -> None:
         m = self.model
+        top = int(m.geom_priority.max()) + 1
         for b in self.object_bodies():
             m.body_mass[b] *= v.object_mass_scale
             m.body_inertia[b] *= v.object_mass_scale
-            m.geom_friction[m.geom_bodyid == b, 0] *= v.object_friction_scale
+            if v.object_friction_scale != 1.0:
+                geoms = m.geom_bodyid == b
+                m.geom_friction[geoms, 0] *= v.object_friction_scale
+                # MuJoCo takes the larger friction of two touching geoms of equal priority, so a lower one on the
+                # object alone would change nothing against the hand's 1.0: the higher priority makes it count
+                m.geom_priority[geoms] = top
 
     # task-specific parts ------------------------------------------------------------------
     def task_fields(self) -> tuple[tuple[str, int], ...]:

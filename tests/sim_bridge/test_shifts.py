@@ -148,3 +148,18 @@ def test_rrl_eval_runs_under_a_shift_and_records_it_beside_the_nominal_metrics(t
     with pytest.raises(SystemExit) as e:
         rrl(["eval", "--task", "adroit_door", "--base", "waypoint", "--shift", "distractor", "--episodes", "1"])
     assert e.value.code == 2 and "not available on the adroit tasks" in capsys.readouterr().err
+
+
+def test_a_slippery_door_handle_changes_the_experts_episodes():
+    """MuJoCo takes the larger friction of two touching geoms of equal priority: halving the object's friction
+    alone would leave every contact with the hand's 1.0. With the shift's contact priority it counts (seed
+    1000001: the door expert opens it in 90 steps instead of 95)."""
+    from controllers.experts import make_expert
+    from training.evaluation import ExpertPolicy, run_episode
+
+    def episodes(shifts):
+        with make_task("adroit_door", shifts=shifts) as task:
+            policy = ExpertPolicy(make_expert("adroit_door"), task.spec)
+            return [(r.success, r.steps) for r in (run_episode(task, policy, 1_000_000 + i) for i in range(3))]
+
+    assert episodes(("slippery",)) != episodes(())
