@@ -49,10 +49,6 @@ class SceneVariation:
         if len(self.camera_offset_m) != 3:
             raise ValueError(f"camera_offset_m must have 3 values, got {self.camera_offset_m}")
 
-    @property
-    def is_nominal(self) -> bool:
-        return self == SceneVariation()
-
     def combine(self, other: SceneVariation) -> SceneVariation:
         """Both variations at once: scales multiply, offsets add."""
         return SceneVariation(

@@ -28,6 +28,7 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from sim_bridge.shifts import SHIFTS
     from training.evaluation import EVAL_SEED_BASE
 
     p.add_argument("--task", required=True, help="task name, e.g. ur5_pick")
@@ -38,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"seed of the first episode (default EVAL_SEED_BASE = {EVAL_SEED_BASE}); episode i uses seed + i")
     p.add_argument("--shift", action="append", default=[], metavar="NAME",
                    help="evaluate under this environment shift (repeatable; sim_bridge.shifts): "
-                        "camera_moved, heavy, slippery, distractor")
+                        + "; ".join(f"{name}: {shift.description}" for name, shift in SHIFTS.items()))
     p.add_argument("--record-metrics", action="store_true",
                    help="store the measured success in the evaluated artifact's policy.yaml (metrics): "
                         "the residual's when there is one, else the learned base's")
