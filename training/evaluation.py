@@ -99,6 +99,27 @@ def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float
     return mean, mean - half, mean + half
 
 
+def seed_curve(runs: list[list[dict]], key: str, confidence: float = 0.95) -> list[dict]:
+    """One learning curve over training seeds: `runs` holds each seed's periodic evaluations (the rows of its
+    `eval.jsonl`, in order). Seeds stop at different frames (a run ends at an episode boundary), so the curves
+    are aligned by evaluation index up to the shortest run; each point is the mean frames, the mean of `key`
+    and its Student-t interval (`mean_interval`). A seed whose value is missing at a point (no successful
+    episode, so no `mean_steps_success`) is left out of that point, which then reports how many seeds it has;
+    a point no seed has a value for is dropped."""
+    if not runs or any(not rows for rows in runs):
+        raise ValueError("seed_curve needs one or more runs, each with one or more evaluations")
+    points = []
+    for i in range(min(len(rows) for rows in runs)):
+        values = [rows[i].get(key) for rows in runs]
+        values = [float(v) for v in values if v is not None]
+        if not values:
+            continue
+        mean, low, high = mean_interval(values, confidence)
+        points.append({"frames": float(np.mean([rows[i]["frames"] for rows in runs])), "mean": mean, "low": low,
+                       "high": high, "seeds": len(values)})
+    return points
+
+
 def _counters(policy: Policy) -> dict[str, int]:
     counters = getattr(policy, "counters", None)
     return {} if counters is None else counters.as_dict()

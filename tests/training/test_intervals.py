@@ -36,3 +36,21 @@ def test_bad_counts_are_refused():
         success_interval(11, 10)
     with pytest.raises(ValueError, match="finite values"):
         mean_interval([])
+
+
+def test_seed_curve_aligns_seeds_by_evaluation_and_skips_missing_values():
+    from training.evaluation import seed_curve
+
+    runs = [
+        [{"frames": 0, "success_rate": 0.5, "mean_steps_success": 60.0}, {"frames": 1000, "success_rate": 0.7, "mean_steps_success": 50.0},
+         {"frames": 2000, "success_rate": 0.9, "mean_steps_success": 40.0}],
+        [{"frames": 0, "success_rate": 0.5, "mean_steps_success": None}, {"frames": 1010, "success_rate": 0.9, "mean_steps_success": 44.0}],
+    ]
+    success = seed_curve(runs, "success_rate")
+    assert [p["frames"] for p in success] == [0.0, 1005.0]  # the shortest run ends the curve
+    assert success[0]["low"] == success[0]["high"] == 0.5  # identical seeds: no spread
+    assert success[1]["mean"] == pytest.approx(0.8) and success[1]["low"] < 0.8 < success[1]["high"]
+    steps = seed_curve(runs, "mean_steps_success")
+    assert [p["seeds"] for p in steps] == [1, 2] and steps[0]["mean"] == 60.0 and steps[1]["mean"] == pytest.approx(47.0)
+    with pytest.raises(ValueError, match="one or more runs"):
+        seed_curve([runs[0], []], "success_rate")
