@@ -53,7 +53,17 @@ def test_every_shipped_policy_yaml_is_sealed_and_matches_its_model():
 
 
 def test_pretrained_artifacts_are_shipped():
-    assert {p.name for p in ARTIFACTS} >= {"bc_ur5_pick", "bc_ur5_bowl", "bc_ur5_push"}
+    assert {p.name for p in ARTIFACTS} >= {"bc_ur5_pick", "bc_ur5_bowl", "bc_ur5_push", "residual_dmpo_ur5_pick_depth"}
+
+
+def test_depth_residual_sits_on_the_shipped_depth_base():
+    """RRLfD's setting: the residual reads the depth BC's bottleneck features, so its base must be the image
+    network shipped beside it, and the recorded comparison must be on the same seeds as its base's."""
+    header = load_artifact(PRETRAINED / "residual_dmpo_ur5_pick_depth", check_graph=False)
+    base = load_artifact(PRETRAINED / header.base, check_graph=False)
+    assert header.kind == "residual" and base.kind == "bc" and base.has_output("features")
+    assert "features" in header.inputs[0].sources and base.camera is not None and base.camera.modality == "depth"
+    assert header.metrics["success_rate"] >= header.metrics["base_success_rate"]
 
 
 GUARD_EPISODES = 10
