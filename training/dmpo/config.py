@@ -112,6 +112,10 @@ class TrainConfig:
         check_run_seed(self.seed)
 
 
+SCRATCH_OBS = ("state", "depth+proprio", "rgb+proprio")
+"""Inputs DMPO from scratch can read."""
+
+
 @dataclass(frozen=True)
 class ResidualRunConfig:
     """One residual (or from-scratch) DMPO run."""
@@ -124,6 +128,14 @@ class ResidualRunConfig:
     """c of RRLfD eq. 6 (grid {0.01, 0.033, 0.1, 0.33, 1}); residual mode only."""
     finetune: bool = False
     """Baseline: train the BC base's own output layer with DMPO (no base action); `base` must be a bc artifact."""
+    finetune_encoder: bool = False
+    """With --finetune on an image BC: fine-tune end to end, the BC's ResNet too (trained by the critic's loss,
+    Acme's shared observation network; RRLfD Sec. V-H's second setting). Default: features frozen."""
+    obs: str = "state"
+    """Inputs of DMPO from scratch (--base none): `state` (the full state, MLP) or `depth+proprio` / `rgb+proprio`
+    (the task's camera frames through a fresh ResNet-18-half, plus proprioception; RRLfD Table I's 'robot state')."""
+    camera_px: int = 64
+    """Camera resolution of DMPO from scratch on images, px (square; the network reads the 224/240 centre crop)."""
     stats_episodes: int = 20
     """Base-only episodes that measure normalisation statistics and the base's success."""
     eval_episodes: int = 50
@@ -138,6 +150,14 @@ class ResidualRunConfig:
             raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
         if self.finetune and (self.base == "none" or is_waypoint(self.base)):
             raise ValueError("fine-tuning needs a bc artifact as --base (its head is what DMPO trains)")
+        if self.finetune_encoder and not self.finetune:
+            raise ValueError("finetune_encoder is a fine-tuning setting: give --finetune too")
+        if self.obs not in SCRATCH_OBS:
+            raise ValueError(f"obs must be one of {SCRATCH_OBS}, got {self.obs!r}")
+        if self.obs != "state" and self.base != "none":
+            raise ValueError(f"obs {self.obs!r} applies to DMPO from scratch (--base none); a base brings its own inputs")
+        if self.camera_px < 16:
+            raise ValueError(f"camera_px must be >= 16, got {self.camera_px}")
         for name in ("stats_episodes", "eval_episodes", "final_eval_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -146,6 +166,11 @@ class ResidualRunConfig:
     def mode(self) -> str:
         """`scratch` (base none), `finetune` or `residual`."""
         return "scratch" if self.base == "none" else "finetune" if self.finetune else "residual"
+
+    @property
+    def trains_encoder(self) -> bool:
+        """Whether DMPO trains an image encoder (from scratch on images, or end-to-end fine-tuning)."""
+        return self.obs != "state" or self.finetune_encoder
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

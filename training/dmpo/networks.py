@@ -11,7 +11,14 @@ The policy head follows RRLfD's residual: its mean layer starts near zero
 action, and its standard deviation starts at `init_std` for every input
 (std = softplus(raw + shift) + min_std with near-zero raw at initialisation).
 
-Shapes: B batch, S observation dims, D action dims, A atoms.
+Image inputs (DMPO from scratch on images, end-to-end fine-tuning of an image BC): an
+`ImageEncoder` is Acme's DMPO observation network, shared by policy and critic. The flat input
+then carries the image stack after the vector fields; the encoder turns it into
+[ResNet-18-half features (256), vector fields] for both heads. `DMPOLearner` trains it with the
+critic's loss only and feeds the policy the target encoder's embedding (Acme's `dmpo/learning.py`).
+
+Shapes: B batch, S observation dims, D action dims, A atoms; with images S = V + C·h·w (V vector
+fields, C stacked channels, h×w the crop) and the heads read E = 256 + V.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from training.bc.network import FEATURE_DIM, ResNet18Half
 from training.req.networks import layer_norm_mlp
 
 
@@ -101,3 +109,70 @@ class CategoricalCritic(nn.Module):
     def expected_value(self, logits: torch.Tensor) -> torch.Tensor:
         """E[Z] (...) from logits (..., A)."""
         return (F.softmax(logits, dim=-1) * self.atoms).sum(-1)
+
+
+class ImageEncoder(nn.Module):
+    """Acme's DMPO observation network on images: flat (..., V + C·h·w) -> (..., 256 + V) = [ResNet(image), vector].
+
+    The ResNet is RRLfD's ResNet-18-half (`training.bc.network.ResNet18Half`): a fresh one (from scratch) or
+    the BC base's own (end-to-end fine-tuning). Its BatchNorm layers work as in BC training: batch statistics
+    in training mode (the learner's online encoder: they keep every layer's scale while RL gradients move the
+    weights; with frozen statistics the features grew ~10⁶-fold within 200 updates on a test task), running
+    statistics in evaluation mode (the target encoder, hence acting). A fresh encoder gets the running
+    statistics of real frames once (`calibrate`): with BatchNorm's initial mean 0, variance 1 its evaluation-mode
+    features come out ~100× smaller than a trained one's until the first target copy.
+    """
+
+    def __init__(self, vector_dim: int, image_shape: tuple[int, int, int], resnet: ResNet18Half | None = None):
+        super().__init__()
+        if len(image_shape) != 3 or min(image_shape) < 1:
+            raise ValueError(f"image_shape must be (C, h, w), got {image_shape}")
+        self.vector_dim, self.image_shape = int(vector_dim), tuple(int(v) for v in image_shape)
+        self.resnet = resnet if resnet is not None else ResNet18Half(self.image_shape[0])
+
+    @property
+    def input_dim(self) -> int:
+        c, h, w = self.image_shape
+        return self.vector_dim + c * h * w
+
+    @property
+    def out_dim(self) -> int:
+        return FEATURE_DIM + self.vector_dim
+
+    @torch.no_grad()
+    def calibrate(self, images: torch.Tensor) -> None:
+        """Set every BatchNorm's running mean and variance to the statistics of `images` (N, C, h, w): one pass in
+        training mode with a cumulative average (a data-dependent initialisation of a fresh ResNet). A channel that
+        barely varies over `images` keeps a variance of at least 1 % of its layer's median (and 1e-4): dividing by
+        its own tiny spread would amplify the first weight updates through every later layer."""
+        norms = [m for m in self.resnet.modules() if isinstance(m, nn.BatchNorm2d)]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        was_training = self.resnet.training
+        self.resnet.train()
+        self.resnet(images.reshape(-1, *self.image_shape))
+        self.resnet.train(was_training)
+        for m in norms:
+            m.momentum = 0.1
+            m.running_var.clamp_(min=max(1e-4, 1e-2 * float(m.running_var.median())))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.input_dim:
+            raise ValueError(f"image encoder input has {x.shape[-1]} values, expected {self.input_dim} "
+                             f"({self.vector_dim} vector + image {self.image_shape})")
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, self.input_dim)
+        vector, image = flat[:, :self.vector_dim], flat[:, self.vector_dim:].reshape(-1, *self.image_shape)
+        return torch.cat([self.resnet(image), vector], dim=-1).reshape(*lead, self.out_dim)
+
+
+class EncodedPolicy(nn.Module):
+    """The acting policy of an image agent: flat input -> encoder -> policy head -> (mean, std)."""
+
+    def __init__(self, encoder: ImageEncoder, policy: nn.Module):
+        super().__init__()
+        self.encoder, self.policy = encoder, policy
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.policy(self.encoder(obs))

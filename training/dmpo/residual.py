@@ -33,6 +33,11 @@ a = half-range·z on the full state; fine-tuning, the BC network's output layer
 (initialised from the BC checkpoint, on the frozen encoder's features) is the
 policy mean and z is the normalised action itself (u = μ(A), a = σ(A)∘z).
 Both threshold the binary fields at 0.5 of u + a, since no base commands them.
+
+Image inputs (`ResidualSpace.camera`): DMPO from scratch on depth/RGB + proprio and end-to-end
+fine-tuning read the camera stack themselves (through `networks.ImageEncoder`), cropped by the
+runtime's own `policies.runtime.image_input` and rounded to float16, the precision the replay
+stores. The policy's input is then [vector fields, stack] (`ResidualSpace.input`).
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from torch import nn
 from controllers.residual import ResidualComposer
 from controllers.safety import ActionLimits
 from policies.artifact import ActionSpec, FieldStats, InputSpec, OutputSpec, PENDING_SHA256, PolicyArtifact
-from policies.runtime import Base, BaseOutput, BCPolicy, ComposedPolicy, ConstantBase, input_vector  # noqa: F401
+from policies.runtime import Base, BaseOutput, BCPolicy, ComposedPolicy, ConstantBase, image_input, input_vector  # noqa: F401
 from policies.runtime import midpoint_base  # noqa: F401 (re-exported)
 from sim_bridge.spec import TaskSpec
 from sim_bridge.task import Observation, Task
@@ -61,15 +66,43 @@ MODES = ("residual", "scratch", "finetune")
 network's head trained by DMPO, acting on its own (no base action)."""
 
 
-def input_sources(base: Base | None, mode: str = "residual") -> tuple[str, ...]:
-    """The policy's input fields for a base and mode (see the module docstring)."""
+def input_sources(base: Base | None, mode: str = "residual", images: bool = False) -> tuple[str, ...]:
+    """The policy's vector input fields for a base and mode (see the module docstring). With `images` (scratch on
+    images, end-to-end fine-tuning) the features come from the policy's own encoder, so they are not a source."""
     if mode == "scratch" or base is None:
-        return ("state",)
+        return ("proprio",) if images else ("state",)
     if mode == "finetune":
-        return bc_head(base.artifact)[2]
+        sources = bc_head(base.artifact)[2]
+        return tuple(s for s in sources if s != "features") if images else sources
     if isinstance(base, BCPolicy) and base.artifact.has_output("features"):
         return ("features", "proprio", "base_action")
     return ("state", "base_action")
+
+
+def bc_encoder(artifact: PolicyArtifact) -> "ResNet18Half":
+    """The image BC's ResNet-18-half with the BC run's best weights (`encoder.*` of the checkpoint's `model`)."""
+    from training.bc.network import ResNet18Half
+
+    image = next((i for i in artifact.inputs if i.is_image), None)
+    if image is None:
+        raise ValueError(f"{artifact.describe()} reads no images: there is no ResNet to fine-tune end to end")
+    model = _bc_weights(artifact)
+    encoder = ResNet18Half(int(image.shape[1]))
+    encoder.load_state_dict({k[len("encoder."):]: v for k, v in model.items() if k.startswith("encoder.")})
+    return encoder
+
+
+def _bc_weights(artifact: PolicyArtifact) -> dict:
+    """The BC run's best weights (`training.bc.train.best_weights_path(provenance.run)`, key `model`)."""
+    from pathlib import Path
+
+    from training.bc.train import best_weights_path
+
+    run = artifact.provenance.get("run")
+    ckpt = best_weights_path(Path(str(run))) if run else None
+    if ckpt is None or not ckpt.is_file():
+        raise FileNotFoundError(f"{artifact.describe()}: fine-tuning needs the BC run's checkpoint, not found at {ckpt}")
+    return torch.load(ckpt, weights_only=False, map_location="cpu")["model"]
 
 
 def bc_head(artifact: PolicyArtifact) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
@@ -79,15 +112,7 @@ def bc_head(artifact: PolicyArtifact) -> tuple[torch.Tensor, torch.Tensor, tuple
     `head.weight` (K·A, H) with the K horizons major). The head reads the 256-d bottleneck
     features, plus the normalised proprioception when the encoder is the image ResNet.
     """
-    from pathlib import Path
-
-    run = artifact.provenance.get("run")
-    from training.bc.train import best_weights_path
-
-    ckpt = best_weights_path(Path(str(run))) if run else None
-    if ckpt is None or not ckpt.is_file():
-        raise FileNotFoundError(f"{artifact.describe()}: fine-tuning needs the BC run's checkpoint, not found at {ckpt}")
-    model = torch.load(ckpt, weights_only=False, map_location="cpu")["model"]
+    model = _bc_weights(artifact)
     a = artifact.action.size
     weight, bias = model["head.weight"][:a].clone(), model["head.bias"][:a].clone()
     features = artifact.output("features").shape[-1]
@@ -159,6 +184,28 @@ def base_statistics(task: Task, base: Base, episodes: int, seed: int = STATS_SEE
 
 
 @dataclass(frozen=True)
+class CameraInput:
+    """The camera stack an image policy reads: `policies.runtime.image_input(obs, source, (1, *shape))`."""
+
+    source: str
+    """`depth` or `rgb` (the task's camera)."""
+    shape: tuple[int, int, int]
+    """(C, h, w): C = history frames (depth) or 3·history (RGB), h×w the centre crop."""
+    history: int
+    """Frames per stack."""
+
+    def __post_init__(self) -> None:
+        if self.source not in ("depth", "rgb"):
+            raise ValueError(f"camera source must be depth or rgb, got {self.source!r}")
+        if self.shape[0] != self.history * (3 if self.source == "rgb" else 1):
+            raise ValueError(f"{self.source} stack of {self.history} frames cannot have {self.shape[0]} channels")
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return (self.shape[0] // self.history, self.shape[1], self.shape[2])
+
+
+@dataclass(frozen=True)
 class ResidualSpace:
     """How normalised actions z map to robot commands, and how observations become input vectors."""
 
@@ -175,6 +222,8 @@ class ResidualSpace:
     a = half-range·z; `finetune`: u = μ(A), a = σ(A)∘z (z is the BC head's normalised action).
     In scratch and finetune binary fields are thresholded at 0.5 of u + a, with u = 0.5 and
     scale 0.5 for finetune, so z > 0 (a positive BC logit) closes the gripper."""
+    camera: CameraInput | None = None
+    """The camera stack the policy reads itself (scratch on images, end-to-end fine-tuning); None: vector only."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -210,9 +259,27 @@ class ResidualSpace:
         return ResidualComposer(self.limits, scale=tuple(float(s) for s in sigma))
 
     def vector(self, obs: Observation, base: BaseOutput) -> np.ndarray:
-        """The policy input: `policies.runtime.input_vector`, as `ArtifactModel.feeds` builds it at run time."""
+        """The policy's vector input: `policies.runtime.input_vector`, as `ArtifactModel.feeds` builds it at run time."""
+        if not self.sources:
+            return np.zeros(0, np.float32)
         return input_vector(self.sources, self.stats, obs, {"base_action": base.action, "features": base.features},
                             "the residual")
+
+    def frames(self, obs: Observation) -> np.ndarray:
+        """The camera stack (C, h, w) float32, at the replay's float16 precision."""
+        if self.camera is None:
+            raise ValueError("this residual space reads no camera")
+        stack = image_input(obs, self.camera.source, (1, *self.camera.shape))[0]
+        return stack.astype(np.float16).astype(np.float32)
+
+    def frame(self, obs: Observation) -> np.ndarray:
+        """The newest frame of the stack (channels per frame, h, w) float16: what the replay stores per step."""
+        return self.frames(obs)[-self.camera.frame_shape[0]:].astype(np.float16)
+
+    def input(self, obs: Observation, base: BaseOutput) -> np.ndarray:
+        """The policy's whole input: the vector, then (with a camera) the stack flattened."""
+        vector = self.vector(obs, base)
+        return vector if self.camera is None else np.concatenate([vector, self.frames(obs).reshape(-1)])
 
     def policy(self, base: Base, residual=None) -> ComposedPolicy:
         """The composed policy of this space: base + (optional) residual + safety, with this mode's composition."""
@@ -225,17 +292,18 @@ class LearnerResidual:
     What the exported artifact computes, in torch: periodic evaluations in training run it inside a
     `ComposedPolicy`, through the same evaluation loop as `rrl eval`."""
 
-    name, needs_images, artifact = "learner", False, None
+    name, artifact = "learner", None
 
     def __init__(self, act, space: ResidualSpace):
         self.act, self.space = act, space
         self.scale = np.asarray(space.composer().scale, np.float64)
+        self.needs_images = space.camera is not None
 
     def reset(self, seed: int) -> None:
         pass
 
     def mean(self, obs: Observation, base: BaseOutput) -> np.ndarray:
-        return np.asarray(self.act(self.space.vector(obs, base)), np.float64)
+        return np.asarray(self.act(self.space.input(obs, base)), np.float64)
 
 
 class ResidualEnv:
@@ -268,6 +336,14 @@ class ResidualEnv:
     def counters(self):
         """The safety layer's counters over this env's steps (NaN/Inf fallbacks, clips)."""
         return self.policy.counters
+
+    def frame(self) -> np.ndarray:
+        """The current observation's newest camera frame (image agents: what the replay stores)."""
+        return self.space.frame(self._obs)
+
+    def frames(self) -> np.ndarray:
+        """The current observation's camera stack (image agents: what the actor reads)."""
+        return self.space.frames(self._obs)
 
     def step(self, z: np.ndarray) -> EnvStep:
         self.last_action = self.policy.compose(self._base_out, np.asarray(z, np.float64)).command

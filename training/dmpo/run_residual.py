@@ -17,7 +17,10 @@
    `final_eval_episodes` held-out seeds; `RUN/summary.json` holds the numbers.
 
 Baselines (`dmpo_scratch`, `dmpo_finetune` runs) stop after training: they have no
-base action, so there is no residual artifact; their `eval.jsonl` feeds the plot.
+base action, so there is no residual artifact; their `eval.jsonl` feeds the plot. Two of them
+train an image encoder (`ResidualRunConfig.trains_encoder`): DMPO from scratch on depth/RGB +
+proprio (`--base none --obs depth+proprio`, a fresh ResNet-18-half) and end-to-end fine-tuning
+(`--finetune --finetune-encoder`, the BC's own ResNet); the replay then holds every frame once.
 
 Run directory: `run.yaml` (kind `residual`, `dmpo_scratch` or `dmpo_finetune`, the config, the
 input size), `stats.json`, `config.yaml`, `eval.jsonl`, `tb/`, `checkpoints/`, `artifact/`,
@@ -38,20 +41,58 @@ from policies.artifact import FieldStats, update_metrics
 from policies.base_spec import is_waypoint
 from training.dmpo.config import DMPOConfig, ResidualRunConfig  # noqa: F401 (re-exported)
 from training.dmpo.residual import (
-    STATS_SEED_BASE, ConstantBase, FineTunePolicy, ResidualEnv, bc_head, midpoint_base, ResidualSpace, base_statistics, evaluate_residual, export_residual, input_sources,
+    STATS_SEED_BASE, CameraInput, ConstantBase, FineTunePolicy, ResidualEnv, bc_encoder, bc_head, midpoint_base, ResidualSpace,
+    base_statistics, evaluate_residual, export_residual, input_sources,
 )
-from training.dmpo.train import checkpoint_store, make_agent, read_checkpoint, train
+from training.dmpo.train import ImageField, checkpoint_store, make_agent, read_checkpoint, train
 from training.evaluation import EVAL_SEED_BASE
 
 
 def _make(config: ResidualRunConfig):
     from policies.runtime import camera_for_artifacts, load_base
     from sim_bridge import make_task
+    from sim_bridge.task import CameraConfig
 
     scratch = config.mode == "scratch"
-    task = make_task(config.task, camera=None if scratch else camera_for_artifacts(config.base))
+    if scratch:
+        camera = None if config.obs == "state" else CameraConfig(width_px=config.camera_px, height_px=config.camera_px)
+    else:
+        camera = camera_for_artifacts(config.base)
+    task = make_task(config.task, camera=camera)
+    if camera is not None and scratch and task.spec.camera != config.obs.split("+")[0]:
+        task.close()
+        raise ValueError(f"{config.task} has a {task.spec.camera} camera; --obs {config.obs} cannot be read there")
     base = RandomBase(task.spec) if scratch else load_base(config.base, task.spec)
     return task, base
+
+
+def _camera_input(config: ResidualRunConfig, base) -> CameraInput | None:
+    """The camera stack the policy reads itself: scratch on images (the task's camera at `camera_px`, the BC
+    crop), end-to-end fine-tuning (the BC artifact's own image input); None otherwise."""
+    from sim_bridge.task import CameraConfig
+    from training.bc.config import crop_px
+
+    if not config.trains_encoder:
+        return None
+    if config.mode == "scratch":
+        source, history, crop = config.obs.split("+")[0], CameraConfig().history, crop_px(config.camera_px)
+        return CameraInput(source, (history * (3 if source == "rgb" else 1), crop, crop), history)
+    image = next((i for i in base.artifact.inputs if i.is_image), None)
+    if image is None:
+        raise ValueError(f"{base.artifact.describe()} reads no images: --finetune-encoder needs an image BC base")
+    return CameraInput(image.sources[0], tuple(int(v) for v in image.shape[1:]), base.artifact.camera.history)
+
+
+def _encoder(config: ResidualRunConfig, base, space: ResidualSpace, vector_dim: int):
+    """The image encoder DMPO trains (None when it reads vectors only): fresh from the run seed, or the BC's ResNet."""
+    from training.dmpo.networks import ImageEncoder
+
+    if space.camera is None:
+        return None
+    if config.mode == "finetune":
+        return ImageEncoder(vector_dim, space.camera.shape, resnet=bc_encoder(base.artifact))
+    torch.manual_seed(config.train.seed)
+    return ImageEncoder(vector_dim, space.camera.shape)
 
 
 class RandomBase:
@@ -82,7 +123,8 @@ def _stats_from_json(d: dict) -> dict[str, FieldStats]:
 
 
 def _space(config: ResidualRunConfig, task, base, stats) -> ResidualSpace:
-    return ResidualSpace(task.spec, input_sources(base, config.mode), stats, residual_scale=config.residual_scale, mode=config.mode)
+    return ResidualSpace(task.spec, input_sources(base, config.mode, images=config.trains_encoder), stats,
+                         residual_scale=config.residual_scale, mode=config.mode, camera=_camera_input(config, base))
 
 
 def _env_and_policy(config: ResidualRunConfig, task, base, space: ResidualSpace):
@@ -92,7 +134,8 @@ def _env_and_policy(config: ResidualRunConfig, task, base, space: ResidualSpace)
     if config.mode == "scratch":
         return ResidualEnv(task, midpoint_base(task.spec), space), None
     weight, bias, _ = bc_head(base.artifact)
-    env = ResidualEnv(task, ConstantBase(space.constant_u(), features_from=base, name="finetune"), space)
+    features_from = None if config.finetune_encoder else base  # end to end: the policy's own encoder computes them
+    env = ResidualEnv(task, ConstantBase(space.constant_u(), features_from=features_from, name="finetune"), space)
     return env, FineTunePolicy(weight, bias, init_std=config.train.learner.init_std)
 
 
@@ -140,12 +183,18 @@ def train_residual(config: ResidualRunConfig, out_dir: str | Path, resume: bool 
         env.reset(STATS_SEED_BASE)
         obs_dim = env.observation_dim
         run = {"kind": {"residual": "residual", "scratch": "dmpo_scratch", "finetune": "dmpo_finetune"}[config.mode], "algo": "dmpo", "obs_dim": obs_dim,
-               "sources": list(space.sources), "config": config.to_dict()}
+               "sources": list(space.sources),
+               **({} if space.camera is None else {"camera": {"source": space.camera.source, "stack": list(space.camera.shape)}}),
+               "config": config.to_dict()}
         (out / "run.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
         evaluate = lambda act: evaluate_residual(env, act, config.eval_episodes, EVAL_SEED_BASE)  # noqa: E731
-        learner = train(env, evaluate, config.train, out, np.zeros(obs_dim), np.ones(obs_dim), resume=resume, progress=progress,
+        encoder = _encoder(config, base, space, obs_dim)
+        image = None if space.camera is None else ImageField(space.camera.frame_shape, space.camera.history)
+        head_dim = obs_dim if encoder is None else encoder.out_dim
+        learner = train(env, evaluate, config.train, out, np.zeros(head_dim), np.ones(head_dim), resume=resume, progress=progress,
                         policy=policy, options=options, env_factory=functools.partial(worker_env, config, stats),
-                        evaluate_episodes=evaluate_residual_episodes, eval_episodes=config.eval_episodes)
+                        evaluate_episodes=evaluate_residual_episodes, eval_episodes=config.eval_episodes,
+                        encoder=encoder, image=image)
     finally:
         task.close()
     train_wall_s = time.monotonic() - start

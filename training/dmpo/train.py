@@ -18,13 +18,18 @@ evaluation), `tb/`. `--workers K` collects episodes on K Ray rollout workers (ea
 a CPU copy of the policy and its own noise stream per episode); `--device` puts the learner on
 an accelerator.
 
+Image agents (`image` given, with an `encoder`): the environment's vector observation stays the
+`obs` field and the replay stores each step's newest camera frame once, as float16, in an `image`
+field with `history` (stacked at sampling, as the task stacks them); the actor reads the current
+stack from the environment (`env.frames()`), and the learner's flat input is [vector, stack].
+
 Training episode i of run seed s is reset with `training.seeds.training_episode_seed(s, i)`,
 a range no other seed, no demonstration and no held-out evaluation uses.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -53,17 +58,42 @@ class Environment(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ImageField:
+    """The camera part of an image agent's input: what the replay stores per step and how it stacks.
+
+    The environment of an image agent also provides `frame()` (the newest frame, `frame_shape`, float16 in
+    [0, 1]) and `frames()` (the current stack, `stack_shape`, float32), cropped as the encoder reads them."""
+
+    frame_shape: tuple[int, int, int]
+    """One frame as stored: (channels per frame, h, w) (depth 1, RGB 3)."""
+    history: int
+    """Frames per stack, oldest first (the task's camera history)."""
+
+    @property
+    def stack_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.frame_shape
+        return (c * self.history, h, w)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.stack_shape))
+
+
 def make_agent(obs_dim: int, action_dim: int, config: TrainConfig, policy: torch.nn.Module | None = None,
-               device: str = "cpu") -> DMPOLearner:
+               device: str = "cpu", encoder: torch.nn.Module | None = None) -> DMPOLearner:
     """A learner with a fresh `GaussianPolicy` (or the given policy: obs -> (mean, std), with a `normalizer`),
-    on `device` (`training.device.resolve_device`: auto, cpu, cuda, cuda:N)."""
+    on `device` (`training.device.resolve_device`: auto, cpu, cuda, cuda:N). With an `encoder`
+    (`networks.ImageEncoder`, built before this call so that the seed's draws stay the heads'), the heads
+    read its `out_dim` embedding instead of the `obs_dim` input."""
     from training.device import resolve_device
 
     torch.manual_seed(config.seed)
     lc = config.learner
-    policy = policy if policy is not None else GaussianPolicy(obs_dim, action_dim, lc.policy_hidden, init_std=lc.init_std)
-    critic = CategoricalCritic(obs_dim, action_dim, lc.critic_hidden, lc.num_atoms, lc.v_min, lc.v_max)
-    return DMPOLearner(policy, critic, action_dim, lc, seed=config.seed, device=resolve_device(device))
+    head_dim = obs_dim if encoder is None else encoder.out_dim
+    policy = policy if policy is not None else GaussianPolicy(head_dim, action_dim, lc.policy_hidden, init_std=lc.init_std)
+    critic = CategoricalCritic(head_dim, action_dim, lc.critic_hidden, lc.num_atoms, lc.v_min, lc.v_max)
+    return DMPOLearner(policy, critic, action_dim, lc, seed=config.seed, device=resolve_device(device), encoder=encoder)
 
 
 def set_input_statistics(learner: DMPOLearner, mean: np.ndarray, std: np.ndarray) -> None:
@@ -72,9 +102,18 @@ def set_input_statistics(learner: DMPOLearner, mean: np.ndarray, std: np.ndarray
         net.normalizer.set(mean, std)
 
 
+def flat_input(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """The learner's input (B, S) from sampled observation fields: `obs`, then the `image` stack (if any) flattened."""
+    vector = np.asarray(obs["obs"], np.float32)
+    if "image" not in obs:
+        return vector
+    return np.concatenate([vector, np.asarray(obs["image"], np.float32).reshape(len(vector), -1)], axis=1)
+
+
 def to_batch(sample: Sample) -> Batch:
     t = lambda x: torch.as_tensor(x, dtype=torch.float32)
-    return Batch(t(sample.obs["obs"]), t(sample.step["action"]), t(sample.reward), t(sample.discount), t(sample.next_obs["obs"]))
+    return Batch(t(flat_input(sample.obs)), t(sample.step["action"]), t(sample.reward), t(sample.discount),
+                 t(flat_input(sample.next_obs)))
 
 
 Evaluate = Callable[[Callable[[np.ndarray], np.ndarray]], dict]
@@ -92,10 +131,12 @@ class DMPOActor:
 
     In the single-process loop it is the learner's own policy and generator (so a fixed seed gives
     the same run as always); on a rollout worker it is a CPU copy whose weights come by broadcast and
-    whose noise stream is drawn per episode from (run seed, episode index)."""
+    whose noise stream is drawn per episode from (run seed, episode index). An image actor (`images`) acts on
+    [obs, env.frames()] and hands each observation's newest frame to the replay (`observe`)."""
 
-    def __init__(self, policy: torch.nn.Module, generator: torch.Generator, run_seed: int | None = None):
-        self.policy, self.generator, self.run_seed = policy, generator, run_seed
+    def __init__(self, policy: torch.nn.Module, generator: torch.Generator, run_seed: int | None = None,
+                 images: bool = False):
+        self.policy, self.generator, self.run_seed, self.images = policy, generator, run_seed, images
 
     def start_episode(self, seed: int, index: int) -> None:
         if self.run_seed is not None:  # a worker: the episode's own stream, whichever worker runs it
@@ -110,21 +151,23 @@ class DMPOActor:
     @torch.no_grad()
     def act(self, obs: np.ndarray, env) -> tuple[np.ndarray, dict]:
         device = next(self.policy.parameters()).device
+        if self.images:
+            obs = np.concatenate([obs, env.frames().reshape(-1)])
         mean, std = self.policy(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
         noise = torch.randn(mean.shape, generator=self.generator, device=self.generator.device)
         return (mean + std * noise.to(device))[0].cpu().numpy(), {}
 
     def observe(self, env, done: bool) -> dict:
-        return {}
+        return {"image": env.frame()} if self.images else {}
 
     def load_weights(self, weights: dict) -> None:
         self.policy.load_state_dict(weights)
 
 
-def make_remote_actor(policy: torch.nn.Module, run_seed: int) -> DMPOActor:
+def make_remote_actor(policy: torch.nn.Module, run_seed: int, images: bool = False) -> DMPOActor:
     """A rollout worker's actor: a CPU policy copy (weights by broadcast) and a CPU generator."""
     torch.set_num_threads(1)
-    return DMPOActor(policy, torch.Generator(), run_seed)
+    return DMPOActor(policy, torch.Generator(), run_seed, images=images)
 
 
 class DMPOAgent:
@@ -133,7 +176,8 @@ class DMPOAgent:
     def __init__(self, learner: DMPOLearner, replay: ReplayBuffer, config: TrainConfig, evaluate: Evaluate):
         self.learner, self.replay, self.config, self._evaluate = learner, replay, config, evaluate
         self.rng = np.random.default_rng(config.seed)
-        self._local = DMPOActor(learner.policy, learner.generator)
+        self.images = "image" in replay.fields
+        self._local = DMPOActor(learner.acting_policy, learner.generator, images=self.images)
 
     @property
     def updates(self) -> int:
@@ -145,7 +189,7 @@ class DMPOAgent:
     def remote_actor_factory(self):
         import functools
 
-        return functools.partial(make_remote_actor, self.learner.cpu_policy(), self.config.seed)
+        return functools.partial(make_remote_actor, self.learner.cpu_policy(), self.config.seed, self.images)
 
     def actor_weights(self) -> dict:
         return self.learner.actor_state_dict()
@@ -183,6 +227,8 @@ def train(
     evaluate_episodes: Callable | None = None,
     eval_episodes: int = 0,
     run_dir: RunDir | None = None,
+    encoder: torch.nn.Module | None = None,
+    image: ImageField | None = None,
 ) -> DMPOLearner:
     """Train for `config.frames` frames (continuing a checkpoint when `resume`); returns the learner.
 
@@ -193,6 +239,8 @@ def train(
     device and the rollout workers (`env_factory` builds a worker's environment, `evaluate_episodes`
     evaluates on the workers; without it evaluations run here through `evaluate`). The learner's
     `result` is the loop's `training.harness.LoopResult` (frames/s, updates/s, workers, restarts).
+    An image agent gives both `image` (what the replay stores) and `encoder` (`networks.ImageEncoder` over
+    [obs, stack]); `input_mean`/`input_std` then normalise the encoder's embedding, which the heads read.
     """
     import dataclasses
 
@@ -204,12 +252,17 @@ def train(
         from training.harness import RunDirError
 
         raise RunDirError(f"{run.root} already holds checkpoints; resume it or use a new --out")
-    learner = make_agent(env.observation_dim, env.action_dim, config, policy, device=options.device)
+    if (encoder is None) != (image is None):
+        raise ValueError("an image agent needs both `encoder` and `image`")
+    if encoder is not None and encoder.input_dim != env.observation_dim + image.size:
+        raise ValueError(f"the encoder reads {encoder.input_dim} values; the environment gives {env.observation_dim} "
+                         f"+ an image stack of {image.stack_shape}")
+    learner = make_agent(env.observation_dim, env.action_dim, config, policy, device=options.device, encoder=encoder)
     set_input_statistics(learner, input_mean, input_std)
-    replay = ReplayBuffer(
-        config.replay_capacity,
-        {"obs": FieldSpec((env.observation_dim,)), "action": FieldSpec((env.action_dim,), kind="step")},
-    )
+    fields = {"obs": FieldSpec((env.observation_dim,)), "action": FieldSpec((env.action_dim,), kind="step")}
+    if image is not None:
+        fields["image"] = FieldSpec(image.frame_shape, dtype="float16", history=image.history)
+    replay = ReplayBuffer(config.replay_capacity, fields)
     agent = DMPOAgent(learner, replay, config, evaluate)
     schedule = LoopSchedule(frames=config.frames, seed=config.seed, eval_every_frames=config.eval_every_frames,
                             eval_episodes=eval_episodes, checkpoint_every_frames=config.checkpoint_every_frames,
