@@ -83,16 +83,35 @@ def _camera_input(config: ResidualRunConfig, base) -> CameraInput | None:
     return CameraInput(image.sources[0], tuple(int(v) for v in image.shape[1:]), base.artifact.camera.history)
 
 
-def _encoder(config: ResidualRunConfig, base, space: ResidualSpace, vector_dim: int):
-    """The image encoder DMPO trains (None when it reads vectors only): fresh from the run seed, or the BC's ResNet."""
-    from training.dmpo.networks import ImageEncoder
+CALIBRATION_EPISODES, CALIBRATION_STEPS = 4, 32
+"""A fresh encoder's BatchNorm statistics come from the first steps of a few statistics episodes."""
 
+
+def _encoder(config: ResidualRunConfig, base, env: ResidualEnv):
+    """The image encoder DMPO trains (None when it reads vectors only): the BC's ResNet (end-to-end fine-tuning), or a
+    fresh one from the run seed whose BatchNorm statistics are those of frames from statistics episodes (the
+    environment's mean action, seeds from `STATS_SEED_BASE`)."""
+    from training.dmpo.networks import ImageEncoder
+    from training.seeds import statistics_episode_seed
+
+    space = env.space
     if space.camera is None:
         return None
+    vector_dim = env.observation_dim
     if config.mode == "finetune":
         return ImageEncoder(vector_dim, space.camera.shape, resnet=bc_encoder(base.artifact))
     torch.manual_seed(config.train.seed)
-    return ImageEncoder(vector_dim, space.camera.shape)
+    encoder = ImageEncoder(vector_dim, space.camera.shape)
+    frames = []
+    for i in range(CALIBRATION_EPISODES):
+        env.reset(statistics_episode_seed(i))
+        for _ in range(CALIBRATION_STEPS):
+            frames.append(env.frames())
+            step = env.step(np.zeros(env.action_dim))
+            if step.terminated or step.truncated:
+                break
+    encoder.calibrate(torch.as_tensor(np.stack(frames)))
+    return encoder
 
 
 class RandomBase:
@@ -188,7 +207,7 @@ def train_residual(config: ResidualRunConfig, out_dir: str | Path, resume: bool 
                "config": config.to_dict()}
         (out / "run.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
         evaluate = lambda act: evaluate_residual(env, act, config.eval_episodes, EVAL_SEED_BASE)  # noqa: E731
-        encoder = _encoder(config, base, space, obs_dim)
+        encoder = _encoder(config, base, env)
         image = None if space.camera is None else ImageField(space.camera.frame_shape, space.camera.history)
         head_dim = obs_dim if encoder is None else encoder.out_dim
         learner = train(env, evaluate, config.train, out, np.zeros(head_dim), np.ones(head_dim), resume=resume, progress=progress,
