@@ -18,6 +18,7 @@ from pathlib import Path
 EXPORTERS: dict[str, tuple[str, str]] = {
     "bc": ("training.bc.train", "export_run"),
     "residual": ("training.dmpo.run_residual", "export_run"),
+    "dmpo_finetune": ("training.dmpo.run_residual", "export_finetune"),
     "req": ("training.req.export", "export_run"),
 }
 

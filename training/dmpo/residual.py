@@ -55,6 +55,7 @@ from policies.runtime import Base, BaseOutput, BCPolicy, ComposedPolicy, Constan
 from policies.runtime import midpoint_base  # noqa: F401 (re-exported)
 from sim_bridge.spec import TaskSpec
 from sim_bridge.task import Observation, Task
+from training.bc.network import ResNet18Half
 from training.dmpo.networks import GaussianPolicy
 from training.dmpo.train import EnvStep
 from training.seeds import STATS_SEED_BASE, statistics_episode_seed
@@ -79,10 +80,8 @@ def input_sources(base: Base | None, mode: str = "residual", images: bool = Fals
     return ("state", "base_action")
 
 
-def bc_encoder(artifact: PolicyArtifact) -> "ResNet18Half":
+def bc_encoder(artifact: PolicyArtifact) -> ResNet18Half:
     """The image BC's ResNet-18-half with the BC run's best weights (`encoder.*` of the checkpoint's `model`)."""
-    from training.bc.network import ResNet18Half
-
     image = next((i for i in artifact.inputs if i.is_image), None)
     if image is None:
         raise ValueError(f"{artifact.describe()} reads no images: there is no ResNet to fine-tune end to end")
@@ -112,6 +111,9 @@ def bc_head(artifact: PolicyArtifact) -> tuple[torch.Tensor, torch.Tensor, tuple
     `head.weight` (K·A, H) with the K horizons major). The head reads the 256-d bottleneck
     features, plus the normalised proprioception when the encoder is the image ResNet.
     """
+    if (artifact.provenance.get("training") or {}).get("action_targets") == "joint_delta":
+        raise ValueError(f"{artifact.describe()} regresses joint offsets (action_targets joint_delta); fine-tuning reads "
+                         "the BC head as absolute actions, so it cannot start from this base")
     model = _bc_weights(artifact)
     a = artifact.action.size
     weight, bias = model["head.weight"][:a].clone(), model["head.bias"][:a].clone()

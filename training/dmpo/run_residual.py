@@ -289,6 +289,110 @@ def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False
     return artifact
 
 
+def export_finetune(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False):
+    """The `rrl export` hook for `dmpo_finetune` runs: the fine-tuned policy as a `bc` artifact (algo `dmpo`).
+
+    A fine-tuning policy is the BC network with another output layer (and, end to end, another ResNet): the
+    BC run's best weights with the head's rows for the action at t replaced by the learner's mean layer (the
+    target encoder's ResNet when the encoder was trained, as the actors ran it), exported with the base
+    artifact's inputs, camera and statistics. So `rrl eval`, the ROS node and the generalisation bench run it as
+    any BC base: the runtime's u = μ(A) + σ(A)∘out with the gripper at out > 0 is the fine-tuning action map
+    (`ResidualSpace(mode="finetune")`). Parity-checked against the learner through the composed policy.
+    """
+    from policies.artifact import load_artifact
+    from training.bc.network import BCNet, ExportWrapper, fuse_batchnorm
+    from training.dmpo.residual import _bc_weights
+    from training.export import export_artifact, git_commit
+
+    run_dir = Path(run_dir)
+    run = yaml.safe_load((run_dir / "run.yaml").read_text())
+    if run.get("kind") != "dmpo_finetune":
+        raise ValueError(f"{run_dir} is a {run.get('kind')!r} run, not a fine-tuning run")
+    config = ResidualRunConfig.from_dict(run["config"])
+    base = load_artifact(config.base)
+    found = read_checkpoint(checkpoint_store(run_dir))
+    if found is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet; train longer")
+    _, state, _ = found
+    learner = state["learner"]
+    image = next((i for i in base.inputs if i.is_image), None)
+    scalar = next((i for i in base.inputs if not i.is_image), None)
+    a = base.action.size
+    net = BCNet(a, image_channels=int(image.shape[1]) if image else 0, scalar_dim=int(scalar.shape[1]) if scalar else 0)
+    net.load_state_dict(_bc_weights(base))
+    if config.finetune_encoder:
+        resnet = {k[len("resnet."):]: v for k, v in learner["target_encoder"].items() if k.startswith("resnet.")}
+        net.encoder.load_state_dict(resnet)
+    policy = learner["policy"]
+    std = policy["normalizer.std"]
+    weight = policy["mean_head.weight"] / std  # fold the policy's input normalisation into the layer
+    bias = policy["mean_head.bias"] - weight @ policy["normalizer.mean"]
+    with torch.no_grad():
+        net.head.weight[:a] = weight
+        net.head.bias[:a] = bias
+    net.eval()
+    wrapper = ExportWrapper(fuse_batchnorm(net) if image else net, torch.as_tensor(base.action.binary_mask())).eval()
+    rng = np.random.default_rng(0)
+    samples = {i.name: (rng.random((16, *i.shape[1:])) if i.is_image else rng.normal(size=(16, *i.shape[1:]))).astype(np.float32)
+               for i in base.inputs}
+    provenance = {"fine_tuned_from": str(config.base), "training_config": config.to_dict(), "run": str(run_dir),
+                  "frames": state["frames"], "learner_steps": learner["steps"], "git_commit_at_export": git_commit()}
+    import dataclasses
+
+    description = dataclasses.replace(base, algo="dmpo", metrics={}, provenance=provenance, path=None)
+    artifact = export_artifact(wrapper, samples, description, out_dir, overwrite=overwrite)
+    _check_finetune_parity(config, run_dir, learner, artifact.path)
+    return artifact
+
+
+def _check_finetune_parity(config: ResidualRunConfig, run_dir: Path, learner_state: dict, artifact_dir: Path,
+                           seed: int = EVAL_SEED_BASE, steps: int = 20, atol: float = 2e-3) -> float:
+    """The exported fine-tuned policy through the runtime commands what the learner's policy commands through the
+    fine-tuning composition, step by step on the runtime's trajectory (the learner reads frames at the replay's
+    float16 precision, hence the tolerance); returns the largest difference, or raises `ArtifactError`."""
+    from policies.artifact import ArtifactError
+    from policies.runtime import camera_for_artifacts, load_base, load_policy
+    from sim_bridge import make_task
+    from training.dmpo.networks import EncodedPolicy, ImageEncoder
+    from training.dmpo.residual import LearnerResidual
+    from training.dmpo.train import DMPOActor
+
+    stats = _stats_from_json(json.loads((run_dir / "stats.json").read_text())["stats"])
+    task = make_task(config.task, camera=camera_for_artifacts(config.base))
+    try:
+        base = load_base(config.base, task.spec)
+        space = _space(config, task, base, stats)
+        weight, bias, _ = bc_head(base.artifact)
+        policy: torch.nn.Module = FineTunePolicy(weight, bias, init_std=config.train.learner.init_std)
+        policy.load_state_dict(learner_state["policy"])
+        if space.camera is not None:
+            vector_dim = int(yaml.safe_load((run_dir / "run.yaml").read_text())["obs_dim"])
+            encoder = ImageEncoder(vector_dim, space.camera.shape, resnet=bc_encoder(base.artifact))
+            encoder.load_state_dict(learner_state["target_encoder"])
+            policy = EncodedPolicy(encoder.eval(), policy)
+        features_from = None if config.finetune_encoder else base
+        reference = space.policy(ConstantBase(space.constant_u(), features_from=features_from, name="finetune"),
+                                 LearnerResidual(DMPOActor(policy, generator=None).mean, space))
+        runtime = load_policy(task.spec, str(artifact_dir))
+        obs = task.reset(seed)
+        runtime.reset(seed)
+        reference.reset(seed)
+        worst = 0.0
+        for _ in range(steps):
+            command = runtime.act(obs)
+            worst = max(worst, float(np.max(np.abs(command - reference.act(obs)))))
+            step = task.step(command)
+            obs = step.obs
+            if step.terminated or step.truncated:
+                break
+    finally:
+        task.close()
+    if worst > atol:
+        raise ArtifactError(f"{artifact_dir}: the exported fine-tuned policy commands differ from the learner's by "
+                            f"{worst:.2e} (> {atol:g}) through the composed policy")
+    return worst
+
+
 def check_composed_parity(config: ResidualRunConfig, space: ResidualSpace, policy: torch.nn.Module, artifact_dir: Path,
                           seed: int = EVAL_SEED_BASE, steps: int = 20, atol: float = 1e-4) -> float:
     """The exported residual through the runtime's composed policy (what `rrl eval` and the ROS node run)

@@ -273,3 +273,37 @@ def test_rrl_train_dmpo_from_scratch_on_depth_runs_and_resumes(tmp_path):
     resumed = json.loads((run / "summary.json").read_text())
     assert resumed["learner_steps"] > first["learner_steps"]
     assert [r["frames"] for r in read_eval_log(run)][-1] >= 450
+
+
+@pytest.mark.timeout(600)
+def test_end_to_end_finetuning_runs_and_exports_a_bc_artifact_the_runtime_runs(tmp_path):
+    """`rrl train residual --finetune --finetune-encoder` on an image BC, then `rrl export`: a `bc` artifact (algo
+    dmpo) whose ONNX graph the export checked against the learner through the composed policy; `rrl eval` runs it."""
+    from rrl.cli import main
+    from training.dmpo.run_residual import RandomBase
+    from training.dmpo.residual import base_statistics
+
+    task = make_task("ur5_pick", camera=CameraConfig(width_px=32, height_px=32))
+    try:
+        stats, _ = base_statistics(task, RandomBase(task.spec), episodes=1)
+        bc = image_bc_artifact(task.spec, stats, tmp_path)
+    finally:
+        task.close()
+    run = tmp_path / "ft"
+    assert main(["train", "residual", "--algo", "dmpo", "--task", "ur5_pick", "--base", str(bc.path), "--finetune",
+                 "--finetune-encoder", "--frames", "250", "--min-replay", "100", "--batch-size", "32",
+                 "--eval-every-frames", "1000", "--eval-episodes", "1", "--stats-episodes", "1", "--out", str(run), "--json"]) == 0
+    saved = yaml.safe_load((run / "run.yaml").read_text())
+    assert saved["kind"] == "dmpo_finetune" and saved["sources"] == ["proprio"] and saved["camera"]["stack"] == [3, 30, 30]
+    assert main(["export", str(run), "--out", str(tmp_path / "exported"), "--json"]) == 0
+    exported = yaml.safe_load((tmp_path / "exported" / "policy.yaml").read_text())
+    assert exported["kind"] == "bc" and exported["algo"] == "dmpo" and exported["provenance"]["fine_tuned_from"] == str(bc.path)
+    assert exported["camera"]["width_px"] == 32
+    assert main(["eval", "--task", "ur5_pick", "--base", str(tmp_path / "exported"), "--episodes", "1", "--json"]) == 0
+    # a residual run is not a fine-tuning run
+    from training.dmpo.run_residual import export_finetune
+
+    with pytest.raises(ValueError, match="not a fine-tuning run"):
+        (tmp_path / "fake").mkdir()
+        (tmp_path / "fake" / "run.yaml").write_text("kind: residual\n")
+        export_finetune(tmp_path / "fake", tmp_path / "x")
