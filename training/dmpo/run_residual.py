@@ -345,6 +345,23 @@ def export_finetune(run_dir: str | Path, out_dir: str | Path, overwrite: bool = 
     return artifact
 
 
+def largest_command_difference(task, runtime, reference, seed: int, steps: int) -> float:
+    """max |runtime command - reference command| over the first `steps` steps of episode `seed`, both acting on the
+    runtime's own trajectory (two separate rollouts would amplify float differences through contacts)."""
+    obs = task.reset(seed)
+    runtime.reset(seed)
+    reference.reset(seed)
+    worst = 0.0
+    for _ in range(steps):
+        command = runtime.act(obs)
+        worst = max(worst, float(np.max(np.abs(command - reference.act(obs)))))
+        step = task.step(command)
+        obs = step.obs
+        if step.terminated or step.truncated:
+            break
+    return worst
+
+
 def _check_finetune_parity(config: ResidualRunConfig, run_dir: Path, learner_state: dict, artifact_dir: Path,
                            seed: int = EVAL_SEED_BASE, steps: int = 20, atol: float = 2e-3) -> float:
     """The exported fine-tuned policy through the runtime commands what the learner's policy commands through the
@@ -374,17 +391,7 @@ def _check_finetune_parity(config: ResidualRunConfig, run_dir: Path, learner_sta
         reference = space.policy(ConstantBase(space.constant_u(), features_from=features_from, name="finetune"),
                                  LearnerResidual(DMPOActor(policy, generator=None).mean, space))
         runtime = load_policy(task.spec, str(artifact_dir))
-        obs = task.reset(seed)
-        runtime.reset(seed)
-        reference.reset(seed)
-        worst = 0.0
-        for _ in range(steps):
-            command = runtime.act(obs)
-            worst = max(worst, float(np.max(np.abs(command - reference.act(obs)))))
-            step = task.step(command)
-            obs = step.obs
-            if step.terminated or step.truncated:
-                break
+        worst = largest_command_difference(task, runtime, reference, seed, steps)
     finally:
         task.close()
     if worst > atol:
@@ -409,17 +416,7 @@ def check_composed_parity(config: ResidualRunConfig, space: ResidualSpace, polic
     try:
         runtime = load_policy(task.spec, config.base, artifact_dir)
         reference = space.policy(load_policy(task.spec, config.base).base, LearnerResidual(mean, space))
-        obs = task.reset(seed)
-        runtime.reset(seed)
-        reference.reset(seed)
-        worst = 0.0
-        for _ in range(steps):
-            command = runtime.act(obs)
-            worst = max(worst, float(np.max(np.abs(command - reference.act(obs)))))
-            step = task.step(command)
-            obs = step.obs
-            if step.terminated or step.truncated:
-                break
+        worst = largest_command_difference(task, runtime, reference, seed, steps)
     finally:
         task.close()
     if worst > atol:
