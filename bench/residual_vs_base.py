@@ -6,12 +6,17 @@ one base with the training seeds of its residual (`--base LABEL=DIR[,DIR...]`): 
 its Wilson interval (the seeds share the base and the evaluation seeds, so the base is measured once per run
 and must agree), y the mean over seeds of base + residual with its Student-t interval (one seed: Wilson).
 The diagonal (no gain) and the diagonal + 0.2 (issue 16's bar) are drawn. Writes a PNG and prints one JSON
-object.
+object. `--keep LABEL=JSON` redraws a point from an earlier output of this script (its runs need not be here
+any more; its `runs` and figures are carried over unchanged).
 
     .venv/bin/python bench/residual_vs_base.py \\
         --base "BC 20 demos=runs/res_weak_s0,runs/res_weak_s1,runs/res_weak_s2" \\
         --base "BC 60 demos=runs/res_strong_s0,runs/res_strong_s1" \\
         --out bench/results/residual_vs_base_ur5_pick.png
+    # a point measured earlier, whose runs are gone, from that figure's JSON (write the new JSON elsewhere:
+    # the shell empties a redirect's target before the script reads it)
+    .venv/bin/python bench/residual_vs_base.py --base "BC 60 demos=runs/res_strong_s0,runs/res_strong_s1" \
+        --keep "BC 20 demos=bench/results/residual_vs_base_ur5_pick_v1.json" --out bench/results/residual_vs_base_ur5_pick.png
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ def read_final(run: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", action="append", required=True, metavar="LABEL=DIR[,DIR...]",
+    ap.add_argument("--base", action="append", default=[], metavar="LABEL=DIR[,DIR...]",
                     help="one base: the residual runs on it, one per training seed (repeatable)")
+    ap.add_argument("--keep", action="append", default=[], metavar="LABEL=JSON",
+                    help="a point of an earlier output of this script (its `points` entry LABEL), drawn again (repeatable)")
     ap.add_argument("--title", default=None, help="plot title (default: the task)")
     ap.add_argument("--out", required=True, help="PNG to write")
     args = ap.parse_args()
@@ -49,7 +56,18 @@ def main() -> int:
 
     from training.evaluation import mean_interval, success_interval
 
+    if not args.base and not args.keep:
+        raise SystemExit("residual_vs_base: give at least one --base or --keep")
     points, task = {}, None
+    for item in args.keep:
+        label, sep, path = item.partition("=")
+        earlier = json.loads(Path(path).read_text()) if sep and Path(path).is_file() else None
+        if earlier is None or label not in earlier.get("points", {}):
+            raise SystemExit(f"residual_vs_base: --keep expects LABEL=JSON of an earlier output holding point LABEL, got {item!r}")
+        if task is not None and earlier["task"] != task:
+            raise SystemExit(f"residual_vs_base: {path} is a {earlier['task']} figure, not {task}")
+        task = earlier["task"]
+        points[label] = {**earlier["points"][label], "kept_from": path}
     for item in args.base:
         label, sep, dirs = item.partition("=")
         if not sep or not label or not dirs:
