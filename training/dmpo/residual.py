@@ -57,7 +57,7 @@ from sim_bridge.spec import TaskSpec
 from sim_bridge.task import Observation, Task
 from training.bc.network import ResNet18Half
 from training.dmpo.networks import GaussianPolicy
-from training.dmpo.train import EnvStep
+from training.dmpo.train import EnvStep, flat_input
 from training.seeds import STATS_SEED_BASE, statistics_episode_seed
 
 
@@ -281,7 +281,7 @@ class ResidualSpace:
     def input(self, obs: Observation, base: BaseOutput) -> np.ndarray:
         """The policy's whole input: the vector, then (with a camera) the stack flattened."""
         vector = self.vector(obs, base)
-        return vector if self.camera is None else np.concatenate([vector, self.frames(obs).reshape(-1)])
+        return vector if self.camera is None else flat_input({"obs": vector[None], "image": self.frames(obs)[None]})[0]
 
     def policy(self, base: Base, residual=None) -> ComposedPolicy:
         """The composed policy of this space: base + (optional) residual + safety, with this mode's composition."""

@@ -368,28 +368,23 @@ def _check_finetune_parity(config: ResidualRunConfig, run_dir: Path, learner_sta
     fine-tuning composition, step by step on the runtime's trajectory (the learner reads frames at the replay's
     float16 precision, hence the tolerance); returns the largest difference, or raises `ArtifactError`."""
     from policies.artifact import ArtifactError
-    from policies.runtime import camera_for_artifacts, load_base, load_policy
-    from sim_bridge import make_task
-    from training.dmpo.networks import EncodedPolicy, ImageEncoder
+    from policies.runtime import load_policy
+    from training.dmpo.networks import EncodedPolicy
     from training.dmpo.residual import LearnerResidual
     from training.dmpo.train import DMPOActor
 
     stats = _stats_from_json(json.loads((run_dir / "stats.json").read_text())["stats"])
-    task = make_task(config.task, camera=camera_for_artifacts(config.base))
-    try:
-        base = load_base(config.base, task.spec)
+    task, base = _make(config)
+    try:  # the run's own environment and networks, with the checkpoint's weights
         space = _space(config, task, base, stats)
-        weight, bias, _ = bc_head(base.artifact)
-        policy: torch.nn.Module = FineTunePolicy(weight, bias, init_std=config.train.learner.init_std)
+        env, policy = _env_and_policy(config, task, base, space)
         policy.load_state_dict(learner_state["policy"])
-        if space.camera is not None:
-            vector_dim = int(yaml.safe_load((run_dir / "run.yaml").read_text())["obs_dim"])
-            encoder = ImageEncoder(vector_dim, space.camera.shape, resnet=bc_encoder(base.artifact))
+        env.reset(seed)
+        encoder = _encoder(config, base, env)
+        if encoder is not None:
             encoder.load_state_dict(learner_state["target_encoder"])
             policy = EncodedPolicy(encoder.eval(), policy)
-        features_from = None if config.finetune_encoder else base
-        reference = space.policy(ConstantBase(space.constant_u(), features_from=features_from, name="finetune"),
-                                 LearnerResidual(DMPOActor(policy, generator=None).mean, space))
+        reference = space.policy(env.base, LearnerResidual(DMPOActor(policy, generator=None).mean, space))
         runtime = load_policy(task.spec, str(artifact_dir))
         worst = largest_command_difference(task, runtime, reference, seed, steps)
     finally:

@@ -152,7 +152,7 @@ class DMPOActor:
     def act(self, obs: np.ndarray, env) -> tuple[np.ndarray, dict]:
         device = next(self.policy.parameters()).device
         if self.images:
-            obs = np.concatenate([obs, env.frames().reshape(-1)])
+            obs = flat_input({"obs": obs[None], "image": env.frames()[None]})[0]
         mean, std = self.policy(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
         noise = torch.randn(mean.shape, generator=self.generator, device=self.generator.device)
         return (mean + std * noise.to(device))[0].cpu().numpy(), {}
