@@ -127,8 +127,9 @@ class Motion:
     `target(obs)` is evaluated every step, so targets relative to moving objects follow them.
     `jump(obs, ctx)` is evaluated every step and may return the name of a motion to go to
     (e.g. back to "grasp" when the object slipped), or None to stay.
-    `primitive(obs, ctx)`, when given, replaces the P-law: it returns (lin_vel, ang_vel)
-    (a scripted or learned primitive, e.g. in-hand reorientation).
+    `primitive(obs, ctx)`, when given, replaces the P-law: it returns (lin_vel, ang_vel), or
+    `JointTargets` for a primitive that commands the joints itself (a scripted or learned primitive,
+    e.g. the pen's learned in-hand reorientation, `controllers.experts.adroit.LearnedPrimitive`).
     """
 
     name: str
@@ -150,6 +151,13 @@ class Motion:
             raise ValueError(f"motion {self.name!r}: timeout_steps must be >= 1")
         if self.min_steps < 0 or self.min_steps > self.timeout_steps:
             raise ValueError(f"motion {self.name!r}: min_steps must be in [0, timeout_steps]")
+
+
+@dataclass(frozen=True)
+class JointTargets:
+    """What a joint-space primitive returns: position targets for the joints it drives, in the task's action layout."""
+
+    q: np.ndarray
 
 
 @dataclass
@@ -178,6 +186,8 @@ class MotionCommand:
     motion: str
     done: bool
     """True once the last motion has completed: the expert holds still."""
+    joint_targets: np.ndarray | None = None
+    """A joint-space primitive's targets (`JointTargets.q`) this step; None for a Cartesian command."""
 
 
 class MotionSequencer:
@@ -236,7 +246,11 @@ class MotionSequencer:
         motion = self.motions[ctx.index]
         ctx.steps_in_motion += 1
         if motion.primitive is not None:
-            lin, ang = motion.primitive(obs, ctx)
+            out = motion.primitive(obs, ctx)
+            if isinstance(out, JointTargets):
+                return MotionCommand(np.zeros(3), np.zeros(3), motion.gripper, motion.name, False,
+                                     joint_targets=np.asarray(out.q, np.float64))
+            lin, ang = out
         elif motion.target is None:
             lin, ang = np.zeros(3), np.zeros(3)
         else:

@@ -177,7 +177,7 @@ def check_variant(spec: BaseSpec, task: str) -> None:
     """Refuse a waypoint base the task's expert table does not have (the expert's message lists the known variants)."""
     if not spec.is_waypoint:
         return
-    from controllers.experts import make_expert
+    from policies.experts import make_expert
 
     try:
         make_expert(task, variant=spec.variant)

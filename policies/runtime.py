@@ -203,7 +203,7 @@ class WaypointBase:
     artifact = None
 
     def __init__(self, task_spec: TaskSpec, variant: str | None = None, expert=None):
-        from controllers.experts import make_expert
+        from policies.experts import make_expert
 
         self.spec = task_spec
         self.variant = variant

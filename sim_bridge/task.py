@@ -87,6 +87,11 @@ class Task(abc.ABC):
     def step_count(self) -> int:
         """Control steps taken in the current episode."""
 
+    def shaped_reward(self) -> float:
+        """A dense reward on the current state, for learning a primitive from scratch (`rrl train req --reward
+        shaped`); the task's own reward stays the sparse success. Tasks without one refuse."""
+        raise NotImplementedError(f"task {self.spec.name!r} has no shaped reward (tasks with one: adroit_pen)")
+
     def __enter__(self) -> "Task":
         return self
 

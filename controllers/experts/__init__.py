@@ -37,9 +37,12 @@ EXPERTS: dict[str, tuple[str, str]] = {
 }
 
 
-def make_expert(task: str, variant: str | None = None, noise_std: float = 0.0) -> Expert:
-    """Build the expert of `task`; `variant` selects a documented alternative (e.g. a suboptimal one)."""
+def make_expert(task: str, variant: str | None = None, noise_std: float = 0.0, primitive=None) -> Expert:
+    """Build the expert of `task`; `variant` selects a documented alternative (e.g. a suboptimal one).
+    `primitive`: the learned primitive a variant runs (adroit_pen's `primitive`); `policies.experts.make_expert`
+    loads the shipped one, since this package does not run networks."""
     if task not in EXPERTS:
         raise KeyError(f"no expert for task {task!r}; known: {sorted(EXPERTS)}")
     module, factory = EXPERTS[task]
-    return getattr(importlib.import_module(module), factory)(variant=variant, noise_std=noise_std)
+    parts = {} if primitive is None else {"primitive": primitive}
+    return getattr(importlib.import_module(module), factory)(variant=variant, noise_std=noise_std, **parts)

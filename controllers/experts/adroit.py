@@ -19,8 +19,9 @@ Action layout (see `sim_bridge.adroit.tasks`): position targets in joint units,
 (`spec.state.unpack(obs["state"])`); no simulator is imported here.
 
 These experts are deliberately simple ("suboptimal"): fixed postures, no force
-control, no in-hand manipulation. Pen has no arm; its expert tilts the wrist
-toward the goal axis and holds the pen (see `pen_expert`).
+control, no in-hand manipulation. Pen has no arm; its default expert tilts the wrist
+toward the goal axis and holds the pen; its `primitive` variant runs the learned
+in-hand reorientation primitive as a motion (`pen_expert`; `policies.experts` loads it).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from controllers.waypoint import (
-    Motion, MotionContext, MotionSequencer, NamedObs, Target, WaypointController, WaypointGains,
+    JointTargets, Motion, MotionContext, MotionSequencer, NamedObs, Target, WaypointController, WaypointGains,
     interpolate_posture,
 )
 
@@ -401,9 +402,68 @@ def hammer_expert(variant: str | None = None, noise_std: float = 0.0) -> HandMot
                             wrist_rad=HAMMER_WRIST_RAD)
 
 
-def pen_expert(variant: str | None = None, noise_std: float = 0.0) -> "PenExpert":
-    """Pen: hold the pen on the flat hand and tilt the wrist toward the goal axis (no in-hand reorientation)."""
-    return PenExpert(noise_std=noise_std)
+PEN_VARIANTS: dict[str | None, str] = {
+    None: "wrist-only tilt toward the goal axis with the hand open (no in-hand reorientation)",
+    "primitive": "the learned in-hand reorientation primitive (REQ from scratch on the shaped orientation reward, "
+                 "policies/pretrained/req_adroit_pen_primitive) as a motion of the sequence",
+}
+"""Known pen expert variants, with what each does."""
+
+
+def pen_expert(variant: str | None = None, noise_std: float = 0.0, primitive=None):
+    """Pen: by default hold the pen on the flat hand and tilt the wrist toward the goal axis (no in-hand
+    reorientation, 0.01 on held-out seeds); `primitive`: one "reorient" motion whose primitive is the learned
+    policy `primitive(obs, ctx) -> JointTargets` (the REQ paper's motion tuple with a learned primitive).
+    This module is numpy only: `policies.experts.make_expert` loads the shipped primitive and passes it here."""
+    if variant == "default":
+        variant = None
+    if variant not in PEN_VARIANTS:
+        known = sorted("default" if v is None else v for v in PEN_VARIANTS)
+        raise ValueError(f"unknown expert variant {variant!r} for adroit_pen; known: {known}")
+    if variant is None:
+        return PenExpert(noise_std=noise_std)
+    if primitive is None:
+        raise ValueError("adroit_pen's primitive variant runs a learned primitive: build it with "
+                         "policies.experts.make_expert (it loads the shipped one), or pass primitive=")
+    return PrimitiveExpert([Motion("reorient", None, None, timeout_steps=PEN_HORIZON_STEPS, primitive=primitive)],
+                           noise_std=noise_std)
+
+
+PEN_HORIZON_STEPS = 50
+"""adroit_pen's horizon at 10 Hz (`sim_bridge.adroit.tasks.HORIZON_S`): the reorient motion never times out."""
+
+
+class PrimitiveExpert:
+    """A motion sequence whose motions command the joints through primitives (`JointTargets`); after the last
+    motion it holds the last targets. `noise_std` (rad): Gaussian noise on every target (noisy demonstrations)."""
+
+    def __init__(self, motions: list[Motion], noise_std: float = 0.0):
+        for m in motions:
+            if m.primitive is None:
+                raise ValueError(f"motion {m.name!r}: a primitive expert's motions need a primitive")
+        self.sequencer = MotionSequencer(motions, WaypointController(WaypointGains()), pose=lambda o: (np.zeros(3), None))
+        self.noise_std = noise_std
+        self.reset(0)
+
+    def reset(self, seed: int) -> None:
+        self.sequencer.reset()
+        self.rng = np.random.default_rng([int(seed), 10])
+        self._last: np.ndarray | None = None
+
+    @property
+    def ctx(self) -> MotionContext:
+        return self.sequencer.ctx
+
+    def act(self, obs: NamedObs) -> np.ndarray:
+        cmd = self.sequencer.act(obs)
+        if cmd.joint_targets is not None:
+            self._last = cmd.joint_targets
+        elif self._last is None:  # done before any primitive ran: hold the measured joints (pen: all are actuated)
+            self._last = np.asarray(obs["joint_pos_rad"], np.float64).copy()
+        action = self._last.copy()
+        if self.noise_std > 0:
+            action = action + self.rng.normal(0.0, self.noise_std, size=action.shape)
+        return action
 
 
 class PenExpert:

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from controllers.experts import make_expert
+    from policies.experts import make_expert
     from sim_bridge import make_task
     from training.evaluation import evaluate, ExpertPolicy
 

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _expert_policy(task, args):
     """The expert recording loop, bound to its policy (built first so a task without an expert fails early)."""
-    from controllers.experts import make_expert
+    from policies.experts import make_expert
     from training.demos.recording import record_policy
     from training.evaluation import ExpertPolicy
 

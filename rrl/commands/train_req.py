@@ -8,8 +8,9 @@ Every flag but --algo, --out, --config and --json is a field of `training.req.co
 `--n-step`) or of the shared `RunOptions` (--device, --workers, ...). `--config YAML` holds
 TrainConfig fields (`learner: {...}` nested); the flags given override it (`rrl.config_args`).
 Two presets on top: `--algo crr` sets `learner.operator: td0` (CRR is REQ with the TD(0)
-operator), and `--mode rlfd` turns off the expert-action improvement (eq. 4) unless the file or
-`--expert-action-improvement` sets it: REQfD fits the prior to dataset actions only.
+operator), and `--mode rlfd` or `--mode scratch` turns off the expert-action improvement (eq. 4) unless
+the file or `--expert-action-improvement` sets it: REQfD fits the prior to dataset actions only, and a
+primitive learned from scratch never sees the expert.
 
 Resumes from the newest complete checkpoint in RUN/checkpoints/ when there is one (same
 configuration; another is refused, naming the fields). `rrl export RUN --out DIR` then writes the
@@ -60,7 +61,7 @@ def config_values(args: argparse.Namespace) -> dict:
     learner = dict(values.get("learner") or {})
     if args.algo is not None:
         learner["operator"] = OPERATOR_OF_ALGO[args.algo]
-    if values.get("mode") == "rlfd":
+    if values.get("mode") in ("rlfd", "scratch"):
         learner.setdefault("expert_action_improvement", False)
     return {**values, "learner": learner}
 

@@ -78,6 +78,8 @@ DOOR_OPEN_RAD = 1.35
 HAMMER_NAIL_TOLERANCE_M = 0.01
 PEN_POSITION_TOLERANCE_M = 0.075
 PEN_MIN_AXIS_DOT = 0.95
+PEN_DROPPED_Z_M = 0.15
+"""Pen centre height (m) below which it has left the hand (it rests at ~0.23 m in the hand, ~0.02 m on the floor)."""
 RELOCATE_TOLERANCE_M = 0.10
 
 
@@ -415,6 +417,15 @@ class PenTask(AdroitTask):
     def is_success(self) -> bool:
         pen_dir, target_dir = self._dirs()
         return pen_success(self.data.body("Object").xpos, self._site("eps_ball"), pen_dir, target_dir)
+
+    def shaped_reward(self) -> float:
+        """Orientation error plus distance, never positive, so reaching the goal (which ends the episode) is
+        worth more than hovering near it: (pen axis . goal axis - 1) - |pen - goal| in m - 1 if the pen has
+        fallen out of the hand (centre below `PEN_DROPPED_Z_M`)."""
+        pen_dir, target_dir = self._dirs()
+        pos = self.data.body("Object").xpos
+        dropped = pos[2] < PEN_DROPPED_Z_M
+        return float(np.dot(pen_dir, target_dir)) - 1.0 - float(np.linalg.norm(pos - self._site("eps_ball"))) - float(dropped)
 
 
 class RelocateTask(AdroitTask):

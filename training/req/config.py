@@ -15,6 +15,8 @@ from training.seeds import check_run_seed
 
 OPERATORS = ("req", "td0")
 """Policy evaluation operators: `req` (eq. 2 of the REQ paper) and `td0` (CRR)."""
+REWARDS = ("sparse", "shaped")
+"""Training rewards: the task's success, or its shaped reward plus the success."""
 ACTING = ("prior", "importance")
 """How a policy acts: its prior (sample, or the mean at evaluation) or importance sampling softmax(Q/eta)."""
 
@@ -83,8 +85,13 @@ class TrainConfig:
 
     task: str
     """Task name (`sim_bridge.make_task`), e.g. `ur5_bowl`."""
-    mode: Literal["rlfse", "rlfd"] = "rlfse"
-    """Exploration: `rlfse` (intertwining, lambda_intertwine 0.5, lambda_psi 0.75) or `rlfd` (0, 0.25)."""
+    mode: Literal["rlfse", "rlfd", "scratch"] = "rlfse"
+    """Exploration: `rlfse` (intertwining, lambda_intertwine 0.5, lambda_psi 0.75), `rlfd` (0, 0.25), or
+    `scratch` (the expert never acts; needs `learner.expert_action_improvement: false`)."""
+    reward: Literal["sparse", "shaped"] = "sparse"
+    """Training reward: the task's sparse success, or `shaped`: the task's dense reward
+    (`sim_bridge.task.Task.shaped_reward`, e.g. adroit_pen's orientation error) plus the success.
+    Evaluation always counts success."""
     expert_variant: str | None = None
     """Expert variant (`controllers.experts.make_expert`), e.g. the suboptimal `no_retry`."""
     expert_noise_std: float = 0.0
@@ -128,6 +135,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if isinstance(self.learner, dict):
             object.__setattr__(self, "learner", REQConfig(**self.learner))
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
+        if self.mode == "scratch" and self.learner.expert_action_improvement:
+            raise ValueError("mode scratch learns without the expert: set learner.expert_action_improvement to false "
+                             "(eq. 4 would fit the prior to the expert's actions)")
 
     @property
     def algo(self) -> str:

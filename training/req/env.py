@@ -57,8 +57,17 @@ def action_center_scale(spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
 class TaskEnv:
     """A `sim_bridge` task plus its scripted expert behind `ExpertEnv` (see module docstring)."""
 
-    def __init__(self, task: Task, expert: Expert, residual: bool = False, residual_scale: float = 0.5):
+    def __init__(self, task: Task, expert: Expert, residual: bool = False, residual_scale: float = 0.5,
+                 reward: str = "sparse"):
         self.task = task
+        self.reward = reward
+        """`sparse`: the task's reward (1 on success); `shaped`: `task.shaped_reward()` after each step plus it."""
+        if reward == "shaped":
+            if type(task).shaped_reward is Task.shaped_reward:  # refused before any training
+                raise ValueError(f"reward shaped: task {task.spec.name!r} has no shaped reward "
+                                 "(`sim_bridge.task.Task.shaped_reward`; tasks with one: adroit_pen)")
+        elif reward != "sparse":
+            raise ValueError(f"reward must be sparse or shaped, got {reward!r}")
         self.expert = expert
         self.spec = task.spec
         self.residual = residual
@@ -133,7 +142,8 @@ class TaskEnv:
         obs = self._observe(step.obs) if not done else (
             np.concatenate([np.asarray(step.obs["state"], np.float32), self._u]) if self.residual
             else np.asarray(step.obs["state"], np.float32))
-        return EnvStep(obs, float(step.reward), bool(step.terminated), bool(truncated), bool(step.success))
+        reward = float(step.reward) + (self.task.shaped_reward() if self.reward == "shaped" else 0.0)
+        return EnvStep(obs, reward, bool(step.terminated), bool(truncated), bool(step.success))
 
     def close(self) -> None:
         self.task.close()

@@ -8,7 +8,8 @@ opposite, which is what the name means and what we do.)
 
 Modes (Table 6): RLfD = (lambda_intertwine 0, lambda_psi 0.25): a quarter of the episodes are
 expert demonstrations; RLfSE = (0.5, 0.75). Expected fraction of expert steps is lambda_psi in
-both cases.
+both cases. `scratch` = (0, 0): the expert never acts, the way the paper learns its primitives
+(with eq. 3 alone: `REQConfig.expert_action_improvement` off, which `TrainConfig` requires).
 
 Expert and policy steps go to one replay; every stored state carries psi(s) (`expert_action`),
 so eq. 4 can use the expert's label on states the policy visited. Episodes are collected by the
@@ -44,8 +45,9 @@ class IntertwineConfig:
 MODES: dict[str, IntertwineConfig] = {
     "rlfd": IntertwineConfig(lambda_intertwine=0.0, lambda_psi=0.25),
     "rlfse": IntertwineConfig(lambda_intertwine=0.5, lambda_psi=0.75),
+    "scratch": IntertwineConfig(lambda_intertwine=0.0, lambda_psi=0.0),
 }
-"""Table 6 of the paper."""
+"""Table 6 of the paper, plus `scratch` (no expert steps: a primitive learned from scratch)."""
 
 
 def intertwine_config(mode: str) -> IntertwineConfig:

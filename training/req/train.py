@@ -45,11 +45,11 @@ from training.seeds import EVAL_SEED_BASE, evaluation_episode_seed
 
 def make_task_env(config: TrainConfig) -> TaskEnv:
     """The default env: `sim_bridge` task (state observations, no camera) plus its expert."""
-    from controllers.experts import make_expert
+    from policies.experts import make_expert
     from sim_bridge import make_task
 
     return TaskEnv(make_task(config.task), make_expert(config.task, variant=config.expert_variant, noise_std=config.expert_noise_std),
-                   residual=config.residual, residual_scale=config.residual_scale)
+                   residual=config.residual, residual_scale=config.residual_scale, reward=config.reward)
 
 
 def evaluate_learner(env: ExpertEnv, learner: REQLearner | REQActor, episodes: int, seed: int = EVAL_SEED_BASE,
