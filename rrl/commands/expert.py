@@ -22,9 +22,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise SystemExit("--episodes must be >= 1")
+    try:  # an unknown task or variant, or a variant's learned primitive that is missing: one line
+        expert = make_expert(args.task, variant=args.variant, noise_std=args.noise_std)
+    except (KeyError, ValueError) as e:
+        raise SystemExit(f"rrl expert: {e.args[0] if e.args else e}") from None
     task = make_task(args.task)
     try:
-        policy = ExpertPolicy(make_expert(args.task, variant=args.variant, noise_std=args.noise_std), task.spec)
+        policy = ExpertPolicy(expert, task.spec)
         result = evaluate(task, policy, episodes=args.episodes, seed=args.seed, progress=not args.json)
     finally:
         task.close()
