@@ -129,7 +129,7 @@ class Motion:
     (e.g. back to "grasp" when the object slipped), or None to stay.
     `primitive(obs, ctx)`, when given, replaces the P-law: it returns (lin_vel, ang_vel), or
     `JointTargets` for a primitive that commands the joints itself (a scripted or learned primitive,
-    e.g. the pen's learned in-hand reorientation, `controllers.experts.adroit.LearnedPrimitive`).
+    e.g. the pen's learned in-hand reorientation, `policies.experts.LearnedPrimitive`).
     """
 
     name: str
