@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from controllers.experts import make_expert
 from sim_bridge import make_task
 from training.evaluation import ExpertPolicy, run_episode
@@ -25,20 +27,25 @@ def test_one_lockstep_pen_episode_matches_the_in_process_run(launch, tmp_path):
     assert sim["commands_received"] == sim["ticks"] and sim["ticks_without_command"] == 0
 
 
-def test_the_shipped_hand_residual_runs_on_its_bc_base_as_rrl_eval_does(launch, tmp_path):
-    """The DMPO residual on the door's state BC base, in the lockstep stack: the same episodes, step for step,
-    as the in-process evaluation `rrl eval` runs (one policy path), with the residual engaged on every tick."""
-    from policies.runtime import load_policy
+@pytest.mark.parametrize("bc, residual, camera_px, episodes", [
+    ("bc_adroit_door_state", "residual_dmpo_adroit_door", 0, 3),
+    ("bc_adroit_door_rgbp", "residual_dmpo_adroit_door_rgbp", 84, 2),  # RRLfD's setting: the base sees RGB frames
+], ids=["state", "rgb"])
+def test_the_shipped_hand_residual_runs_on_its_bc_base_as_rrl_eval_does(launch, tmp_path, bc, residual, camera_px, episodes):
+    """A DMPO residual on a door BC base (state, or RGB + proprio with the camera's frames over DDS), in the
+    lockstep stack: the same episodes, step for step, as the in-process evaluation `rrl eval` runs (one policy
+    path), with the residual engaged on every tick."""
+    from policies.runtime import camera_for_artifacts, load_policy
 
     pretrained = ROOT / "policies" / "pretrained"
-    bc, residual = pretrained / "bc_adroit_door_state", pretrained / "residual_dmpo_adroit_door"
-    episodes, seed = 3, 1_000_000
-    with make_task("adroit_door") as task:
+    bc, residual = pretrained / bc, pretrained / residual
+    seed = 1_000_000
+    with make_task("adroit_door", camera=camera_for_artifacts(str(bc), str(residual))) as task:
         policy = load_policy(task.spec, str(bc), str(residual))
         expected = [run_episode(task, policy, seed + i) for i in range(episodes)]
 
     run = launch("task:=adroit_door", "clock_mode:=lockstep", f"episodes:={episodes}", f"seed:={seed}", "base:=bc",
-                 f"base_artifact:={bc}", f"residual:={residual}", report=tmp_path / "r.json",
+                 f"base_artifact:={bc}", f"residual:={residual}", f"camera_px:={camera_px}", report=tmp_path / "r.json",
                  file=ROOT / "launch" / "adroit.launch.yaml")
     assert run.wait() == 0, run.output
     report = run.report()
