@@ -38,6 +38,7 @@ from controllers.residual import ResidualComposer
 from policies.runtime import BaseOutput, ComposedPolicy, ConstantBase, WaypointBase
 from sim_bridge.spec import TaskSpec
 from sim_bridge.task import Task
+from training.req.config import REWARDS
 from training.rollout import EnvStep, RolloutEnv
 
 
@@ -66,8 +67,8 @@ class TaskEnv:
             if type(task).shaped_reward is Task.shaped_reward:  # refused before any training
                 raise ValueError(f"reward shaped: task {task.spec.name!r} has no shaped reward "
                                  "(`sim_bridge.task.Task.shaped_reward`; tasks with one: adroit_pen)")
-        elif reward != "sparse":
-            raise ValueError(f"reward must be sparse or shaped, got {reward!r}")
+        elif reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
         self.expert = expert
         self.spec = task.spec
         self.residual = residual
