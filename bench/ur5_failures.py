@@ -1,0 +1,102 @@
+"""Why a ur5_pick or ur5_push policy fails: each failed episode sorted by how far it got.
+
+Runs a base (+ residual) through the runtime (`policies.runtime.load_policy`, the policy `rrl eval` runs, safety
+included) on held-out seeds and records, per episode, the closest the tool came to the cube's centre, how the
+cube moved and how often the gripper was commanded shut. A failure is then
+
+- ur5_pick: `not_reached`, the tool never came within `--reach-m` (3 cm) of the cube's centre (the policy went
+  to the wrong place: localisation); `not_lifted`, it reached the cube but the cube never rose 1 cm (the grasp
+  missed or never closed); `dropped`, the cube rose 1 cm or more but never reached the success height.
+- ur5_push: `not_moved`, the cube never moved 1 cm; `stopped_short`, it ended within twice the success radius
+  of the target (6 cm: pushed most of the way, then left); `stopped_far`, farther. `last_move_step` is the last
+  step at which the cube moved more than 1 mm (a policy that stalls leaves it there for the rest of the episode).
+
+Prints one JSON object (the counts, every episode, the machine).
+
+    .venv/bin/python bench/ur5_failures.py --task ur5_pick --base policies/pretrained/bc_ur5_pick --episodes 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+from machine_info import machine
+
+LIFTED_M = 0.01
+"""Rise of the cube's centre (m) that counts as lifted."""
+MOVED_M = 0.01
+"""Travel of the cube's centre (m) that counts as moved (push)."""
+STEP_MOVE_M = 0.001
+"""Travel in one step (m) that counts as the cube moving (push's `last_move_step`)."""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", choices=("ur5_pick", "ur5_push"), default="ur5_pick")
+    ap.add_argument("--base", required=True, help="base artifact (or waypoint spec) to run")
+    ap.add_argument("--residual", default=None, help="residual artifact on top of the base")
+    ap.add_argument("--episodes", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=1_000_000, help="first seed (held-out seeds start at 1 000 000)")
+    ap.add_argument("--reach-m", type=float, default=0.03, help="tool-to-cube-centre distance that counts as reached")
+    args = ap.parse_args()
+
+    from policies.runtime import camera_for_artifacts, load_policy, tool_position
+    from sim_bridge import make_task
+
+    task = make_task(args.task, camera=camera_for_artifacts(args.base, args.residual))
+    policy = load_policy(task.spec, args.base, args.residual)
+    grip = task.spec.action.slices()["gripper"].start
+    episodes = []
+    for seed in range(args.seed, args.seed + args.episodes):
+        obs = task.reset(seed)
+        policy.reset(seed)
+        start = task.cube_pose()[0].copy()
+        last = start
+        rise, closest, closes, shut, last_move = 0.0, np.inf, 0, False, 0
+        while True:
+            action = policy.act(obs)
+            now_shut = bool(action[grip] > 0.5)
+            closes += int(now_shut and not shut)
+            shut = now_shut
+            step = task.step(action)
+            obs = step.obs
+            cube = task.cube_pose()[0]
+            rise = max(rise, float(cube[2] - start[2]))
+            if np.linalg.norm(cube[:2] - last[:2]) > STEP_MOVE_M:
+                last_move = task.step_count
+            last = cube.copy()
+            tool = tool_position(task.spec, obs)
+            if tool is not None:
+                closest = min(closest, float(np.linalg.norm(tool - cube)))
+            if step.terminated or step.truncated:
+                break
+        row = {"seed": seed, "steps": task.step_count, "closest_m": round(closest, 4), "gripper_closes": closes,
+               "cube_size_m": round(float(task.cube_size_m), 4)}
+        if args.task == "ur5_pick":
+            row["cube_rise_m"] = round(rise, 4)
+            outcome = ("success" if step.success else "not_reached" if closest > args.reach_m
+                       else "not_lifted" if rise < LIFTED_M else "dropped")
+        else:
+            moved = float(np.linalg.norm(last[:2] - start[:2]))
+            to_target = float(np.linalg.norm(last[:2] - task.target_pos[:2]))
+            row.update(cube_moved_m=round(moved, 4), final_to_target_m=round(to_target, 4), last_move_step=last_move,
+                       start_to_target_m=round(float(np.linalg.norm(start[:2] - task.target_pos[:2])), 4))
+            outcome = ("success" if step.success else "not_moved" if moved < MOVED_M
+                       else "stopped_short" if to_target < 2 * task.success_radius_m else "stopped_far")
+        episodes.append({"outcome": outcome, **row})
+    task.close()
+    kinds = (("success", "not_reached", "not_lifted", "dropped") if args.task == "ur5_pick"
+             else ("success", "not_moved", "stopped_short", "stopped_far"))
+    counts = {k: sum(e["outcome"] == k for e in episodes) for k in kinds}
+    failed = [e["closest_m"] for e in episodes if e["outcome"] != "success"]
+    print(json.dumps({"task": args.task, "base": args.base, "residual": args.residual, "episodes": args.episodes, "seed": args.seed,
+                      "reach_m": args.reach_m, "counts": counts,
+                      "median_closest_m_of_failures": float(np.median(failed)) if failed else None,
+                      "per_episode": episodes, "machine": machine("pybullet", "onnxruntime")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
