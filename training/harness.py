@@ -395,6 +395,10 @@ class OffPolicyLoop:
             w.add_scalar("eval/mean_steps_success", result["mean_steps_success"], total)
         return entry
 
+    def _evaluated_now(self) -> bool:
+        """The last evaluation was at the current frame count."""
+        return bool(self.state.history) and self.state.history[-1]["frames"] == self.state.frames + self.schedule.frames_offset
+
     # --- the loop --------------------------------------------------------------------------------
 
     def train(self) -> LoopResult:
@@ -455,7 +459,8 @@ class OffPolicyLoop:
 
             while self.state.frames < s.frames:
                 if self.state.frames >= self.state.next_eval:
-                    self._evaluate(wall())
+                    if not self._evaluated_now():  # a finished run extended on resume ended with this evaluation
+                        self._evaluate(wall())
                     self.state.next_eval += s.eval_every_frames
                 if self.pool is None:
                     index = self.state.episodes
@@ -485,7 +490,7 @@ class OffPolicyLoop:
                     break
             if self.pool is not None:
                 self.pool.drain()
-            if not self.state.history or self.state.history[-1]["frames"] != self.state.frames + s.frames_offset:
+            if not self._evaluated_now():
                 self._evaluate(wall())
             self._checkpoint(wall())
         finally:

@@ -60,6 +60,17 @@ def test_run_resumes_from_its_checkpoint(tmp_path):
     assert frames[-1] >= 1200 and frames == sorted(set(frames))  # no evaluation repeated after resuming
 
 
+def test_a_finished_run_extended_on_resume_does_not_repeat_its_last_evaluation(tmp_path):
+    """The run ends past an evaluation point (its final evaluation is the loop's last); extended with a larger
+    --frames it goes on to the next point without evaluating the same frame count again."""
+    train(PointMassReach(), evaluate_point_mass, config(1000), tmp_path, np.zeros(4), np.ones(4), progress=False)
+    first = [int(r["frames"]) for r in read_eval(tmp_path)]
+    assert first[-1] >= 1000
+    train(PointMassReach(), evaluate_point_mass, config(2100), tmp_path, np.zeros(4), np.ones(4), resume=True, progress=False)
+    frames = [int(r["frames"]) for r in read_eval(tmp_path)]
+    assert frames[:len(first)] == first and frames == sorted(set(frames)) and frames[-1] >= 2100, frames
+
+
 def test_critic_update_reduces_td_loss_on_a_fixed_batch():
     learner = make_agent(3, 2, TrainConfig(learner=TINY))
     g = torch.Generator().manual_seed(0)
