@@ -52,14 +52,19 @@ def test_every_shipped_policy_yaml_is_sealed_and_matches_its_model():
         load_artifact(directory)
 
 
+DEPTH_RESIDUALS = ("residual_dmpo_ur5_pick_depth", "residual_dmpo_ur5_bowl_depth")
+"""Residuals on a shipped depth BC base (RRLfD's setting)."""
+
+
 def test_pretrained_artifacts_are_shipped():
-    assert {p.name for p in ARTIFACTS} >= {"bc_ur5_pick", "bc_ur5_bowl", "bc_ur5_push", "residual_dmpo_ur5_pick_depth"}
+    assert {p.name for p in ARTIFACTS} >= {"bc_ur5_pick", "bc_ur5_bowl", "bc_ur5_push", *DEPTH_RESIDUALS}
 
 
-def test_depth_residual_sits_on_the_shipped_depth_base():
+@pytest.mark.parametrize("name", DEPTH_RESIDUALS)
+def test_depth_residual_sits_on_the_shipped_depth_base(name):
     """RRLfD's setting: the residual reads the depth BC's bottleneck features, so its base must be the image
     network shipped beside it, and the recorded comparison must be on the same seeds as its base's."""
-    header = load_artifact(PRETRAINED / "residual_dmpo_ur5_pick_depth", check_graph=False)
+    header = load_artifact(PRETRAINED / name, check_graph=False)
     base = load_artifact(PRETRAINED / header.base, check_graph=False)
     assert header.kind == "residual" and base.kind == "bc" and base.has_output("features")
     assert "features" in header.inputs[0].sources and base.camera is not None and base.camera.modality == "depth"
