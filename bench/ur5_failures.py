@@ -9,7 +9,8 @@ cube moved and how often the gripper was commanded shut. A failure is then
   missed or never closed); `dropped`, the cube rose 1 cm or more but never reached the success height.
 - ur5_push: `not_moved`, the cube never moved 1 cm; `stopped_short`, it ended within twice the success radius
   of the target (6 cm: pushed most of the way, then left); `stopped_far`, farther. `last_move_step` is the last
-  step at which the cube moved more than 1 mm (a policy that stalls leaves it there for the rest of the episode).
+  step at which the cube moved more than 1 mm (a policy that stalls leaves it there for the rest of the episode),
+  and `final_tool_z_m` where the tool then is (the push expert pushes at 2.5 cm and backs off to 8 cm).
 
 Prints one JSON object (the counts, every episode, the machine).
 
@@ -73,7 +74,8 @@ def main() -> int:
             if step.terminated or step.truncated:
                 break
         row = {"seed": seed, "steps": task.step_count, "closest_m": round(closest, 4), "gripper_closes": closes,
-               "cube_size_m": round(float(task.cube_size_m), 4)}
+               "cube_size_m": round(float(task.cube_size_m), 4),
+               "final_tool_z_m": None if tool is None else round(float(tool[2]), 4)}
         if args.task == "ur5_pick":
             row["cube_rise_m"] = round(rise, 4)
             outcome = ("success" if step.success else "not_reached" if closest > args.reach_m
