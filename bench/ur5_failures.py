@@ -10,7 +10,11 @@ cube moved and how often the gripper was commanded shut. A failure is then
 - ur5_push: `not_moved`, the cube never moved 1 cm; `stopped_short`, it ended within twice the success radius
   of the target (6 cm: pushed most of the way, then left); `stopped_far`, farther. `last_move_step` is the last
   step at which the cube moved more than 1 mm (a policy that stalls leaves it there for the rest of the episode),
-  and `final_tool_z_m` where the tool then is (the push expert pushes at 2.5 cm and backs off to 8 cm).
+  and `final_tool_z_m` where the tool then is (the push expert pushes at 2.5 cm and backs off to 8 cm). What the
+  policy does once the cube has stopped (the steps after `last_move_step`): `after_stop_speed_m_s`, its mean
+  commanded speed (0: idle); `after_stop_vz_reversals_per_10s`, how often its commanded vertical velocity
+  changes direction (|vz| > 1 cm/s; a policy bobbing up and down in place); `after_stop_lateral_m`,
+  the tool's median distance from the line through the cube to the target (the expert pushes on that line).
 
 Prints one JSON object (the counts, every episode, the machine).
 
@@ -31,6 +35,27 @@ MOVED_M = 0.01
 """Travel of the cube's centre (m) that counts as moved (push)."""
 STEP_MOVE_M = 0.001
 """Travel in one step (m) that counts as the cube moving (push's `last_move_step`)."""
+
+
+def _off_line(tool_xy: np.ndarray, cube_xy: np.ndarray, target_xy: np.ndarray) -> float:
+    """Distance (m) of the tool from the line through the cube and the target (the push expert's line)."""
+    d = target_xy - cube_xy
+    n = float(np.linalg.norm(d))
+    rel = tool_xy - cube_xy
+    return float(np.linalg.norm(rel)) if n < 1e-6 else abs(float(rel[0] * d[1] - rel[1] * d[0])) / n
+
+
+def _after_stop(commands: np.ndarray, laterals: np.ndarray) -> dict:
+    """What the policy commands once the cube has stopped: mean speed, vertical reversals per 10 s (10 Hz
+    control), the median distance from the push line (None when the cube moved up to the last step)."""
+    if len(commands) < 2:
+        return {"after_stop_speed_m_s": None, "after_stop_vz_reversals_per_10s": None, "after_stop_lateral_m": None}
+    vz = commands[:, 2]
+    signs = np.sign(vz[np.abs(vz) > 0.01])
+    reversals = int(np.count_nonzero(signs[1:] != signs[:-1]))
+    return {"after_stop_speed_m_s": round(float(np.linalg.norm(commands, axis=1).mean()), 4),
+            "after_stop_vz_reversals_per_10s": round(reversals * 100.0 / len(vz), 2),
+            "after_stop_lateral_m": round(float(np.nanmedian(laterals)), 4)}
 
 
 def main() -> int:
@@ -58,6 +83,7 @@ def main() -> int:
         start = task.cube_pose()[0].copy()
         last = start
         rise, closest, closes, shut, last_move = 0.0, np.inf, 0, False, 0
+        commands, laterals = [], []
         while True:
             action = policy.act(obs)
             now_shut = bool(action[grip] > 0.5)
@@ -73,6 +99,8 @@ def main() -> int:
             tool = tool_position(task.spec, obs)
             if tool is not None:
                 closest = min(closest, float(np.linalg.norm(tool - cube)))
+            commands.append(np.asarray(action[:3], float))
+            laterals.append(np.nan if tool is None else _off_line(tool[:2], cube[:2], task.target_pos[:2]))
             if step.terminated or step.truncated:
                 break
         row = {"seed": seed, "steps": task.step_count, "closest_m": round(closest, 4), "gripper_closes": closes,
@@ -86,7 +114,8 @@ def main() -> int:
             moved = float(np.linalg.norm(last[:2] - start[:2]))
             to_target = float(np.linalg.norm(last[:2] - task.target_pos[:2]))
             row.update(cube_moved_m=round(moved, 4), final_to_target_m=round(to_target, 4), last_move_step=last_move,
-                       start_to_target_m=round(float(np.linalg.norm(start[:2] - task.target_pos[:2])), 4))
+                       start_to_target_m=round(float(np.linalg.norm(start[:2] - task.target_pos[:2])), 4),
+                       **_after_stop(np.array(commands[last_move:]), np.array(laterals[last_move:])))
             outcome = ("success" if step.success else "not_moved" if moved < MOVED_M
                        else "stopped_short" if to_target < 2 * task.success_radius_m else "stopped_far")
         episodes.append({"outcome": outcome, **row})
@@ -98,8 +127,16 @@ def main() -> int:
     print(json.dumps({"task": args.task, "base": args.base, "residual": args.residual, "episodes": args.episodes, "seed": args.seed,
                       "reach_m": args.reach_m, "counts": counts,
                       "median_closest_m_of_failures": float(np.median(failed)) if failed else None,
+                      **(_push_summary(episodes) if args.task == "ur5_push" else {}),
                       "per_episode": episodes, "machine": machine("pybullet", "onnxruntime")}))
     return 0
+
+
+def _push_summary(episodes: list[dict]) -> dict:
+    """Medians over the failed push episodes where the cube stopped before the end."""
+    stalled = [e for e in episodes if e["outcome"] != "success" and e["after_stop_speed_m_s"] is not None]
+    return {f"median_{k}_of_stalls": (float(np.median([e[k] for e in stalled])) if stalled else None)
+            for k in ("after_stop_speed_m_s", "after_stop_vz_reversals_per_10s", "after_stop_lateral_m")}
 
 
 if __name__ == "__main__":
