@@ -14,7 +14,9 @@ cube moved and how often the gripper was commanded shut. A failure is then
   policy does once the cube has stopped (the steps after `last_move_step`): `after_stop_speed_m_s`, its mean
   commanded speed (0: idle); `after_stop_vz_reversals_per_10s`, how often its commanded vertical velocity
   changes direction (|vz| > 1 cm/s; a policy bobbing up and down in place); `after_stop_lateral_m`,
-  the tool's median distance from the line through the cube to the target (the expert pushes on that line).
+  the tool's median distance from the line through the cube to the target (the expert pushes on that line);
+  `after_stop_expert_motions`, the share of those steps in each motion of the scripted expert run beside the
+  policy on the same observations (it never acts: what it would be doing where the policy went).
 
 Prints one JSON object (the counts, every episode, the machine).
 
@@ -45,17 +47,20 @@ def _off_line(tool_xy: np.ndarray, cube_xy: np.ndarray, target_xy: np.ndarray) -
     return float(np.linalg.norm(rel)) if n < 1e-6 else abs(float(rel[0] * d[1] - rel[1] * d[0])) / n
 
 
-def _after_stop(commands: np.ndarray, laterals: np.ndarray) -> dict:
+def _after_stop(commands: np.ndarray, laterals: np.ndarray, motions: list[str]) -> dict:
     """What the policy commands once the cube has stopped: mean speed, vertical reversals per 10 s (10 Hz
-    control), the median distance from the push line (None when the cube moved up to the last step)."""
+    control), the median distance from the push line, the expert's motions beside it (None when the cube moved
+    up to the last step)."""
     if len(commands) < 2:
-        return {"after_stop_speed_m_s": None, "after_stop_vz_reversals_per_10s": None, "after_stop_lateral_m": None}
+        return {"after_stop_speed_m_s": None, "after_stop_vz_reversals_per_10s": None, "after_stop_lateral_m": None,
+                "after_stop_expert_motions": None}
     vz = commands[:, 2]
     signs = np.sign(vz[np.abs(vz) > 0.01])
     reversals = int(np.count_nonzero(signs[1:] != signs[:-1]))
     return {"after_stop_speed_m_s": round(float(np.linalg.norm(commands, axis=1).mean()), 4),
             "after_stop_vz_reversals_per_10s": round(reversals * 100.0 / len(vz), 2),
-            "after_stop_lateral_m": round(float(np.nanmedian(laterals)), 4)}
+            "after_stop_lateral_m": round(float(np.nanmedian(laterals)), 4),
+            "after_stop_expert_motions": {m: round(motions.count(m) / len(motions), 3) for m in sorted(set(motions))}}
 
 
 def main() -> int:
@@ -71,11 +76,13 @@ def main() -> int:
     args = ap.parse_args()
 
     from policies.runtime import camera_for_artifacts, load_policy, tool_position
+    from controllers.experts import make_expert
     from sim_bridge import make_task
 
     task = make_task(args.task, camera=camera_for_artifacts(args.base, args.residual))
     policy = load_policy(task.spec, args.base, args.residual)
     grip = task.spec.action.slices()["gripper"].start
+    beside = make_expert(args.task) if args.task == "ur5_push" else None
     episodes = []
     for seed in range(args.seed, args.seed + args.episodes):
         obs = task.reset(seed)
@@ -83,9 +90,14 @@ def main() -> int:
         start = task.cube_pose()[0].copy()
         last = start
         rise, closest, closes, shut, last_move = 0.0, np.inf, 0, False, 0
-        commands, laterals = [], []
+        commands, laterals, motions = [], [], []
+        if beside is not None:
+            beside.reset(seed)
         while True:
             action = policy.act(obs)
+            if beside is not None:
+                beside.act(task.spec.state.unpack(obs["state"]))
+                motions.append(beside.motion)
             now_shut = bool(action[grip] > 0.5)
             closes += int(now_shut and not shut)
             shut = now_shut
@@ -115,7 +127,7 @@ def main() -> int:
             to_target = float(np.linalg.norm(last[:2] - task.target_pos[:2]))
             row.update(cube_moved_m=round(moved, 4), final_to_target_m=round(to_target, 4), last_move_step=last_move,
                        start_to_target_m=round(float(np.linalg.norm(start[:2] - task.target_pos[:2])), 4),
-                       **_after_stop(np.array(commands[last_move:]), np.array(laterals[last_move:])))
+                       **_after_stop(np.array(commands[last_move:]), np.array(laterals[last_move:]), motions[last_move:]))
             outcome = ("success" if step.success else "not_moved" if moved < MOVED_M
                        else "stopped_short" if to_target < 2 * task.success_radius_m else "stopped_far")
         episodes.append({"outcome": outcome, **row})
@@ -135,8 +147,16 @@ def main() -> int:
 def _push_summary(episodes: list[dict]) -> dict:
     """Medians over the failed push episodes where the cube stopped before the end."""
     stalled = [e for e in episodes if e["outcome"] != "success" and e["after_stop_speed_m_s"] is not None]
-    return {f"median_{k}_of_stalls": (float(np.median([e[k] for e in stalled])) if stalled else None)
-            for k in ("after_stop_speed_m_s", "after_stop_vz_reversals_per_10s", "after_stop_lateral_m")}
+    summary = {f"median_{k}_of_stalls": (float(np.median([e[k] for e in stalled])) if stalled else None)
+               for k in ("after_stop_speed_m_s", "after_stop_vz_reversals_per_10s", "after_stop_lateral_m")}
+    steps: dict[str, float] = {}
+    for e in stalled:  # the expert's motions over all stalled steps, each episode weighted by its steps
+        n = e["steps"] - e["last_move_step"]
+        for m, share in e["after_stop_expert_motions"].items():
+            steps[m] = steps.get(m, 0.0) + share * n
+    total = sum(steps.values())
+    summary["expert_motions_of_stalls"] = {m: round(v / total, 3) for m, v in sorted(steps.items())} if total else None
+    return summary
 
 
 if __name__ == "__main__":
