@@ -75,8 +75,8 @@ def main() -> int:
     ap.add_argument("--reach-m", type=float, default=0.03, help="tool-to-cube-centre distance that counts as reached")
     args = ap.parse_args()
 
-    from policies.runtime import camera_for_artifacts, load_policy, tool_position
     from controllers.experts import make_expert
+    from policies.runtime import camera_for_artifacts, load_policy, tool_position
     from sim_bridge import make_task
 
     task = make_task(args.task, camera=camera_for_artifacts(args.base, args.residual))
