@@ -13,7 +13,7 @@ cube moved and how often the gripper was commanded shut. A failure is then
   and `final_tool_z_m` where the tool then is (the push expert pushes at 2.5 cm and backs off to 8 cm). What the
   policy does once the cube has stopped (the steps after `last_move_step`): `after_stop_speed_m_s`, its mean
   commanded speed (0: idle); `after_stop_vz_reversals_per_10s`, how often its commanded vertical velocity
-  changes direction (|vz| > 1 cm/s; a policy bobbing up and down in place); `after_stop_lateral_m`,
+  changes direction (|vz| > `FIRM_VZ_M_S`; a policy bobbing up and down in place); `after_stop_lateral_m`,
   the tool's median distance from the line through the cube to the target (the expert pushes on that line);
   `after_stop_expert_motions`, the share of those steps in each motion of the scripted expert run beside the
   policy on the same observations (it never acts: what it would be doing where the policy went).
@@ -37,6 +37,8 @@ MOVED_M = 0.01
 """Travel of the cube's centre (m) that counts as moved (push)."""
 STEP_MOVE_M = 0.001
 """Travel in one step (m) that counts as the cube moving (push's `last_move_step`)."""
+FIRM_VZ_M_S = 0.01
+"""Commanded vertical speed (m/s) above which its direction counts (push's vertical reversals)."""
 
 
 def _off_line(tool_xy: np.ndarray, cube_xy: np.ndarray, target_xy: np.ndarray) -> float:
@@ -47,18 +49,18 @@ def _off_line(tool_xy: np.ndarray, cube_xy: np.ndarray, target_xy: np.ndarray) -
     return float(np.linalg.norm(rel)) if n < 1e-6 else abs(float(rel[0] * d[1] - rel[1] * d[0])) / n
 
 
-def _after_stop(commands: np.ndarray, laterals: np.ndarray, motions: list[str]) -> dict:
-    """What the policy commands once the cube has stopped: mean speed, vertical reversals per 10 s (10 Hz
-    control), the median distance from the push line, the expert's motions beside it (None when the cube moved
-    up to the last step)."""
+def _after_stop(commands: np.ndarray, laterals: np.ndarray, motions: list[str], rate_hz: float) -> dict:
+    """What the policy commands once the cube has stopped (one row a control step at `rate_hz`): mean speed,
+    vertical reversals per 10 s, the median distance from the push line, the expert's motions beside it (None
+    when the cube moved up to the last step)."""
     if len(commands) < 2:
         return {"after_stop_speed_m_s": None, "after_stop_vz_reversals_per_10s": None, "after_stop_lateral_m": None,
                 "after_stop_expert_motions": None}
     vz = commands[:, 2]
-    signs = np.sign(vz[np.abs(vz) > 0.01])
+    signs = np.sign(vz[np.abs(vz) > FIRM_VZ_M_S])
     reversals = int(np.count_nonzero(signs[1:] != signs[:-1]))
     return {"after_stop_speed_m_s": round(float(np.linalg.norm(commands, axis=1).mean()), 4),
-            "after_stop_vz_reversals_per_10s": round(reversals * 100.0 / len(vz), 2),
+            "after_stop_vz_reversals_per_10s": round(reversals * 10.0 * rate_hz / len(vz), 2),
             "after_stop_lateral_m": round(float(np.nanmedian(laterals)), 4),
             "after_stop_expert_motions": {m: round(motions.count(m) / len(motions), 3) for m in sorted(set(motions))}}
 
@@ -127,7 +129,8 @@ def main() -> int:
             to_target = float(np.linalg.norm(last[:2] - task.target_pos[:2]))
             row.update(cube_moved_m=round(moved, 4), final_to_target_m=round(to_target, 4), last_move_step=last_move,
                        start_to_target_m=round(float(np.linalg.norm(start[:2] - task.target_pos[:2])), 4),
-                       **_after_stop(np.array(commands[last_move:]), np.array(laterals[last_move:]), motions[last_move:]))
+                       **_after_stop(np.array(commands[last_move:]), np.array(laterals[last_move:]), motions[last_move:],
+                                     task.spec.control_rate_hz))
             outcome = ("success" if step.success else "not_moved" if moved < MOVED_M
                        else "stopped_short" if to_target < 2 * task.success_radius_m else "stopped_far")
         episodes.append({"outcome": outcome, **row})
