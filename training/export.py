@@ -69,6 +69,10 @@ def onnx_bytes(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]
         return path.read_bytes()
 
 
+FP16_SUFFIX = "__fp16"
+"""Name suffix of an initialiser stored as float16 by `store_weights_fp16` (the float32 name is the Cast's output)."""
+
+
 def store_weights_fp16(model: bytes, min_elements: int = 16) -> bytes:
     """Store the float32 initialisers of an ONNX model as float16, each followed by a Cast back to float32.
 
@@ -84,7 +88,7 @@ def store_weights_fp16(model: bytes, min_elements: int = 16) -> bytes:
     initialisers, casts = [], []
     for init in graph.initializer:
         if init.data_type == TensorProto.FLOAT and int(np.prod(init.dims)) >= min_elements:
-            half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "__fp16")
+            half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + FP16_SUFFIX)
             initialisers.append(half)
             casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=init.name + "__cast"))
         else:

@@ -81,40 +81,74 @@ def input_sources(base: Base | None, mode: str = "residual", images: bool = Fals
 
 
 def bc_encoder(artifact: PolicyArtifact) -> ResNet18Half:
-    """The image BC's ResNet-18-half with the BC run's best weights (`encoder.*` of the checkpoint's `model`)."""
+    """The image BC's ResNet-18-half with the BC run's best weights (`encoder.*` of the checkpoint's `model`).
+
+    Needs the run's checkpoint: end-to-end fine-tuning trains the ResNet on batch statistics, and the artifact's
+    graph has its BatchNorm layers folded into the convolutions (`training.bc.network.fuse_batchnorm`)."""
     image = next((i for i in artifact.inputs if i.is_image), None)
     if image is None:
         raise ValueError(f"{artifact.describe()} reads no images: there is no ResNet to fine-tune end to end")
-    model = _bc_weights(artifact)
+    model, folded = bc_weights(artifact)
+    if folded:
+        raise FileNotFoundError(
+            f"{artifact.describe()}: end-to-end fine-tuning needs the BC run's checkpoint (its BatchNorm statistics), "
+            f"not found at {_bc_checkpoint(artifact)}; the artifact's graph has them folded into the convolutions. "
+            "Fine-tuning with the features frozen (without --finetune-encoder) runs from the artifact alone")
     encoder = ResNet18Half(int(image.shape[1]))
     encoder.load_state_dict({k[len("encoder."):]: v for k, v in model.items() if k.startswith("encoder.")})
     return encoder
 
 
-def _bc_weights(artifact: PolicyArtifact) -> dict:
-    """The BC run's best weights (`training.bc.train.best_weights_path(provenance.run)`, key `model`)."""
+def _bc_checkpoint(artifact: PolicyArtifact):
+    """The BC run's best weights file (`training.bc.train.best_weights_path(provenance.run)`), or None."""
     from pathlib import Path
 
     from training.bc.train import best_weights_path
 
     run = artifact.provenance.get("run")
-    ckpt = best_weights_path(Path(str(run))) if run else None
-    if ckpt is None or not ckpt.is_file():
-        raise FileNotFoundError(f"{artifact.describe()}: fine-tuning needs the BC run's checkpoint, not found at {ckpt}")
-    return torch.load(ckpt, weights_only=False, map_location="cpu")["model"]
+    return best_weights_path(Path(str(run))) if run else None
+
+
+def bc_weights(artifact: PolicyArtifact) -> tuple[dict[str, torch.Tensor], bool]:
+    """The BC network's weights (`training.bc.network.BCNet` state dict keys) and whether BatchNorm is folded.
+
+    From the BC run's best weights (key `model`) while the run directory is there: (weights, False). Otherwise from
+    the artifact's own graph, which holds the network the runtime runs (`training.bc.train.export_run`: an
+    `ExportWrapper` around the net, BatchNorm folded into the convolutions for images, float16-stored weights
+    cast back): (weights of `fuse_batchnorm(BCNet(...))`, True). So a shipped artifact can be fine-tuned without
+    the run that made it.
+    """
+    ckpt = _bc_checkpoint(artifact)
+    if ckpt is not None and ckpt.is_file():
+        return torch.load(ckpt, weights_only=False, map_location="cpu")["model"], False
+    import onnx
+    from onnx import numpy_helper
+
+    from training.export import FP16_SUFFIX
+
+    prefix = "net."  # ExportWrapper.net
+    weights = {}
+    for init in onnx.load(str(artifact.model_path)).graph.initializer:
+        name = init.name.removesuffix(FP16_SUFFIX)
+        if name.startswith(prefix):
+            weights[name[len(prefix):]] = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32))
+    if "head.weight" not in weights:
+        raise ValueError(f"{artifact.describe()}: no BC network in its graph (no net.head.weight) and no BC run "
+                         f"checkpoint at {ckpt}; fine-tuning needs one of them")
+    return weights, any(i.is_image for i in artifact.inputs)
 
 
 def bc_head(artifact: PolicyArtifact) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """The BC network's output layer for the action at t: (weight (A, H), bias (A,), its input sources).
 
-    Read from the BC run's best weights (`training.bc.train.best_weights_path(provenance.run)`, key `model`,
-    `head.weight` (K·A, H) with the K horizons major). The head reads the 256-d bottleneck
-    features, plus the normalised proprioception when the encoder is the image ResNet.
+    From `bc_weights` (the run's best weights, or the artifact's graph): `head.weight` (K·A, H) with the K
+    horizons major. The head reads the 256-d bottleneck features, plus the normalised proprioception when the
+    encoder is the image ResNet.
     """
     if (artifact.provenance.get("training") or {}).get("action_targets") == "joint_delta":
         raise ValueError(f"{artifact.describe()} regresses joint offsets (action_targets joint_delta); fine-tuning reads "
                          "the BC head as absolute actions, so it cannot start from this base")
-    model = _bc_weights(artifact)
+    model, _ = bc_weights(artifact)
     a = artifact.action.size
     weight, bias = model["head.weight"][:a].clone(), model["head.bias"][:a].clone()
     features = artifact.output("features").shape[-1]

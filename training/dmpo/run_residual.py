@@ -293,15 +293,16 @@ def export_finetune(run_dir: str | Path, out_dir: str | Path, overwrite: bool = 
     """The `rrl export` hook for `dmpo_finetune` runs: the fine-tuned policy as a `bc` artifact (algo `dmpo`).
 
     A fine-tuning policy is the BC network with another output layer (and, end to end, another ResNet): the
-    BC run's best weights with the head's rows for the action at t replaced by the learner's mean layer (the
-    target encoder's ResNet when the encoder was trained, as the actors ran it), exported with the base
+    BC run's best weights (or, once that run is gone, the base artifact's own graph: `residual.bc_weights`) with
+    the head's rows for the action at t replaced by the learner's mean layer (the target encoder's ResNet when
+    the encoder was trained, as the actors ran it), exported with the base
     artifact's inputs, camera and statistics. So `rrl eval`, the ROS node and the generalisation bench run it as
     any BC base: the runtime's u = μ(A) + σ(A)∘out with the gripper at out > 0 is the fine-tuning action map
     (`ResidualSpace(mode="finetune")`). Parity-checked against the learner through the composed policy.
     """
     from policies.artifact import load_artifact
     from training.bc.network import BCNet, ExportWrapper, fuse_batchnorm
-    from training.dmpo.residual import _bc_weights
+    from training.dmpo.residual import bc_weights
     from training.export import export_artifact, git_commit
 
     run_dir = Path(run_dir)
@@ -319,7 +320,10 @@ def export_finetune(run_dir: str | Path, out_dir: str | Path, overwrite: bool = 
     scalar = next((i for i in base.inputs if not i.is_image), None)
     a = base.action.size
     net = BCNet(a, image_channels=int(image.shape[1]) if image else 0, scalar_dim=int(scalar.shape[1]) if scalar else 0)
-    net.load_state_dict(_bc_weights(base))
+    weights, folded = bc_weights(base)  # folded: read from the base artifact's graph (its run is gone)
+    if folded:
+        net = fuse_batchnorm(net)
+    net.load_state_dict(weights)
     if config.finetune_encoder:
         resnet = {k[len("resnet."):]: v for k, v in learner["target_encoder"].items() if k.startswith("resnet.")}
         net.encoder.load_state_dict(resnet)
@@ -331,7 +335,8 @@ def export_finetune(run_dir: str | Path, out_dir: str | Path, overwrite: bool = 
         net.head.weight[:a] = weight
         net.head.bias[:a] = bias
     net.eval()
-    wrapper = ExportWrapper(fuse_batchnorm(net) if image else net, torch.as_tensor(base.action.binary_mask())).eval()
+    wrapper = ExportWrapper(fuse_batchnorm(net) if image and not folded else net,
+                            torch.as_tensor(base.action.binary_mask())).eval()
     rng = np.random.default_rng(0)
     samples = {i.name: (rng.random((16, *i.shape[1:])) if i.is_image else rng.normal(size=(16, *i.shape[1:]))).astype(np.float32)
                for i in base.inputs}

@@ -306,3 +306,44 @@ def test_end_to_end_finetuning_runs_and_exports_a_bc_artifact_the_runtime_runs(t
         (tmp_path / "fake").mkdir()
         (tmp_path / "fake" / "run.yaml").write_text("kind: residual\n")
         export_finetune(tmp_path / "fake", tmp_path / "x")
+
+
+@pytest.mark.timeout(600)
+def test_finetuning_with_frozen_features_runs_from_the_artifact_alone(tmp_path):
+    """A shipped image BC whose run directory is gone: its head and network come out of its own graph (BatchNorm
+    folded, as exported), fine-tuning with the features frozen trains and exports from them (the export checks the
+    new graph against the learner through the composed policy), and end-to-end fine-tuning, which needs the run's
+    BatchNorm statistics, is refused in a message that names the run and the way that still works."""
+    import shutil
+
+    from policies.artifact import load_artifact
+    from rrl.cli import main
+    from training.dmpo.residual import base_statistics, bc_encoder, bc_head, bc_weights
+    from training.dmpo.run_residual import RandomBase
+
+    task = make_task("ur5_pick", camera=CameraConfig(width_px=32, height_px=32))
+    try:
+        stats, _ = base_statistics(task, RandomBase(task.spec), episodes=1)
+        bc = image_bc_artifact(task.spec, stats, tmp_path)
+    finally:
+        task.close()
+    from_run = bc_head(bc)
+    assert not bc_weights(bc)[1]
+    shutil.rmtree(tmp_path / "run")
+    weights, folded = bc_weights(bc)
+    assert folded and "encoder.stem.0.bias" in weights and not any("bn" in k for k in weights)
+    for ours, theirs in zip(bc_head(bc)[:2], from_run[:2]):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)  # float32 weights: the head is stored as trained
+    with pytest.raises(FileNotFoundError, match="BatchNorm statistics.*features frozen"):
+        bc_encoder(bc)
+
+    run = tmp_path / "ft"
+    assert main(["train", "residual", "--algo", "dmpo", "--task", "ur5_pick", "--base", str(bc.path), "--finetune",
+                 "--frames", "200", "--min-replay", "100", "--batch-size", "32", "--eval-every-frames", "1000",
+                 "--eval-episodes", "1", "--stats-episodes", "1", "--out", str(run), "--json"]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "exported"), "--json"]) == 0
+    exported = load_artifact(tmp_path / "exported")
+    assert exported.kind == "bc" and exported.algo == "dmpo" and exported.camera.width_px == 32
+    with pytest.raises(SystemExit, match="BatchNorm statistics"):
+        main(["train", "residual", "--algo", "dmpo", "--task", "ur5_pick", "--base", str(bc.path), "--finetune",
+              "--finetune-encoder", "--frames", "200", "--stats-episodes", "1", "--out", str(tmp_path / "e2e")])
