@@ -28,6 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(all below 1000000, where held-out evaluation seeds start)")
     p.add_argument("--camera-px", type=int, default=240,
                    help="square camera resolution in pixels; 0 records state only (no camera)")
+    p.add_argument("--max-attempts", type=int, default=None,
+                   help="expert source: stop after this many episodes were tried, keeping what was recorded, and "
+                        "exit 0 (the report's 'requested' and 'stopped_at_max_attempts' say it fell short). "
+                        "Default 3 x --episodes + 10, where running out is an error (exit 1; the bag is still "
+                        "complete and usable)")
     p.add_argument("--variant", default=None, help="expert variant (expert source)")
     p.add_argument("--noise-std", type=float, default=0.0,
                    help="Gaussian noise on the expert's linear velocity, m/s (expert source)")
@@ -44,12 +49,16 @@ def run(args: argparse.Namespace) -> int:
     from sim_bridge import make_task
     from sim_bridge.task import CameraConfig
     from training.demos.bag import DemoBagWriter
+    from training.demos.recording import AttemptCapReached
     from training.demos.schema import BagSpec
     from training.output import writing
     from training.seeds import DEMO_SEED_BASE, SeedRangeError, demo_episode_seed
 
     if args.episodes < 1:
         raise SystemExit("--episodes must be >= 1")
+    if args.max_attempts is not None and (args.max_attempts < 1 or args.source != "expert"):
+        raise SystemExit(f"--max-attempts applies to --source expert and must be >= 1, got {args.max_attempts} "
+                         f"with --source {args.source}")
     if args.camera_px < 0 or 0 < args.camera_px < 8:
         raise SystemExit(f"--camera-px must be 0 (no camera) or >= 8, got {args.camera_px}")
     seed = DEMO_SEED_BASE if args.seed is None else args.seed
@@ -79,13 +88,18 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(str(e)) from None
         with writing(args.out), writer:
             summary = act(writer, seed)
+    except AttemptCapReached as e:  # the default cap: fewer than asked is an error, the bag is kept
+        raise SystemExit(f"rrl record: {e}. {args.out} holds the {len(e.summary.kept)} kept episodes, complete and "
+                         f"usable; give --max-attempts to make such a stop intended") from None
     finally:
         task.close()
     report = {"task": args.task, "source": args.source, "out": args.out, **summary}
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{args.task}: kept {report['episodes']} episodes ({report['kept_steps']} steps) in {args.out}; "
+        short = (f" of {report['requested']} asked (stopped at --max-attempts)"
+                 if report.get("stopped_at_max_attempts") else "")
+        print(f"{args.task}: kept {report['episodes']} episodes{short} ({report['kept_steps']} steps) in {args.out}; "
               f"{report['attempts']} attempted, success rate {report['success_rate']:.2f}", file=sys.stderr)
     return 0
 
@@ -93,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 def _expert_policy(task, args):
     """The expert recording loop, bound to its policy (built first so a task without an expert fails early)."""
     from policies.experts import make_expert
-    from training.demos.recording import record_policy
+    from training.demos.recording import AttemptCapReached, record_policy
     from training.evaluation import ExpertPolicy
 
     try:
@@ -102,9 +116,15 @@ def _expert_policy(task, args):
         raise SystemExit(f"--source expert: {e.args[0] if e.args else e}") from None
 
     def act(writer, seed) -> dict:
-        return record_policy(task, policy, writer, episodes=args.episodes, seed=seed,
-                             keep_failures=args.keep == "failures", progress=not args.json,
-                             variant=args.variant, noise_std=args.noise_std).to_dict()
+        try:
+            summary = record_policy(task, policy, writer, episodes=args.episodes, seed=seed,
+                                    keep_failures=args.keep == "failures", max_attempts=args.max_attempts,
+                                    progress=not args.json, variant=args.variant, noise_std=args.noise_std)
+        except AttemptCapReached as e:
+            if args.max_attempts is None:
+                raise
+            return {**e.summary.to_dict(), "requested": args.episodes, "stopped_at_max_attempts": True}
+        return {**summary.to_dict(), "requested": args.episodes, "stopped_at_max_attempts": False}
 
     return act
 

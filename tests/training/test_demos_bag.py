@@ -344,3 +344,23 @@ def test_rgb_camera_task_round_trip(tmp_path):
     images = ref[schema.RGB_TOPIC]
     assert all(m.encoding == "rgb8" and m.step == 32 * 3 for _, m in images)
     np.testing.assert_array_equal(ds.episodes[0].frames, [m.data.reshape(32, 32, 3) for _, m in images])
+
+
+def test_running_out_of_attempts_keeps_the_bag(tmp_path, capsys):
+    """The pen's scripted expert solves ~1 % of episodes, so it runs out of attempts. With --max-attempts that is
+    the intended stop (exit 0, the report says it fell short); at the default cap it is an error in one line. Both
+    times the bag is complete and readable."""
+    base = ["record", "--task", "adroit_pen", "--source", "expert", "--camera-px", "0", "--json"]
+    capped = tmp_path / "capped"
+    assert rrl_main(base + ["--episodes", "5", "--max-attempts", "3", "--keep", "failures", "--out", str(capped)]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["attempts"] == 3 and report["episodes"] == 3 and report["requested"] == 5
+    assert report["stopped_at_max_attempts"] is True
+    assert len(read_info(capped).episodes) == 3
+
+    default = tmp_path / "default"
+    with pytest.raises(SystemExit, match=r"only 0 of 1 episodes kept after 13 attempts .* holds the 0 kept episodes"):
+        rrl_main(base + ["--episodes", "1", "--out", str(default)])
+    assert read_info(default).episodes == []
+    with pytest.raises(SystemExit, match="--max-attempts applies to --source expert"):
+        rrl_main(base + ["--episodes", "1", "--max-attempts", "0", "--out", str(tmp_path / "zero")])

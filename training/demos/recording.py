@@ -47,6 +47,16 @@ class RecordSummary:
                 "kept_steps": sum(e.steps for e in self.kept)}
 
 
+class AttemptCapReached(RuntimeError):
+    """`record_policy` ran out of attempts with fewer episodes kept than asked. The episodes kept so far are in the
+    bag, complete and readable; `summary` says what was recorded."""
+
+    def __init__(self, summary: RecordSummary, episodes: int, max_attempts: int):
+        self.summary, self.episodes, self.max_attempts = summary, episodes, max_attempts
+        super().__init__(f"only {len(summary.kept)} of {episodes} episodes kept after {summary.attempts} attempts "
+                         f"({summary.successes} successes, the cap is {max_attempts}); the policy fails too often")
+
+
 class SimClock:
     """Simulated recording time in ns: `now_ns`, advanced per step and between episodes."""
 
@@ -89,20 +99,22 @@ def record_policy(task: Task, policy: Policy, writer: DemoBagWriter, episodes: i
     """Record until `episodes` episodes are kept, trying seeds `seed, seed + 1, ...` (`demo_episode_seed`).
 
     Without `keep_failures` only successful episodes are kept; `max_attempts`
-    (default 3 x episodes + 10) stops a policy that rarely succeeds, with an error.
+    (default 3 x episodes + 10) stops a policy that rarely succeeds: `AttemptCapReached`, raised after the
+    last attempt's episode is finished, so the bag holds every kept episode.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     demo_episode_seed(seed, 0)  # a first seed outside the demonstration range fails before anything is recorded
     max_attempts = 3 * episodes + 10 if max_attempts is None else max_attempts
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
     clock = clock or SimClock()
     summary = RecordSummary()
     bar = tqdm(total=episodes, desc=f"record {task.spec.name}", unit="ep", disable=not progress)
     try:
         while len(summary.kept) < episodes:
             if summary.attempts >= max_attempts:
-                raise RuntimeError(f"only {len(summary.kept)} of {episodes} episodes kept after {summary.attempts} "
-                                   f"attempts ({summary.successes} successes); the policy fails too often")
+                raise AttemptCapReached(summary, episodes, max_attempts)
             success, steps, record = record_episode(task, policy, writer, demo_episode_seed(seed, summary.attempts), clock,
                                                     keep_failures=keep_failures, **info)
             summary.attempts += 1
