@@ -6,12 +6,15 @@ configuration (`--run residual=runs/s0,runs/s1,runs/s2`, or the same label repea
 mean over seeds with its 95 % Student-t interval (`training.evaluation.seed_curve`), shaded. The base's
 success (through the runtime on held-out seeds, from a residual run's `summary.json`, or --base-success) and
 its mean length of successful episodes are dashed lines. Writes a PNG with two panels and prints one JSON
-object (the points of every curve, the machine).
+object (the points of every curve, the machine). `--keep LABEL=JSON` redraws a curve from an earlier output of
+this script, whose runs need not be here any more (it keeps its `runs` and is marked `kept_from`).
 
     .venv/bin/python bench/residual_curves.py \
         --run residual=runs/res_s0,runs/res_s1,runs/res_s2 --run scratch=runs/scratch_pick \
         --run fine-tuning=runs/ft_pick --base-from runs/res_s0 --base-label BC \
         --out bench/results/residual_curves_ur5_pick.png
+    .venv/bin/python bench/residual_curves.py --keep "residual=bench/results/residual_curves_ur5_pick.json" \
+        --run fine-tuning=runs/ft_pick_s1 --base-success 0.52 --out bench/results/residual_curves_ur5_pick_v2.png
 """
 
 from __future__ import annotations
@@ -43,10 +46,24 @@ def parse_runs(items: list[str]) -> dict[str, list[Path]]:
     return runs
 
 
+def kept_curves(items: list[str]) -> dict[str, dict]:
+    """LABEL=JSON items -> label: the curve LABEL of an earlier output of this script, marked `kept_from`."""
+    kept = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        earlier = json.loads(Path(path).read_text()) if sep and Path(path).is_file() else None
+        if earlier is None or label not in earlier.get("curves", {}):
+            raise SystemExit(f"residual_curves: --keep expects LABEL=JSON of an earlier output holding curve LABEL, got {item!r}")
+        kept[label] = {**earlier["curves"][label], "kept_from": path}
+    return kept
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", action="append", required=True, metavar="LABEL=DIR[,DIR...]",
+    ap.add_argument("--run", action="append", default=[], metavar="LABEL=DIR[,DIR...]",
                     help="a configuration to plot: one run, or its training seeds comma-separated (repeatable)")
+    ap.add_argument("--keep", action="append", default=[], metavar="LABEL=JSON",
+                    help="a curve LABEL from an earlier output of this script, its runs gone (repeatable)")
     ap.add_argument("--base-from", default=None, metavar="DIR", help="residual run whose summary.json has the base's held-out success")
     ap.add_argument("--base-success", type=float, default=None, help="base success rate to draw (overrides --base-from)")
     ap.add_argument("--base-label", default="base", help="legend label of the base line (e.g. BC, waypoint)")
@@ -61,8 +78,12 @@ def main() -> int:
 
     from training.evaluation import seed_curve
 
-    curves = {}
+    if not args.run and not args.keep:
+        raise SystemExit("residual_curves: give at least one --run or --keep")
+    curves = kept_curves(args.keep)
     for label, dirs in parse_runs(args.run).items():
+        if label in curves:
+            raise SystemExit(f"residual_curves: {label!r} is both kept and run; give it one source")
         rows = [read_eval(d) for d in dirs]
         curves[label] = {"runs": [str(d) for d in dirs], "success_rate": seed_curve(rows, "success_rate"),
                          "mean_steps_success": seed_curve(rows, "mean_steps_success"),
