@@ -52,7 +52,7 @@ def test_every_shipped_policy_yaml_is_sealed_and_matches_its_model():
         load_artifact(directory)
 
 
-DEPTH_RESIDUALS = ("residual_dmpo_ur5_pick_depth", "residual_dmpo_ur5_bowl_depth")
+DEPTH_RESIDUALS = ("residual_dmpo_ur5_pick_depth", "residual_dmpo_ur5_bowl_depth", "residual_dmpo_ur5_push_depth")
 """Residuals on a shipped depth BC base (RRLfD's setting)."""
 
 
