@@ -199,6 +199,19 @@ def image_bc_artifact(spec, stats, root, camera_px=32):
     return export_artifact(wrapper, samples, artifact, root / "bc", weights_fp16=False)
 
 
+def pick_image_bc_artifact(root):
+    """`image_bc_artifact` for ur5_pick at 32 px, with statistics from one random-action episode."""
+    from training.dmpo.residual import base_statistics
+    from training.dmpo.run_residual import RandomBase
+
+    task = make_task("ur5_pick", camera=CameraConfig(width_px=32, height_px=32))
+    try:
+        stats, _ = base_statistics(task, RandomBase(task.spec), episodes=1)
+        return image_bc_artifact(task.spec, stats, root)
+    finally:
+        task.close()
+
+
 def test_end_to_end_finetuning_starts_as_the_bc_policy(tmp_path):
     """The BC's own ResNet and head as the fine-tuning policy act as the BC artifact does through the runtime
     (on the frames at the replay's float16 precision, hence the tolerance)."""
@@ -279,15 +292,8 @@ def test_end_to_end_finetuning_runs_and_exports_a_bc_artifact_the_runtime_runs(t
     """`rrl train residual --finetune --finetune-encoder` on an image BC, then `rrl export`: a `bc` artifact (algo
     dmpo) whose ONNX graph the export checked against the learner through the composed policy; `rrl eval` runs it."""
     from rrl.cli import main
-    from training.dmpo.run_residual import RandomBase
-    from training.dmpo.residual import base_statistics
 
-    task = make_task("ur5_pick", camera=CameraConfig(width_px=32, height_px=32))
-    try:
-        stats, _ = base_statistics(task, RandomBase(task.spec), episodes=1)
-        bc = image_bc_artifact(task.spec, stats, tmp_path)
-    finally:
-        task.close()
+    bc = pick_image_bc_artifact(tmp_path)
     run = tmp_path / "ft"
     assert main(["train", "residual", "--algo", "dmpo", "--task", "ur5_pick", "--base", str(bc.path), "--finetune",
                  "--finetune-encoder", "--frames", "250", "--min-replay", "100", "--batch-size", "32",
@@ -318,15 +324,9 @@ def test_finetuning_with_frozen_features_runs_from_the_artifact_alone(tmp_path):
 
     from policies.artifact import load_artifact
     from rrl.cli import main
-    from training.dmpo.residual import base_statistics, bc_encoder, bc_head, bc_weights
-    from training.dmpo.run_residual import RandomBase
+    from training.dmpo.residual import bc_encoder, bc_head, bc_weights
 
-    task = make_task("ur5_pick", camera=CameraConfig(width_px=32, height_px=32))
-    try:
-        stats, _ = base_statistics(task, RandomBase(task.spec), episodes=1)
-        bc = image_bc_artifact(task.spec, stats, tmp_path)
-    finally:
-        task.close()
+    bc = pick_image_bc_artifact(tmp_path)
     from_run = bc_head(bc)
     assert not bc_weights(bc)[1]
     shutil.rmtree(tmp_path / "run")
