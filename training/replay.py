@@ -122,6 +122,7 @@ class ReplayBuffer:
         self._written = 0  # slots ever written (the global step counter)
         self._episodes = 0
         self._steps = 0  # steps (actions) ever added
+        self._stored = 0  # slots now holding a step: len(self), kept as a count since it is asked every frame
         self._open = False  # an episode is being written
 
     # -- writing -------------------------------------------------------------------------------
@@ -136,7 +137,7 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         """Number of slots that hold a step (and so can be sampled)."""
-        return int(self._data["_has_step"].sum())
+        return self._stored
 
     @property
     def steps_added(self) -> int:
@@ -151,6 +152,7 @@ class ReplayBuffer:
         c = self._cursor
         for name in self.obs_fields:
             self._store(name, c, obs[name])
+        self._stored -= int(self._data["_has_step"][c])
         self._data["_has_step"][c] = False
         self._data["_episode"][c] = self._episodes - 1
         self._data["_time"][c] = self._written
@@ -187,6 +189,7 @@ class ReplayBuffer:
         self._data["discount"][c] = discount
         self._write_obs(next_obs)
         self._data["_has_step"][c] = True
+        self._stored += 1
         self._steps += 1
 
     # -- sampling -------------------------------------------------------------------------------
@@ -194,7 +197,7 @@ class ReplayBuffer:
     def sample_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """Uniform over slots holding a step (rejection sampling; the final observations are rare)."""
         has_step = self._data["_has_step"]
-        if not has_step.any():
+        if not self._stored:
             raise ValueError("replay buffer holds no steps yet")
         filled = min(self._written, self.capacity)
         out = np.empty(0, np.int64)
@@ -287,6 +290,7 @@ class ReplayBuffer:
         for key, array in self._data.items():
             array[:filled] = np.asarray(state[f"data/{key}"])
         self._cursor, self._written, self._episodes, self._steps, self._open = cursor, written, episodes, steps, bool(is_open)
+        self._stored = int(self._data["_has_step"].sum())
 
 
 def state_counters(state: Mapping[str, np.ndarray]) -> dict[str, int]:

@@ -97,6 +97,16 @@ def test_nstep_transitions_match_reference(capacity, episodes, n_step, gamma):
         np.testing.assert_array_equal(sample.next_obs["frame"][b], ref.stacked(nxt, "frame", 3))
 
 
+def test_length_counts_the_live_steps_while_the_buffer_wraps():
+    rng = np.random.default_rng(5)
+    buf, ref = ReplayBuffer(23, FIELDS), Reference(23)
+    for _ in range(30):  # ~135 steps through 23 slots: every slot is overwritten several times
+        fill(buf, ref, rng, 1)
+        live = sum(1 for i, rec in enumerate(ref.records) if ref.live(i) and rec["step"] is not None)
+        assert len(buf) == live
+    assert len(buf) < 23 <= buf.steps_added
+
+
 def test_terminal_step_gives_zero_bootstrap_and_truncation_keeps_it():
     buf = ReplayBuffer(16, {"state": FieldSpec((1,)), "action": FieldSpec((1,), kind="step")})
     s = lambda v: {"state": np.array([v], np.float32)}
