@@ -53,9 +53,9 @@ def test_nan_residual_falls_back_to_the_base_and_is_counted(launch, plain_onnx, 
     assert report["success_rate"] == 1.0  # the fallback is the waypoint base, which solves the task
 
 
-def test_base_swap_mid_episode_takes_effect_at_the_next_tick(launch, listener, plain_onnx, tmp_path):
+def test_base_swap_mid_episode_takes_effect_at_the_next_answered_tick(launch, listener, plain_onnx, tmp_path):
     """Realtime stack: waypoint -> bc (a constant 'up' policy, whose episodes run to the 200-step horizon)
-    -> waypoint again, mid-episode; each change is applied at the first tick after it was accepted."""
+    -> waypoint again, mid-episode; each change is applied at the first tick the node answers after it was accepted."""
     up = np.array([0.0, 0.0, 0.02, 0.0])
     bc_model = plain_onnx(tmp_path / "bc_up.onnx", S, up)
     run = launch("clock_mode:=realtime", "episodes:=100", "seed:=0", report=tmp_path / "r.json")
@@ -79,12 +79,17 @@ def test_base_swap_mid_episode_takes_effect_at_the_next_tick(launch, listener, p
     assert all(n["exit_code"] == 0 for n in report["nodes"].values()), report["nodes"]
     to_bc, to_waypoint = report["control"]["control"]["swaps"]
     statuses = {s["tick"]: s for s in ear.json("/control/status")}
+    answered = sorted(statuses)
     for swap, name in ((to_bc, f"bc:{bc_model}"), (to_waypoint, "waypoint")):
-        assert swap["base"] == name and swap["tick"] == swap["accepted_after_tick"] + 1  # the next tick
-        assert statuses[swap["tick"] - 1]["base"] != name and statuses[swap["tick"]]["base"] == name
+        # the first tick the node answered after the change was accepted: in realtime the sim does not wait, so
+        # under load the node can miss sim ticks (then the swap's tick is more than one after its acceptance)
+        before = max(t for t in answered if t < swap["tick"])
+        assert swap["base"] == name and before == swap["accepted_after_tick"], (swap, answered)
+        assert statuses[before]["base"] != name and statuses[swap["tick"]]["base"] == name
     np.testing.assert_allclose(statuses[to_bc["tick"]]["command"], up, atol=1e-6)
     assert statuses[to_waypoint["tick"]]["step"] > 0  # mid-episode: the bc episode runs to its horizon
-    assert statuses[to_waypoint["tick"]]["episode"] == statuses[to_waypoint["tick"] - 1]["episode"]
+    before_waypoint = max(t for t in answered if t < to_waypoint["tick"])
+    assert statuses[to_waypoint["tick"]]["episode"] == statuses[before_waypoint]["episode"]
 
 
 def test_a_residual_is_kept_across_a_swap_suspended_until_its_own_base_runs(launch, listener, tmp_path):
