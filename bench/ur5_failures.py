@@ -1,4 +1,4 @@
-"""Why a ur5_pick or ur5_push policy fails: each failed episode sorted by how far it got.
+"""Why a ur5_pick, ur5_bowl or ur5_push policy fails: each failed episode sorted by how far it got.
 
 Runs a base (+ residual) through the runtime (`policies.runtime.load_policy`, the policy `rrl eval` runs, safety
 included) on held-out seeds and records, per episode, the closest the tool came to the cube's centre, how the
@@ -7,6 +7,11 @@ cube moved and how often the gripper was commanded shut. A failure is then
 - ur5_pick: `not_reached`, the tool never came within `--reach-m` (3 cm) of the cube's centre (the policy went
   to the wrong place: localisation); `not_lifted`, it reached the cube but the cube never rose 1 cm (the grasp
   missed or never closed); `dropped`, the cube rose 1 cm or more but never reached the success height.
+- ur5_bowl: `not_reached` and `not_lifted` as pick; then, for a cube that was lifted, `held` (still in the
+  closed gripper at the end: carried but never let go), `outside` (it ended outside the bowl's wall: let go or
+  dropped off target) and `in_bowl` (inside the wall but not a success: on the rim, tilted against the wall,
+  or more than 4 cm from the centre). `release_to_bowl_m` is the cube's xy distance from the bowl centre when
+  the gripper first opened after the lift (the wall is 8.5 cm out), `release_height_m` the cube's centre then.
 - ur5_push: `not_moved`, the cube never moved 1 cm; `stopped_short`, it ended within twice the success radius
   of the target (6 cm: pushed most of the way, then left); `stopped_far`, farther. `last_move_step` is the last
   step at which the cube moved more than 1 mm (a policy that stalls leaves it there for the rest of the episode),
@@ -21,6 +26,7 @@ cube moved and how often the gripper was commanded shut. A failure is then
 Prints one JSON object (the counts, every episode, the machine).
 
     .venv/bin/python bench/ur5_failures.py --task ur5_pick --base policies/pretrained/bc_ur5_pick --episodes 100
+    .venv/bin/python bench/ur5_failures.py --task ur5_bowl --base policies/pretrained/bc_ur5_bowl_depth --episodes 100
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ def main() -> int:
     from training.evaluation import EVAL_SEED_BASE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--task", choices=("ur5_pick", "ur5_push"), default="ur5_pick")
+    ap.add_argument("--task", choices=("ur5_pick", "ur5_bowl", "ur5_push"), default="ur5_pick")
     ap.add_argument("--base", required=True, help="base artifact (or waypoint spec) to run")
     ap.add_argument("--residual", default=None, help="residual artifact on top of the base")
     ap.add_argument("--episodes", type=int, default=100)
@@ -80,6 +86,7 @@ def main() -> int:
     from controllers.experts import make_expert
     from policies.runtime import camera_for_artifacts, load_policy, tool_position
     from sim_bridge import make_task
+    from sim_bridge.ur5.tasks import BOWL_WALL_RADIUS_M
 
     task = make_task(args.task, camera=camera_for_artifacts(args.base, args.residual))
     policy = load_policy(task.spec, args.base, args.residual)
@@ -93,6 +100,7 @@ def main() -> int:
         last = start
         rise, closest, closes, shut, last_move = 0.0, np.inf, 0, False, 0
         commands, laterals, motions = [], [], []
+        release = None  # (xy distance to the bowl centre, height) of the cube when the gripper first opened after the lift
         if beside is not None:
             beside.reset(seed)
         while True:
@@ -102,7 +110,11 @@ def main() -> int:
                 motions.append(beside.motion)
             now_shut = bool(action[grip] > 0.5)
             closes += int(now_shut and not shut)
+            opened_after_lift = shut and not now_shut and rise >= LIFTED_M
             shut = now_shut
+            if opened_after_lift and release is None and args.task == "ur5_bowl":
+                cube = task.cube_pose()[0]
+                release = (float(np.linalg.norm(cube[:2] - task.bowl_pos[:2])), float(cube[2]))
             step = task.step(action)
             obs = step.obs
             cube = task.cube_pose()[0]
@@ -114,7 +126,8 @@ def main() -> int:
             if tool is not None:
                 closest = min(closest, float(np.linalg.norm(tool - cube)))
             commands.append(np.asarray(action[:3], float))
-            laterals.append(np.nan if tool is None else _off_line(tool[:2], cube[:2], task.target_pos[:2]))
+            if args.task == "ur5_push":
+                laterals.append(np.nan if tool is None else _off_line(tool[:2], cube[:2], task.target_pos[:2]))
             if step.terminated or step.truncated:
                 break
         row = {"seed": seed, "steps": task.step_count, "closest_m": round(closest, 4), "gripper_closes": closes,
@@ -124,6 +137,14 @@ def main() -> int:
             row["cube_rise_m"] = round(rise, 4)
             outcome = ("success" if step.success else "not_reached" if closest > args.reach_m
                        else "not_lifted" if rise < LIFTED_M else "dropped")
+        elif args.task == "ur5_bowl":
+            to_bowl = float(np.linalg.norm(last[:2] - task.bowl_pos[:2]))
+            row.update(cube_rise_m=round(rise, 4), final_to_bowl_m=round(to_bowl, 4),
+                       release_to_bowl_m=None if release is None else round(release[0], 4),
+                       release_height_m=None if release is None else round(release[1], 4))
+            outcome = ("success" if step.success else "not_reached" if closest > args.reach_m
+                       else "not_lifted" if rise < LIFTED_M else "held" if shut and last[2] - start[2] >= LIFTED_M
+                       else "outside" if to_bowl > BOWL_WALL_RADIUS_M else "in_bowl")
         else:
             moved = float(np.linalg.norm(last[:2] - start[:2]))
             to_target = float(np.linalg.norm(last[:2] - task.target_pos[:2]))
@@ -135,8 +156,9 @@ def main() -> int:
                        else "stopped_short" if to_target < 2 * task.success_radius_m else "stopped_far")
         episodes.append({"outcome": outcome, **row})
     task.close()
-    kinds = (("success", "not_reached", "not_lifted", "dropped") if args.task == "ur5_pick"
-             else ("success", "not_moved", "stopped_short", "stopped_far"))
+    kinds = {"ur5_pick": ("success", "not_reached", "not_lifted", "dropped"),
+             "ur5_bowl": ("success", "not_reached", "not_lifted", "held", "outside", "in_bowl"),
+             "ur5_push": ("success", "not_moved", "stopped_short", "stopped_far")}[args.task]
     counts = {k: sum(e["outcome"] == k for e in episodes) for k in kinds}
     failed = [e["closest_m"] for e in episodes if e["outcome"] != "success"]
     print(json.dumps({"task": args.task, "base": args.base, "residual": args.residual, "episodes": args.episodes, "seed": args.seed,

@@ -62,7 +62,7 @@ from training.bc.config import CROP_FRACTION, LAMBDA, OBS_VARIANTS, BCConfig, cr
 from training.bc.losses import bc_loss
 from training.bc.network import JointDelta, HORIZONS, BCNet, ExportWrapper, fuse_batchnorm, parameter_count
 from training.checkpoint import Checkpoint, CheckpointError, CheckpointStore, torch_file, write_file_atomic
-from training.device import cpu_state_dict, describe, generator_state, load_generator_state, resolve_device
+from training.device import adam, cpu_state_dict, describe, generator_state, load_generator_state, resolve_device
 from training.harness import CONFIG_FILE, RunDir, RunOptions
 from training.seeds import batch_order_seed
 
@@ -371,7 +371,7 @@ def train(config: BCConfig, run_dir: str | Path, options: RunOptions = RunOption
         batches = Batches(dataset, config, device)
         torch.manual_seed(config.seed)
         net = build_net(config, dataset).to(device)  # initialised on the CPU: the same weights on every device
-        opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt = adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         gen = torch.Generator(device=device).manual_seed(config.seed)
         state: dict[str, Any] = {"epoch": 0, "batch": 0, "best_val": float("inf"), "best_epoch": -1, "step": 0,
                                  "train_sum": 0.0, "train_n": 0, "wall_s": 0.0, "history": []}

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from training.device import cpu_state_dict, floats, generator_state, load_generator_state, to_device
+from training.device import adam, cpu_state_dict, floats, generator_state, load_generator_state, to_device
 from training.dmpo import losses
 from training.dmpo.config import DMPOConfig  # noqa: F401 (re-exported)
 from training.dmpo.networks import CategoricalCritic, EncodedPolicy, GaussianPolicy
@@ -81,9 +81,9 @@ class DMPOLearner:
         self.log_temperature = torch.tensor([config.init_log_temperature], **dual)
         self.log_alpha_mean = torch.full((action_dim,), config.init_log_alpha_mean, **dual)
         self.log_alpha_std = torch.full((action_dim,), config.init_log_alpha_std, **dual)
-        self.policy_opt = torch.optim.Adam(policy.parameters(), lr=config.policy_lr)
-        self.critic_opt = torch.optim.Adam(self._critic_parameters(), lr=config.critic_lr)
-        self.dual_opt = torch.optim.Adam([self.log_temperature, self.log_alpha_mean, self.log_alpha_std], lr=config.dual_lr)
+        self.policy_opt = adam(policy.parameters(), lr=config.policy_lr)
+        self.critic_opt = adam(self._critic_parameters(), lr=config.critic_lr)
+        self.dual_opt = adam([self.log_temperature, self.log_alpha_mean, self.log_alpha_std], lr=config.dual_lr)
         self.steps = 0
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
-from training.device import cpu_state_dict, floats, generator_state, load_generator_state, to_device
+from training.device import adam, cpu_state_dict, floats, generator_state, load_generator_state, to_device
 from training.req import losses
 from training.req.config import ACTING, REQConfig  # noqa: F401 (re-exported)
 from training.req.networks import GaussianPrior, QNetwork
@@ -136,10 +136,10 @@ class REQLearner:
         self.target_q = copy.deepcopy(self.q).requires_grad_(False)
         self.log_alpha_mean = torch.nn.Parameter(torch.tensor(1.0, device=self.device))
         self.log_alpha_cov = torch.nn.Parameter(torch.tensor(1.0, device=self.device))
-        self.prior_optim = torch.optim.Adam([
+        self.prior_optim = adam([
             {"params": list(self.prior.parameters()), "lr": cfg.learning_rate},
-            {"params": [self.log_alpha_mean, self.log_alpha_cov], "lr": cfg.dual_learning_rate}])
-        self.q_optim = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate)
+            {"params": [self.log_alpha_mean, self.log_alpha_cov], "lr": cfg.dual_learning_rate}], lr=cfg.learning_rate)
+        self.q_optim = adam(self.q.parameters(), lr=cfg.learning_rate)
         self.num_updates = 0
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
         self.actor = REQActor(self.prior, self.q, cfg, self.generator)  # the learner's own networks, on its device
