@@ -64,6 +64,12 @@ class BCConfig:
     """torch intra-op threads (the machine is shared; keep 1-2)."""
     checkpoint_every_s: float = 30.0
     """Write a checkpoint at least this often within an epoch (and always at its end), seconds."""
+    aux_fields: tuple[str, ...] = ()
+    """State fields (e.g. cube_pos bowl_pos) a linear head must read off the bottleneck features, in training
+    only: an auxiliary regression (normalised MSE) that makes the features say where the objects are, for the
+    residual that reads them. Not exported; RRLfD's BC has none (the default)."""
+    aux_weight: float = 1.0
+    """Weight of the auxiliary loss beside the BC loss (RRLfD eq. 1); the kept epoch is chosen on the BC loss."""
 
     def __post_init__(self) -> None:
         if self.obs not in OBS_VARIANTS:
@@ -88,6 +94,8 @@ class BCConfig:
             raise ValueError(f"invalid lr {self.lr}, lam {self.lam} or rotation_deg {self.rotation_deg}")
         if self.image_px is not None and self.image_px < 8:
             raise ValueError(f"image_px must be >= 8, got {self.image_px}")
+        if self.aux_fields and not self.aux_weight > 0:
+            raise ValueError(f"aux_weight must be > 0 with aux_fields, got {self.aux_weight}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
@@ -109,7 +117,7 @@ class BCConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["demos"] = list(self.demos)
+        d["demos"], d["aux_fields"] = list(self.demos), list(self.aux_fields)
         return d
 
     @classmethod
@@ -119,7 +127,7 @@ class BCConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown BC config keys {sorted(unknown)}")
-        return cls(**{**d, "demos": tuple(d["demos"])})
+        return cls(**{**d, "demos": tuple(d["demos"]), "aux_fields": tuple(d.get("aux_fields", ()))})
 
 
 def crop_px(image_px: int) -> int:

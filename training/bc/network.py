@@ -76,7 +76,8 @@ class ResNet18Half(nn.Module):
 class BCNet(nn.Module):
     """f_theta: (images?, scalars?) -> (actions (B, K, A) normalised/logits, features (B, 256))."""
 
-    def __init__(self, action_dim: int, image_channels: int = 0, scalar_dim: int = 0, horizons: int = len(HORIZONS)):
+    def __init__(self, action_dim: int, image_channels: int = 0, scalar_dim: int = 0, horizons: int = len(HORIZONS),
+                 aux_dim: int = 0):
         super().__init__()
         if image_channels <= 0 and scalar_dim <= 0:
             raise ValueError("BCNet needs images or scalar inputs")
@@ -89,6 +90,8 @@ class BCNet(nn.Module):
             self.encoder = nn.Sequential(nn.Linear(scalar_dim, 256), nn.ReLU(), nn.Linear(256, FEATURE_DIM), nn.ReLU())
             head_in = FEATURE_DIM
         self.head = nn.Linear(head_in, horizons * action_dim)
+        self.aux_head = nn.Linear(FEATURE_DIM, aux_dim) if aux_dim > 0 else None
+        """Training only (`BCConfig.aux_fields`): object positions read linearly off the features z."""
 
     def forward(self, images: torch.Tensor | None = None, scalars: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.image_channels > 0:

@@ -113,6 +113,16 @@ def scalar_labels(config: BCConfig, dataset) -> tuple[str, ...]:
     return dataset.spec.state_labels if config.scalar_field == "state" else dataset.spec.proprio_labels
 
 
+def aux_index(config: BCConfig, dataset) -> np.ndarray:
+    """Positions of the `config.aux_fields` dims in the demos' state (`cube_pos[0]` is of field cube_pos)."""
+    labels = dataset.spec.state_labels
+    present = list(dict.fromkeys(label.split("[")[0] for label in labels))
+    missing = [f for f in config.aux_fields if f not in present]
+    if missing:
+        raise ValueError(f"aux_fields {missing} are not state fields of the demos; they have {present}")
+    return np.array([i for i, label in enumerate(labels) if label.split("[")[0] in config.aux_fields], np.int64)
+
+
 def joint_index(config: BCConfig, dataset) -> np.ndarray:
     """Positions of `joint_pos_rad[0 .. A-1]` (the joints the action dims target) in the network's scalar input."""
     labels = scalar_labels(config, dataset)
@@ -205,6 +215,18 @@ class Batches:
             h, w = dataset.spec.image_hw
             self.image_hw = (h, w)
             self.crop = (crop_px(h), crop_px(w))
+        self.aux_index = aux_index(config, dataset) if config.aux_fields else None
+        if self.aux_index is not None:  # the training episodes' statistics (constant dims std 1, FieldStats.of)
+            stats = dataset.stats["state"]
+            self.aux_mean, self.aux_std = (torch.tensor(np.asarray(v)[self.aux_index], dtype=torch.float32,
+                                                        device=self.device) for v in (stats.mean, stats.std))
+
+    def aux_targets(self, batch: dict[str, np.ndarray]) -> torch.Tensor | None:
+        """The auxiliary head's targets: the `aux_fields` of the state, normalised; None without aux_fields."""
+        if self.aux_index is None:
+            return None
+        state = torch.from_numpy(batch["state"][:, self.aux_index]).to(self.device, torch.float32)
+        return (state - self.aux_mean) / self.aux_std
 
     def tensors(self, batch: dict[str, np.ndarray], augment: bool, generator: torch.Generator | None = None):
         targets = torch.from_numpy(batch["targets"]).to(self.device)
@@ -255,10 +277,11 @@ class Batches:
 
 def build_net(config: BCConfig, dataset) -> BCNet:
     action_dim = len(dataset.spec.action_labels)
+    aux_dim = len(aux_index(config, dataset)) if config.aux_fields else 0
     if config.uses_images:
         scalar_dim = len(dataset.spec.proprio_labels) if config.scalar_field else 0
-        return BCNet(action_dim, image_channels=image_channels(config, dataset), scalar_dim=scalar_dim)
-    return BCNet(action_dim, image_channels=0, scalar_dim=len(scalar_labels(config, dataset)))
+        return BCNet(action_dim, image_channels=image_channels(config, dataset), scalar_dim=scalar_dim, aux_dim=aux_dim)
+    return BCNet(action_dim, image_channels=0, scalar_dim=len(scalar_labels(config, dataset)), aux_dim=aux_dim)
 
 
 def checkpoint_store(run_dir: str | Path) -> CheckpointStore:
@@ -322,10 +345,14 @@ def evaluate_loss(net: BCNet, batches: Batches, config: BCConfig, split: str = "
     with torch.no_grad():
         for batch in batches.dataset.batches(split, 256, seed=None):
             images, scalars, targets = batches.tensors(batch, augment=False)
-            pred, _ = net(images, scalars)
+            pred, z = net(images, scalars)
             _, stats = bc_loss(pred, targets, batches.binary, lam=config.lam)
             b = targets.shape[0]
-            for k, v in dataclasses.asdict(stats).items():
+            values = dataclasses.asdict(stats)
+            aux = batches.aux_targets(batch)
+            if aux is not None:
+                values["aux_mse"] = F.mse_loss(net.aux_head(z), aux).item()
+            for k, v in values.items():
                 totals[k] = totals.get(k, 0.0) + v * b
             n += b
     net.train()
@@ -417,8 +444,13 @@ def train(config: BCConfig, run_dir: str | Path, options: RunOptions = RunOption
                 if i < state["batch"]:
                     continue  # done before the restart
                 images, scalars, targets = batches.tensors(batch, augment=True, generator=gen)
-                pred, _ = net(images, scalars)
+                pred, z = net(images, scalars)
                 loss, stats = bc_loss(pred, targets, batches.binary, lam=config.lam)
+                aux = batches.aux_targets(batch)
+                if aux is not None:  # the bottleneck must also say where the objects are (aux_fields)
+                    aux_mse = F.mse_loss(net.aux_head(z), aux)
+                    loss = loss + config.aux_weight * aux_mse
+                    writer.add_scalar("train/aux_mse", aux_mse.item(), state["step"] + 1)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
