@@ -73,7 +73,8 @@ def main() -> int:
     if args.outcomes:
         report = json.loads(open(args.outcomes).read())
         if report["base"].rstrip("/") != args.base.rstrip("/") or report["residual"] is not None:
-            raise SystemExit(f"{args.outcomes} measured {report['base']} (residual {report['residual']}), not {args.base}")
+            raise SystemExit(f"{args.outcomes} measured {report['base']} (residual {report['residual']}), "
+                             f"not {args.base}")
         outcomes = {e["seed"]: e["outcome"] == "success" for e in report["per_episode"]}
 
     from policies.runtime import camera_for_artifacts, load_policy

@@ -1,7 +1,8 @@
 """Plot `bench/feature_probe.py` results side by side: how far each base's features place the cube, against
 a probe that always answers the mean, with each base's success on the 100 held-out seeds where known.
 
-    .venv/bin/python bench/feature_probe_plot.py --probe "pick, 60 demos=bench/results/feature_probe_pick_depth72.json" \\
+    .venv/bin/python bench/feature_probe_plot.py \\
+        --probe "pick, 60 demos=bench/results/feature_probe_pick_depth72.json" \\
         --probe "bowl, 60 demos=bench/results/feature_probe_bowl_depth43.json" --out bench/results/feature_probe.png
 
 Each `--probe LABEL=JSON`; the success comes from the JSON's `--outcomes` file (bench/ur5_failures.py), or

@@ -100,7 +100,8 @@ def main() -> int:
         last = start
         rise, closest, closes, shut, last_move = 0.0, np.inf, 0, False, 0
         commands, laterals, motions = [], [], []
-        release = None  # (xy distance to the bowl centre, height) of the cube when the gripper first opened after the lift
+        release = None  # bowl: (xy distance to the bowl centre, height) of the cube when the gripper first opened
+        # after the lift
         if beside is not None:
             beside.reset(seed)
         while True:

@@ -55,7 +55,8 @@ def test_nan_residual_falls_back_to_the_base_and_is_counted(launch, plain_onnx, 
 
 def test_base_swap_mid_episode_takes_effect_at_the_next_answered_tick(launch, listener, plain_onnx, tmp_path):
     """Realtime stack: waypoint -> bc (a constant 'up' policy, whose episodes run to the 200-step horizon)
-    -> waypoint again, mid-episode; each change is applied at the first tick the node answers after it was accepted."""
+    -> waypoint again, mid-episode; each change is applied at the first tick the node answers after it was
+    accepted."""
     up = np.array([0.0, 0.0, 0.02, 0.0])
     bc_model = plain_onnx(tmp_path / "bc_up.onnx", S, up)
     run = launch("clock_mode:=realtime", "episodes:=100", "seed:=0", report=tmp_path / "r.json")
