@@ -114,13 +114,17 @@ def scalar_labels(config: BCConfig, dataset) -> tuple[str, ...]:
 
 
 def aux_index(config: BCConfig, dataset) -> np.ndarray:
-    """Positions of the `config.aux_fields` dims in the demos' state (`cube_pos[0]` is of field cube_pos)."""
-    labels = dataset.spec.state_labels
-    present = list(dict.fromkeys(label.split("[")[0] for label in labels))
+    """Positions of the `config.aux_fields` dims in the demos' state (the fields of its labels, in order)."""
+    from training.demos.schema import fields_from_labels
+
+    fields = fields_from_labels(dataset.spec.state_labels)
+    present = [name for name, _ in fields]
     missing = [f for f in config.aux_fields if f not in present]
     if missing:
         raise ValueError(f"aux_fields {missing} are not state fields of the demos; they have {present}")
-    return np.array([i for i, label in enumerate(labels) if label.split("[")[0] in config.aux_fields], np.int64)
+    starts = np.cumsum([0] + [size for _, size in fields])
+    return np.concatenate([np.arange(starts[i], starts[i + 1]) for i, (name, _) in enumerate(fields)
+                           if name in config.aux_fields]).astype(np.int64)
 
 
 def joint_index(config: BCConfig, dataset) -> np.ndarray:
