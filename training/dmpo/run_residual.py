@@ -11,10 +11,12 @@
 3. trains DMPO (`training.dmpo.train.train`) on `ResidualEnv`, evaluating the
    deterministic residual every `eval_every_frames` frames on held-out seeds
    from `EVAL_SEED_BASE` (the same seeds every time);
-4. exports the `residual` artifact to `RUN/artifact` (not for `none`) and
-   evaluates base alone and base + residual through the runtime
-   (`policies.runtime.load_policy`, what `rrl eval` and the ROS node run) on
-   `final_eval_episodes` held-out seeds; `RUN/summary.json` holds the numbers.
+4. once training has reached its frames, exports the `residual` artifact to
+   `RUN/artifact` (not for `none`) and evaluates base alone and base + residual
+   through the runtime (`policies.runtime.load_policy`, what `rrl eval` and the
+   ROS node run) on `final_eval_episodes` held-out seeds; `RUN/summary.json`
+   holds the numbers. A run stopped by `max_wall_s` does neither (its summary
+   says so, `finished: false`); the same command continues it.
 
 Baselines (`dmpo_scratch`, `dmpo_finetune` runs) stop after training: they have no
 base action, so there is no residual artifact; their `eval.jsonl` feeds the plot. Two of them
@@ -217,16 +219,22 @@ def train_residual(config: ResidualRunConfig, out_dir: str | Path, resume: bool 
     finally:
         task.close()
     train_wall_s = time.monotonic() - start
-    summary = {"task": config.task, "base": config.base, "frames": config.train.frames,
+    result = learner.result
+    summary = {"task": config.task, "base": config.base, "target_frames": config.train.frames,
                "train_wall_s": round(train_wall_s, 1), "base_stats_episodes": base_stats_summary,
-               "learner_steps": learner.steps, "mode": config.mode, **learner.result.summary()}
-    if config.mode == "residual":
+               "learner_steps": learner.steps, "mode": config.mode, **result.summary()}
+    if not result.finished:
+        # stopped by --max-wall-s: no export and no held-out comparison of a half-trained policy (`rrl export RUN`
+        # still exports the last checkpoint); the same command continues and then does both
+        summary["resume"] = (f"stopped by the wall clock at {result.frames} of {config.train.frames} frames; "
+                             "the same command continues from the last checkpoint")
+    elif config.mode == "residual":
         artifact = export_run(out, out / "artifact", overwrite=True)
         summary["artifact"] = str(artifact.path)
         summary.update(compare_on_held_out(config.task, config.base, str(artifact.path), config.final_eval_episodes, progress))
         update_metrics(artifact.path, {"success_rate": summary["residual"]["success_rate"], "episodes": summary["residual"]["episodes"],
                                        "mean_steps_success": summary["residual"]["mean_steps_success"], "eval_seed": EVAL_SEED_BASE,
-                                       "base_success_rate": summary["base_only"]["success_rate"], "frames": config.train.frames,
+                                       "base_success_rate": summary["base_only"]["success_rate"], "frames": result.frames,
                                        "train_wall_s": summary["train_wall_s"]})
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

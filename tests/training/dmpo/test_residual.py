@@ -122,14 +122,22 @@ def test_rrl_train_residual_end_to_end_and_refuses_another_config(tmp_path, caps
             "--out", str(tmp_path / "run"), "--eval-every-frames", "200", "--eval-episodes", "2",
             "--final-eval-episodes", "3", "--stats-episodes", "2", "--json"]
     (tmp_path / "run.yaml").write_text("train: {min_replay: 100, learner: {policy_lr: 0.001}}\n")
+    # stopped by the wall clock after its first episode: no export, no held-out comparison, resumable
+    assert main(args + ["--config", str(tmp_path / "run.yaml"), "--max-wall-s", "0"]) == 0
+    stopped = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert stopped["finished"] is False and 0 < stopped["frames"] < 300 and stopped["target_frames"] == 300
+    assert "residual" not in stopped and "stopped by the wall clock" in stopped["resume"]
+    assert not (tmp_path / "run" / "artifact").exists()
     assert main(args + ["--config", str(tmp_path / "run.yaml")]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["finished"] is True and summary["frames"] >= 300
     assert summary["residual"]["episodes"] == 3 and summary["learner_steps"] > 0
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "run" / "artifact" / "policy.yaml").read_text())["metrics"]["frames"] == summary["frames"]
     assert (tmp_path / "run" / "tb").is_dir() and len((tmp_path / "run" / "eval.jsonl").read_text().splitlines()) >= 2
     assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "exported"), "--json"]) == 0
     assert (tmp_path / "exported" / "policy.yaml").exists()
-    import yaml
-
     saved = yaml.safe_load((tmp_path / "run" / "run.yaml").read_text())["config"]
     assert saved["train"]["min_replay"] == 100 and saved["train"]["learner"]["policy_lr"] == 0.001  # file, nested
     assert saved["train"]["frames"] == 300 and saved["train"]["learner"]["critic_lr"] == 3.3e-4  # flag, default
