@@ -12,6 +12,9 @@ last `--fit-fraction` of the episodes and reports its error on the first ones (t
   thing that tells where the cube is is the depth image; split by whether the base succeeded in that episode
   when `--outcomes` gives `bench/ur5_failures.py`'s JSON of the same base on the same seeds.
 
+On ur5_bowl the same features are also probed for the bowl's xy (`bowl`: the same three numbers), since the
+residual must carry the cube there too.
+
 The early steps are the approach: the arm has not reached the cube, so the proprioceptive part of the features
 cannot stand in for the image. Prints one JSON object (the numbers, every test episode, the machine).
 
@@ -82,7 +85,7 @@ def main() -> int:
 
     task = make_task(args.task, camera=camera_for_artifacts(args.base, None))
     policy = load_policy(task.spec, args.base, None)
-    features, cube_xy, episode_of, step_of = [], [], [], []
+    features, cube_xy, bowl_xy, episode_of, step_of = [], [], [], [], []
     for e, seed in enumerate(range(args.seed, args.seed + args.episodes)):
         obs = task.reset(seed)
         policy.reset(seed)
@@ -93,6 +96,8 @@ def main() -> int:
                 raise SystemExit(f"{args.base} gives no features: the probe needs a learned base (a BC artifact)")
             features.append(policy.last_base.features.astype(np.float64))
             cube_xy.append(cube)
+            if args.task == "ur5_bowl":
+                bowl_xy.append(task.bowl_pos[:2].copy())
             episode_of.append(e)
             step_of.append(task.step_count)
             step = task.step(action)
@@ -104,22 +109,31 @@ def main() -> int:
     episode_of, step_of = np.array(episode_of), np.array(step_of)
     n_test = args.episodes - int(round(args.fit_fraction * args.episodes))
     fit, test = episode_of >= n_test, episode_of < n_test
-    lam = choose_lambda(x[fit], y[fit], episode_of[fit])
-    model = fit_ridge(x[fit], y[fit], lam)
-    pred = predict(model, x[test])
     at0 = test & (step_of == 0)
-    err0 = np.linalg.norm(predict(model, x[at0]) - y[at0], axis=1) * 100
+
+    def probe(y: np.ndarray) -> tuple[float, dict, np.ndarray]:
+        """Fit on the fit episodes: (ridge lambda, the errors on the test episodes, the step-0 errors in cm)."""
+        lam = choose_lambda(x[fit], y[fit], episode_of[fit])
+        model = fit_ridge(x[fit], y[fit], lam)
+        err0 = np.linalg.norm(predict(model, x[at0]) - y[at0], axis=1) * 100
+        return lam, {"probe_rmse_cm": round(rmse(predict(model, x[test]), y[test]) * 100, 2),
+                     "mean_rmse_cm": round(rmse(np.broadcast_to(y[fit].mean(0), y[test].shape), y[test]) * 100, 2),
+                     "fit_rmse_cm": round(rmse(predict(model, x[fit]), y[fit]) * 100, 2)}, err0
+
+    lam, errors, err0 = probe(y)
     known = [outcomes.get(args.seed + int(e)) for e in episode_of[at0]]  # None: a seed the outcomes do not cover
     won, lost = np.array([k is True for k in known]), np.array([k is False for k in known])
+    bowl = None
+    if bowl_xy:
+        bowl_lam, bowl_errors, bowl_err0 = probe(np.array(bowl_xy))
+        bowl = {"ridge_lambda": bowl_lam, **bowl_errors, "step0_error_cm": {"median": round(float(np.median(bowl_err0)), 2)}}
     print(json.dumps({
         "task": args.task, "base": args.base, "episodes": args.episodes, "seed": args.seed, "steps": args.steps,
-        "fit_episodes": args.episodes - n_test, "test_episodes": n_test, "ridge_lambda": lam,
-        "probe_rmse_cm": round(rmse(pred, y[test]) * 100, 2),
-        "mean_rmse_cm": round(rmse(np.broadcast_to(y[fit].mean(0), y[test].shape), y[test]) * 100, 2),
-        "fit_rmse_cm": round(rmse(predict(model, x[fit]), y[fit]) * 100, 2),
+        "fit_episodes": args.episodes - n_test, "test_episodes": n_test, "ridge_lambda": lam, **errors,
         "step0_error_cm": {"median": round(float(np.median(err0)), 2),
                            "median_of_successes": round(float(np.median(err0[won])), 2) if won.any() else None,
                            "median_of_failures": round(float(np.median(err0[lost])), 2) if lost.any() else None},
+        "bowl": bowl,
         "outcomes": args.outcomes,
         "test_episodes_step0": [{"seed": args.seed + int(e), "success": outcomes.get(args.seed + int(e)),
                                  "error_cm": round(float(d), 2)} for e, d in zip(episode_of[at0], err0)],
