@@ -218,10 +218,13 @@ def train_residual(config: ResidualRunConfig, out_dir: str | Path, resume: bool 
                         encoder=encoder, image=image)
     finally:
         task.close()
-    train_wall_s = time.monotonic() - start
+    process_wall_s = time.monotonic() - start
     result = learner.result
+    # train_wall_s: the training loop's wall time over every process of the run (a resumed run adds to it);
+    # process_wall_s: this process alone, base statistics included
     summary = {"task": config.task, "base": config.base, "target_frames": config.train.frames,
-               "train_wall_s": round(train_wall_s, 1), "base_stats_episodes": base_stats_summary,
+               "train_wall_s": round(result.wall_s, 1), "process_wall_s": round(process_wall_s, 1),
+               "base_stats_episodes": base_stats_summary,
                "learner_steps": learner.steps, "mode": config.mode, **result.summary()}
     if not result.finished:
         # stopped by --max-wall-s: no export and no held-out comparison of a half-trained policy (`rrl export RUN`
