@@ -220,11 +220,10 @@ def train_residual(config: ResidualRunConfig, out_dir: str | Path, resume: bool 
         task.close()
     process_wall_s = time.monotonic() - start
     result = learner.result
-    # train_wall_s: the training loop's wall time over every process of the run (a resumed run adds to it);
+    # wall_s (from the loop's result): its wall time over every process of the run (a resumed run adds to it);
     # process_wall_s: this process alone, base statistics included
     summary = {"task": config.task, "base": config.base, "target_frames": config.train.frames,
-               "train_wall_s": round(result.wall_s, 1), "process_wall_s": round(process_wall_s, 1),
-               "base_stats_episodes": base_stats_summary,
+               "process_wall_s": round(process_wall_s, 1), "base_stats_episodes": base_stats_summary,
                "learner_steps": learner.steps, "mode": config.mode, **result.summary()}
     if not result.finished:
         # stopped by --max-wall-s: no export and no held-out comparison of a half-trained policy (`rrl export RUN`
@@ -238,7 +237,7 @@ def train_residual(config: ResidualRunConfig, out_dir: str | Path, resume: bool 
         update_metrics(artifact.path, {"success_rate": summary["residual"]["success_rate"], "episodes": summary["residual"]["episodes"],
                                        "mean_steps_success": summary["residual"]["mean_steps_success"], "eval_seed": EVAL_SEED_BASE,
                                        "base_success_rate": summary["base_only"]["success_rate"], "frames": result.frames,
-                                       "train_wall_s": summary["train_wall_s"]})
+                                       "train_wall_s": summary["wall_s"]})
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -137,7 +137,7 @@ def test_rrl_train_residual_end_to_end_and_refuses_another_config(tmp_path, caps
     metrics = yaml.safe_load((tmp_path / "run" / "artifact" / "policy.yaml").read_text())["metrics"]
     assert metrics["frames"] == summary["frames"]
     # the training time over both processes (the loop's, carried in the checkpoint), not the last process's
-    assert metrics["train_wall_s"] == summary["train_wall_s"] == summary["wall_s"] >= stopped["wall_s"] > 0
+    assert metrics["train_wall_s"] == summary["wall_s"] >= stopped["wall_s"] > 0 and "train_wall_s" not in summary
     assert (tmp_path / "run" / "tb").is_dir() and len((tmp_path / "run" / "eval.jsonl").read_text().splitlines()) >= 2
     assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "exported"), "--json"]) == 0
     assert (tmp_path / "exported" / "policy.yaml").exists()
